@@ -1,0 +1,24 @@
+"""skhyper: hypercolumn pixel descriptors from CNN backbones, for scikit-learn.
+
+Hariharan, Arbelaez, Girshick, Malik, *Hypercolumns for object segmentation
+and fine-grained localization*, CVPR 2015.
+"""
+
+from .backbones import Backbone, build_backbone, list_layers
+from .estimators import HypercolumnTransformer
+from .extraction import extract_dense, extract_hypercolumns
+from .sampling import PixelSet, grid_pixels, sample_pixels
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Backbone",
+    "HypercolumnTransformer",
+    "PixelSet",
+    "build_backbone",
+    "extract_dense",
+    "extract_hypercolumns",
+    "grid_pixels",
+    "list_layers",
+    "sample_pixels",
+]

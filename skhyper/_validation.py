@@ -1,0 +1,258 @@
+"""Input checks shared by the functions and estimators, with messages that name the parameter."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "check_images",
+    "check_masks",
+    "to_float_image",
+    "resolve_device",
+]
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, np.ndarray):
+        return f"an array of shape {x.shape} and dtype {x.dtype}"
+    return f"a {type(x).__name__}"
+
+
+def _as_array(img: Any, param: str, i: int | None) -> np.ndarray:
+    where = f"{param}[{i}]" if i is not None else param
+    if isinstance(img, torch.Tensor):
+        img = img.detach().cpu().numpy()
+    try:
+        arr = np.asarray(img)
+    except Exception as err:  # ragged nested lists and the like
+        raise TypeError(
+            f"The parameter `{where}` must be an image array (height, width[, channels]); "
+            f"got {type(img).__name__} that numpy cannot convert ({err})."
+        ) from err
+    if arr.dtype == object or not (
+        arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)
+        or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise TypeError(
+            f"The parameter `{where}` must hold numbers (bool, integer or float pixels); "
+            f"got dtype {arr.dtype}."
+        )
+    return arr
+
+
+def check_images(
+    images: Any, *, param: str = "images", n_channels: int | None = 3
+) -> tuple[list[np.ndarray], bool]:
+    """Validate images; return them as a list of ``(height, width, channels)`` arrays.
+
+    Accepted: one ``(height, width)`` or ``(height, width, channels)`` array,
+    a list of such arrays (any sizes), or a stacked
+    ``(n_images, height, width[, channels])`` array. Grayscale (one channel)
+    is accepted for an RGB backbone and replicated later by
+    :func:`to_float_image`. ``n_channels=None`` accepts any channel count.
+    Pixels are not converted here (no copy).
+
+    Returns
+    -------
+    images : list of ndarray of shape (height, width, channels)
+    batched : bool
+        False when a single image was passed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> imgs, batched = check_images(np.zeros((4, 5), dtype=np.uint8))
+    >>> imgs[0].shape, batched
+    ((4, 5, 1), False)
+    >>> check_images([])
+    Traceback (most recent call last):
+    ...
+    ValueError: The parameter `images` must hold at least one image; got an empty list.
+    """
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError(
+                f"The parameter `{param}` must hold at least one image; got an empty list."
+            )
+        arrays = [_as_array(img, param, i) for i, img in enumerate(images)]
+        batched = True
+        for i, arr in enumerate(arrays):
+            if arr.ndim not in (2, 3):
+                raise ValueError(
+                    f"The parameter `{param}[{i}]` must be an image of shape (height, width) or "
+                    f"(height, width, channels); got {arr.ndim} dimensions, shape {arr.shape}."
+                )
+    else:
+        arr = _as_array(images, param, None)
+        if arr.ndim in (2, 3):
+            arrays, batched = [arr], False
+        elif arr.ndim == 4:
+            if arr.shape[0] == 0:
+                raise ValueError(
+                    f"The parameter `{param}` must hold at least one image; got shape {arr.shape}."
+                )
+            arrays, batched = list(arr), True
+        else:
+            raise ValueError(
+                f"The parameter `{param}` must be an image (height, width[, channels]), a list "
+                "of images or a stack (n_images, height, width, channels); got an array with "
+                f"{arr.ndim} dimensions, shape {arr.shape}."
+            )
+    out = []
+    for i, arr in enumerate(arrays):
+        where = f"{param}[{i}]" if batched else param
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        h, w, c = arr.shape
+        if h == 0 or w == 0:
+            raise ValueError(f"The parameter `{where}` is an empty image of shape {arr.shape}.")
+        if n_channels is not None and c not in (1, n_channels):
+            stack_hint = (
+                " A 3-D array is read as one (height, width, channels) image: pass a stack of "
+                "grayscale images as a list or with shape (n_images, height, width, 1)."
+                if not batched and arr.ndim == 3 and c > 4
+                else ""
+            )
+            raise ValueError(
+                f"The parameter `{where}` has {c} channels, but the backbone takes {n_channels} "
+                f"(or 1, replicated) and no channel strategy was given. Convert the image "
+                f"first (e.g. `img[..., :3]` to drop alpha, or pick one channel).{stack_hint}"
+            )
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(
+                f"The parameter `{where}` contains NaN or infinite values; images must be finite."
+            )
+        out.append(arr)
+    return out, batched
+
+
+def to_float_image(img: np.ndarray, n_channels: int = 3) -> np.ndarray:
+    """Convert a checked ``(h, w, c)`` image to float32 in ``[0, 1]`` with ``n_channels``.
+
+    The dtype implies the range (as ``skimage.util.img_as_float32``): unsigned
+    integers are divided by their maximum, signed integers map to ``[-1, 1]``,
+    floats are kept as they are (expected in ``[0, 1]``), bools become 0/1.
+    """
+    if img.dtype == bool:
+        out = img.astype(np.float32)
+    elif np.issubdtype(img.dtype, np.unsignedinteger):
+        out = img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
+    elif np.issubdtype(img.dtype, np.signedinteger):
+        out = img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
+        out = np.maximum(out, -1.0, dtype=np.float32)
+    else:
+        out = img.astype(np.float32, copy=False)
+    if out.shape[2] == 1 and n_channels != 1:
+        out = np.repeat(out, n_channels, axis=2)
+    return out
+
+
+def check_masks(
+    masks: Any, images: Sequence[np.ndarray], *, param: str = "masks", batched: bool = True
+) -> list[np.ndarray]:
+    """Validate label masks against checked images; return a list of 2-D integer arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> imgs, _ = check_images([np.zeros((4, 5, 3))])
+    >>> check_masks([np.ones((4, 6), dtype=int)], imgs)
+    Traceback (most recent call last):
+    ...
+    ValueError: The parameter `masks[0]` has shape (4, 6) but its image has shape (4, 5); ...
+    """
+    if isinstance(masks, (list, tuple)):
+        arrays = [_as_array(m, param, i) for i, m in enumerate(masks)]
+    else:
+        arr = _as_array(masks, param, None)
+        if not batched and arr.ndim == 2:
+            arrays = [arr]
+        elif arr.ndim == 3:
+            arrays = list(arr)
+        else:
+            raise ValueError(
+                f"The parameter `{param}` must be a list of (height, width) label masks or a "
+                f"(n_images, height, width) array; got shape {arr.shape}."
+            )
+    if len(arrays) != len(images):
+        raise ValueError(
+            f"The parameter `{param}` has {len(arrays)} masks but there are {len(images)} "
+            "images; give one mask per image."
+        )
+    out = []
+    for i, (mask, img) in enumerate(zip(arrays, images)):
+        where = f"{param}[{i}]"
+        if mask.ndim != 2:
+            raise ValueError(
+                f"The parameter `{where}` must be a 2-D (height, width) label mask; got shape "
+                f"{mask.shape}."
+            )
+        if mask.shape != img.shape[:2]:
+            raise ValueError(
+                f"The parameter `{where}` has shape {mask.shape} but its image has shape "
+                f"{img.shape[:2]}; each mask must be (height, width) like its image."
+            )
+        if mask.dtype.kind == "f":
+            if not np.isfinite(mask).all():
+                raise ValueError(f"The parameter `{where}` contains NaN or infinite labels.")
+            if not np.array_equal(mask, np.round(mask)):
+                raise ValueError(
+                    f"The parameter `{where}` holds non-integer labels; masks hold class labels "
+                    "(integers or bools)."
+                )
+            mask = mask.astype(np.int64)
+        elif mask.dtype == bool:
+            mask = mask.astype(np.uint8)
+        out.append(mask)
+    return out
+
+
+def resolve_device(device: Any, *, param: str = "device") -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device into a device.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("tpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'device' parameter must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'tpu'.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"The '{param}' parameter must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}."
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"The '{param}' parameter is {device!r} but CUDA is not available on this "
+                "machine; use device='auto' or 'cpu'."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"The '{param}' parameter is {device!r} but only {torch.cuda.device_count()} "
+                "CUDA devices are visible."
+            )
+    return dev
+
+
+def check_positive_int(value: Any, param: str, *, allow_none: bool = False) -> int | None:
+    """Check that ``value`` is a positive integer (or None when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        expected = "a positive integer" + (" or None" if allow_none else "")
+        raise ValueError(f"The '{param}' parameter must be {expected}; got {value!r}.")
+    return int(value)

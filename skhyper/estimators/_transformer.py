@@ -1,0 +1,238 @@
+"""HypercolumnTransformer: pixels (a PixelSet) -> hypercolumn descriptors."""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import check_images, resolve_device
+from ..backbones import DEFAULT_BACKBONE, build_backbone, resolve_layers
+from ..exceptions import DeviceWarning
+from ..extraction import DTYPES, extract_dense, extract_hypercolumns
+from ..sampling import PixelSet
+
+__all__ = ["HypercolumnTransformer"]
+
+
+class HypercolumnTransformer(TransformerMixin, BaseEstimator):
+    """Turn pixels into hypercolumns: CNN activations of several layers above each pixel.
+
+    Each chosen layer's map is bilinearly upsampled to the image (fully
+    connected layers count as 1x1 maps) and the layers are concatenated
+    (Hariharan et al., CVPR 2015). The upsampling is never done in full: every
+    image runs through the backbone once and each native-resolution map is
+    sampled at the pixels, so a row of ``transform(X)`` equals the dense
+    hypercolumn at that pixel.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="efficientnet_lite0"
+        A model name (``"efficientnet_lite0"``: timm ``tf_efficientnet_lite0``
+        with bundled ImageNet weights, offline; torchvision ``"vgg16"``,
+        ``"resnet18"``, ``"resnet50"``, ...; timm names) or a module, see
+        :func:`skhyper.backbones.build_backbone`. ``fit`` copies it.
+    layers : list of str or int, default=None
+        Layer names (see :func:`skhyper.backbones.list_layers`) or indices
+        into the backbone's stages. None takes all stages.
+    weights : None, "imagenet" or str or path, default="imagenet"
+        Weights for a named backbone: None for random (seeded) initialization,
+        ``"imagenet"`` for pretrained ones (downloaded when needed, bundled
+        for the default backbone), or a path to a state dict file.
+    device : {"auto", "cpu", "cuda"} or str, default="auto"
+        ``"auto"`` uses CUDA when available. ``"cuda:N"`` is accepted.
+    batch_size : int, default=8
+        Images per forward pass.
+    dtype : {"float32", "bfloat16", "float16"}, default="float32"
+        Forward-pass precision (``bfloat16`` is the fast choice on GPU); the
+        output is float32.
+    image_size : int, default=None
+        Resize images so that their longer side has this many pixels before
+        the forward pass. Pixels stay in original image coordinates.
+    verbose : bool, default=False
+        Show a tqdm progress bar.
+
+    Attributes
+    ----------
+    backbone_ : skhyper.backbones.Backbone
+        The fitted copy of the backbone, in eval mode on ``device_``.
+    device_ : torch.device
+        The device used.
+    feature_info_ : list of dict
+        One dict per layer: ``name``, ``num_chs``, ``reduction`` (stride at a
+        224 px input; None for 1x1 vectors), ``kind``.
+    n_features_out_ : int
+        Length of a hypercolumn.
+
+    See Also
+    --------
+    skhyper.sample_pixels : draw labelled pixels, the ``(X, y)`` for ``fit``.
+    skhyper.extract_hypercolumns : the function behind ``transform``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skhyper import HypercolumnTransformer, sample_pixels
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.random((3, 48, 64, 3))
+    >>> masks = (images[..., 0] > 0.5).astype(int)
+    >>> X, y = sample_pixels(images, masks, n_per_image=50, random_state=0)
+    >>> hc = HypercolumnTransformer("resnet18", layers=["layer1", "layer3"], weights=None,
+    ...                             device="cpu")
+    >>> hc.fit_transform(X).shape
+    (150, 320)
+    >>> hc.get_feature_names_out()[:2].tolist()
+    ['layer1.c000', 'layer1.c001']
+    >>> pipe = make_pipeline(hc, LogisticRegression(max_iter=50)).fit(X, y)
+    >>> pipe.predict(X).shape
+    (150,)
+    """
+
+    _parameter_constraints: dict = {
+        "backbone": [str, torch.nn.Module],
+        "layers": [list, tuple, None],
+        "weights": [None, str, os.PathLike, object],
+        "device": [str, torch.device],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [StrOptions(set(DTYPES))],
+        "image_size": [Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        backbone: str | torch.nn.Module = DEFAULT_BACKBONE,
+        *,
+        layers: list | tuple | None = None,
+        weights: Any = "imagenet",
+        device: str | torch.device = "auto",
+        batch_size: int = 8,
+        dtype: str = "float32",
+        image_size: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.backbone = backbone
+        self.layers = layers
+        self.weights = weights
+        self.device = device
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.image_size = image_size
+        self.verbose = verbose
+
+    def fit(self, X: PixelSet | None = None, y: Any = None) -> HypercolumnTransformer:
+        """Build the backbone and validate the layers.
+
+        Parameters
+        ----------
+        X : PixelSet, optional
+            Checked when given (nothing is learned from it).
+        y : ignored
+
+        Returns
+        -------
+        self : HypercolumnTransformer
+        """
+        self._validate_params()
+        self.device_ = resolve_device(self.device)
+        bb = build_backbone(self.backbone, weights=self.weights)
+        self.feature_info_ = resolve_layers(bb, self.layers)
+        if X is not None:
+            _check_pixelset(X)
+            check_images(X.images, param="X.images", n_channels=bb.in_chans)
+        self.backbone_ = bb.to(self.device_)
+        self.n_features_out_ = sum(d["num_chs"] for d in self.feature_info_)
+        return self
+
+    def transform(self, X: PixelSet) -> np.ndarray:
+        """Hypercolumns of the pixels in ``X``.
+
+        Parameters
+        ----------
+        X : PixelSet
+            Pixels, e.g. from :func:`skhyper.sample_pixels`.
+
+        Returns
+        -------
+        ndarray of shape (n_pixels, n_features_out_), float32
+        """
+        check_is_fitted(self)
+        _check_pixelset(X)
+        return extract_hypercolumns(X, self.backbone_, self._layer_names(), **self._run_kwargs())
+
+    def transform_dense(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Dense hypercolumns ``(height, width, n_features_out_)`` of whole images.
+
+        For analysis and small images: the result holds the full hypercolumn.
+        Returns a list for a list or stack of images, an array for one image.
+        """
+        check_is_fitted(self)
+        return extract_dense(images, self.backbone_, self._layer_names(), **self._run_kwargs())
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names ``"<layer>.c<channel>"``, e.g. ``"layer3.c017"``, in output order."""
+        check_is_fitted(self)
+        names = []
+        for d in self.feature_info_:
+            width = max(3, len(str(d["num_chs"] - 1)))
+            names.extend(f"{d['name']}.c{j:0{width}d}" for j in range(d["num_chs"]))
+        return np.asarray(names, dtype=object)
+
+    def _layer_names(self) -> list[str]:
+        return [d["name"] for d in self.feature_info_]
+
+    def _run_kwargs(self) -> dict[str, Any]:
+        return {
+            "device": self.device_,
+            "batch_size": self.batch_size,
+            "dtype": self.dtype,
+            "image_size": self.image_size,
+            "verbose": self.verbose,
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        bb = state.get("backbone_")
+        if bb is not None and bb.mean.device.type != "cpu":
+            state["backbone_"] = copy.deepcopy(bb).cpu()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        dev = getattr(self, "device_", None)
+        if dev is not None and dev.type == "cuda":
+            if torch.cuda.is_available():
+                self.backbone_.to(dev)
+            else:
+                warnings.warn(
+                    f"This HypercolumnTransformer was fitted on {dev} but CUDA is not "
+                    "available here; it runs on the CPU.",
+                    DeviceWarning,
+                    stacklevel=2,
+                )
+                self.device_ = torch.device("cpu")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # pixels of images, not a table
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+def _check_pixelset(X: Any) -> None:
+    if not isinstance(X, PixelSet):
+        raise TypeError(
+            "HypercolumnTransformer takes a PixelSet as X (pixels of images), e.g. "
+            "X, y = skhyper.sample_pixels(images, masks); got "
+            f"{type(X).__name__}. For whole images use transform_dense(images)."
+        )

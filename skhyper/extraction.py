@@ -1,0 +1,342 @@
+"""Hypercolumns: batched forward passes, bilinear sampling at pixels, dense extraction.
+
+The hypercolumn of a pixel is the concatenation, over the chosen layers, of
+each layer's map bilinearly upsampled to the image (``F.interpolate(...,
+mode="bilinear", align_corners=False)``) and read at the pixel. Nothing here
+upsamples a whole map: :func:`sample_maps` reads the 4 neighbours of each
+pixel on the native-resolution map, so sampled rows equal the rows of the
+dense hypercolumn at a fraction of its cost.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._validation import check_images, check_positive_int, resolve_device, to_float_image
+from .backbones import Backbone, build_backbone, resolve_layers
+from .sampling import PixelSet
+
+__all__ = [
+    "forward_maps",
+    "iter_maps",
+    "sample_maps",
+    "extract_hypercolumns",
+    "extract_dense",
+    "DTYPES",
+]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _resized_shape(shape: tuple[int, int], image_size: int | None) -> tuple[int, int]:
+    if image_size is None:
+        return shape
+    h, w = shape
+    s = image_size / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def forward_maps(
+    backbone: Backbone,
+    batch: torch.Tensor,
+    layers: Sequence[str],
+    *,
+    dtype: str = "float32",
+) -> dict[str, torch.Tensor]:
+    """Native-resolution maps of ``layers`` for a ``(n, 3, h, w)`` batch in ``[0, 1]``.
+
+    Runs in ``inference_mode``, with autocast for ``bfloat16``/``float16``;
+    the pass stops at the deepest requested layer.
+    """
+    dev_type = batch.device.type
+    with torch.inference_mode(), torch.autocast(
+        dev_type, dtype=DTYPES[dtype], enabled=dtype != "float32"
+    ):
+        return backbone(batch, layers)
+
+
+def iter_maps(
+    backbone: Backbone,
+    images: Sequence[np.ndarray],
+    layers: Sequence[str],
+    *,
+    device: torch.device,
+    batch_size: int = 8,
+    dtype: str = "float32",
+    image_size: int | None = None,
+    indices: Sequence[int] | None = None,
+    verbose: bool = False,
+) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """Yield ``(image index, {layer: (c, h, w) map})`` for checked images.
+
+    Images of the same (resized) shape are batched together, ``batch_size``
+    at a time; maps stay on ``device``. ``image_size`` resizes each image so
+    its longer side has that many pixels (antialiased bilinear) before the
+    forward pass. ``indices`` restricts the pass to some images.
+    """
+    indices = range(len(images)) if indices is None else indices
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i in indices:
+        groups[images[i].shape[:2]].append(i)
+    batches = [
+        (shape, idx[k : k + batch_size])
+        for shape, idx in groups.items()
+        for k in range(0, len(idx), batch_size)
+    ]
+    n_chans = backbone.in_chans
+    for shape, idx in tqdm(batches, disable=not verbose, desc="hypercolumns", unit="batch"):
+        arrays = [to_float_image(images[i], n_chans) for i in idx]
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        batch = batch.to(device, non_blocking=True)
+        target = _resized_shape(shape, image_size)
+        if target != shape:
+            batch = torch.nn.functional.interpolate(
+                batch, size=target, mode="bilinear", align_corners=False, antialias=True
+            )
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        try:
+            maps = forward_maps(backbone, batch, layers, dtype=dtype)
+        except RuntimeError as err:
+            if isinstance(err, torch.OutOfMemoryError) or min(target) >= 64:
+                raise
+            raise ValueError(
+                f"Images of shape {shape} (fed at {target}) are too small for backbone "
+                f"{backbone.name!r}: {err}. Upscale them or set image_size."
+            ) from err
+        for k, i in enumerate(idx):
+            yield i, {name: m[k] for name, m in maps.items()}
+
+
+def _axis_weights(
+    pos: torch.Tensor, in_size: int, out_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Neighbour indices and weights along one axis, as ``F.interpolate`` computes them."""
+    scale = torch.tensor(in_size / out_size, dtype=torch.float32)
+    src = ((pos.to(torch.float32) + 0.5) * scale - 0.5).clamp_(min=0.0)
+    i0 = src.to(torch.int64).clamp_(max=in_size - 1)
+    i1 = (i0 + 1).clamp_(max=in_size - 1)
+    lam1 = (src - i0).clamp_(0.0, 1.0)
+    return i0, i1, 1.0 - lam1, lam1
+
+
+def sample_maps(
+    maps: dict[str, torch.Tensor] | Sequence[torch.Tensor],
+    rows: torch.Tensor | np.ndarray,
+    cols: torch.Tensor | np.ndarray,
+    image_shape: tuple[int, int],
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Bilinearly sample ``(c, h, w)`` maps at pixels of an image of ``image_shape``.
+
+    Equals ``F.interpolate(map[None], size=image_shape, mode="bilinear",
+    align_corners=False)[0][:, rows, cols].T`` concatenated over maps, without
+    ever building the upsampled maps: one fused gather of the 4 neighbours'
+    rows (``embedding_bag``) on the channels-last view of each map.
+
+    Parameters
+    ----------
+    maps : dict or sequence of Tensor of shape (c, h, w)
+    rows, cols : integer arrays of shape (n_pixels,)
+    image_shape : (height, width) of the image the pixels belong to.
+    out : Tensor of shape (n_pixels, sum of c), optional
+        Filled in place when given.
+
+    Returns
+    -------
+    Tensor of shape (n_pixels, sum of c), float32, on the maps' device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = torch.arange(4.0).view(1, 2, 2)
+    >>> sample_maps([m], [0, 3], [0, 3], (4, 4)).ravel().tolist()
+    [0.0, 3.0]
+    >>> sample_maps([m], [1], [1], (4, 4)).item()  # 1/4 of the way to the next cells
+    0.75
+    """
+    tensors = list(maps.values()) if isinstance(maps, dict) else list(maps)
+    device = tensors[0].device
+    rows = torch.as_tensor(rows, device=device)
+    cols = torch.as_tensor(cols, device=device)
+    n = rows.shape[0]
+    total = sum(t.shape[0] for t in tensors)
+    if out is None:
+        out = torch.empty((n, total), dtype=torch.float32, device=device)
+    H, W = image_shape
+    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    start = 0
+    for m in tensors:
+        c, h, w = m.shape
+        dst = out[:, start : start + c]
+        start += c
+        if h == 1 and w == 1:
+            dst.copy_(m.reshape(1, c).expand(n, c))
+            continue
+        if (h, w) not in cache:
+            y0, y1, wy0, wy1 = _axis_weights(rows, h, H)
+            x0, x1, wx0, wx1 = _axis_weights(cols, w, W)
+            idx = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], 1)
+            wts = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], 1)
+            cache[(h, w)] = idx, wts
+        idx, wts = cache[(h, w)]
+        # One fused gather + weighted sum of the 4 neighbours' rows of the
+        # (h*w, c) channels-last view (a view, not a copy, for channels-last maps).
+        flat = m.permute(1, 2, 0).reshape(h * w, c)
+        vals = torch.nn.functional.embedding_bag(
+            idx, flat, per_sample_weights=wts.to(flat.dtype), mode="sum"
+        )
+        dst.copy_(vals)
+    return out
+
+
+def _prepare(backbone, layers, device, batch_size, dtype, image_size):
+    bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone)
+    info = resolve_layers(bb, layers)
+    dev = resolve_device(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"The 'dtype' parameter must be one of {sorted(DTYPES)}; got {dtype!r}.")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(image_size, "image_size", allow_none=True)
+    bb = bb.to(dev).eval()
+    return bb, info, dev
+
+
+def extract_hypercolumns(
+    X: PixelSet,
+    backbone: Backbone | str | torch.nn.Module = "efficientnet_lite0",
+    layers: Sequence[str | int] | None = None,
+    *,
+    device: Any = "cpu",
+    batch_size: int = 8,
+    dtype: str = "float32",
+    image_size: int | None = None,
+    verbose: bool = False,
+) -> np.ndarray:
+    """Hypercolumns of the pixels of a :class:`~skhyper.sampling.PixelSet`.
+
+    Each image with pixels in ``X`` goes through the backbone once; every
+    layer's native map is sampled bilinearly at the pixels.
+
+    Parameters
+    ----------
+    X : PixelSet
+        The pixels.
+    backbone : Backbone, str or torch.nn.Module, default="efficientnet_lite0"
+        A built :class:`~skhyper.backbones.Backbone` (used as is) or anything
+        :func:`~skhyper.backbones.build_backbone` takes.
+    layers : list of str or int, default=None
+        Layer names or stage indices; None takes all stages.
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+    batch_size : int, default=8
+        Images per forward pass (images of one shape are batched together).
+    dtype : {"float32", "bfloat16", "float16"}, default="float32"
+        Forward-pass precision (autocast); results are float32.
+    image_size : int, default=None
+        If set, images are resized so their longer side has this many pixels
+        before the forward pass; pixels stay in original image coordinates.
+    verbose : bool, default=False
+        Show a progress bar.
+
+    Returns
+    -------
+    ndarray of shape (n_pixels, n_features), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhyper.sampling import sample_pixels
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.random((2, 40, 50, 3))
+    >>> X, y = sample_pixels(images, (images[..., 0] > 0.5).astype(int), n_per_image=7,
+    ...                      random_state=0)
+    >>> from skhyper.backbones import build_backbone
+    >>> bb = build_backbone("resnet18", weights=None)
+    >>> extract_hypercolumns(X, bb, ["layer1", "fc"]).shape
+    (14, 1064)
+    """
+    if not isinstance(X, PixelSet):
+        raise TypeError(
+            "The parameter `X` must be a PixelSet (e.g. from skhyper.sample_pixels or "
+            f"skhyper.grid_pixels); got {type(X).__name__}."
+        )
+    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size)
+    images, _ = check_images(X.images, param="X.images", n_channels=bb.in_chans)
+    coords = X.coords
+    names = [d["name"] for d in info]
+    total = sum(d["num_chs"] for d in info)
+    out = np.empty((len(coords), total), dtype=np.float32)
+    if len(coords) == 0:
+        return out
+    order = np.argsort(coords[:, 0], kind="stable")
+    img_ids, starts = np.unique(coords[order, 0], return_index=True)
+    bounds = dict(zip(img_ids.tolist(), zip(starts, [*starts[1:], len(order)])))
+    for i, maps in iter_maps(
+        bb, images, names, device=dev, batch_size=batch_size, dtype=dtype,
+        image_size=image_size, indices=img_ids.tolist(), verbose=verbose,
+    ):
+        a, b = bounds[i]
+        sel = order[a:b]
+        rows = torch.from_numpy(coords[sel, 1])
+        cols = torch.from_numpy(coords[sel, 2])
+        out[sel] = sample_maps(maps, rows, cols, images[i].shape[:2]).cpu().numpy()
+    return out
+
+
+def extract_dense(
+    images: Any,
+    backbone: Backbone | str | torch.nn.Module = "efficientnet_lite0",
+    layers: Sequence[str | int] | None = None,
+    *,
+    device: Any = "cpu",
+    batch_size: int = 8,
+    dtype: str = "float32",
+    image_size: int | None = None,
+    chunk_pixels: int = 65536,
+    verbose: bool = False,
+) -> list[np.ndarray] | np.ndarray:
+    """Dense hypercolumns ``(height, width, n_features)`` of whole images, for analysis.
+
+    Computed in bands of rows (about ``chunk_pixels`` pixels each) so that the
+    only full-resolution array is the result itself. Parameters as in
+    :func:`extract_hypercolumns`.
+
+    Returns
+    -------
+    ndarray of shape (height, width, n_features), or a list of them
+        A list when a list or stack of images was passed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhyper.backbones import build_backbone
+    >>> bb = build_backbone("resnet18", weights=None)
+    >>> extract_dense(np.zeros((33, 47, 3)), bb, ["layer2", "layer4"]).shape
+    (33, 47, 640)
+    """
+    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size)
+    checked, batched = check_images(images, param="images", n_channels=bb.in_chans)
+    check_positive_int(chunk_pixels, "chunk_pixels")
+    names = [d["name"] for d in info]
+    total = sum(d["num_chs"] for d in info)
+    results: list[np.ndarray | None] = [None] * len(checked)
+    for i, maps in iter_maps(
+        bb, checked, names, device=dev, batch_size=batch_size, dtype=dtype,
+        image_size=image_size, verbose=verbose,
+    ):
+        H, W = checked[i].shape[:2]
+        dense = np.empty((H, W, total), dtype=np.float32)
+        band = max(1, chunk_pixels // W)
+        cols = torch.arange(W)
+        for r0 in range(0, H, band):
+            r1 = min(H, r0 + band)
+            rows = torch.arange(r0, r1).repeat_interleave(W)
+            vals = sample_maps(maps, rows, cols.repeat(r1 - r0), (H, W))
+            dense[r0:r1] = vals.cpu().numpy().reshape(r1 - r0, W, total)
+        results[i] = dense
+    return results if batched else results[0]

@@ -1,0 +1,303 @@
+"""Pixels as samples: :class:`PixelSet` and :func:`sample_pixels`.
+
+For pixel labelling a sample is a pixel. A :class:`PixelSet` is a light
+reference to pixels of a list of images: the images are shared, never copied;
+each pixel is a row ``(image index, row, col)`` of ``coords``. It has a
+``shape`` and supports the indexing scikit-learn needs, so a PixelSet is the
+``X`` of Pipelines, ``cross_val_score`` and ``GridSearchCV``; ``groups`` keeps
+an image's pixels on one side of a ``GroupKFold`` split.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._validation import check_images, check_masks
+
+__all__ = ["PixelSet", "sample_pixels", "grid_pixels"]
+
+
+class PixelSet:
+    """Pixels of a list of images, usable as the ``X`` of scikit-learn estimators.
+
+    Parameters
+    ----------
+    images : list of ndarray of shape (height, width[, channels])
+        The images; kept by reference.
+    coords : array-like of int, shape (n_pixels, 3)
+        ``(image index, row, col)`` of each pixel.
+    boxes : array-like of shape (n_images, 4), default=None
+        Optional object frame per image, ``(x0, y0, x1, y1)`` in pixels.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(n_pixels, 3)``, like the coords array.
+    groups : ndarray of shape (n_pixels,)
+        The image index of each pixel, for ``GroupKFold``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = [np.zeros((4, 5, 3)), np.zeros((6, 2, 3))]
+    >>> X = PixelSet(images, [[0, 0, 0], [0, 3, 4], [1, 5, 1]])
+    >>> X.shape, X.groups.tolist()
+    ((3, 3), [0, 0, 1])
+    >>> X[np.array([False, True, True])].coords.tolist()
+    [[0, 3, 4], [1, 5, 1]]
+    >>> PixelSet(images, [[1, 6, 0]])
+    Traceback (most recent call last):
+    ...
+    ValueError: The parameter `coords` has pixels outside their image: row 6, col 0 in image 1 ...
+    """
+
+    def __init__(self, images: Sequence[Any], coords: Any, boxes: Any = None) -> None:
+        checked, _ = check_images(list(images), param="images", n_channels=None)
+        coords = np.asarray(coords)
+        if coords.ndim != 2 or coords.shape[1] != 3:
+            raise ValueError(
+                "The parameter `coords` must have shape (n_pixels, 3) holding "
+                f"(image index, row, col); got shape {coords.shape}."
+            )
+        if coords.size and not np.issubdtype(coords.dtype, np.integer):
+            raise TypeError(f"The parameter `coords` must hold integers; got {coords.dtype}.")
+        coords = coords.astype(np.int64, copy=False)
+        if coords.size:
+            idx = coords[:, 0]
+            if idx.min() < 0 or idx.max() >= len(checked):
+                raise ValueError(
+                    f"The parameter `coords` has image indices in [{idx.min()}, {idx.max()}] "
+                    f"but there are {len(checked)} images."
+                )
+            sizes = np.array([img.shape[:2] for img in checked])
+            hw = sizes[idx]
+            bad = (coords[:, 1:] < 0).any(axis=1) | (coords[:, 1:] >= hw).any(axis=1)
+            if bad.any():
+                i, r, c = coords[np.argmax(bad)]
+                raise ValueError(
+                    "The parameter `coords` has pixels outside their image: "
+                    f"row {r}, col {c} in image {i} of shape {tuple(int(v) for v in sizes[i])}."
+                )
+        self._images = checked
+        self._coords = coords
+        self._boxes = _check_boxes(boxes, self._images)
+
+    @classmethod
+    def _from_parts(cls, images: list, coords: np.ndarray, boxes: np.ndarray | None) -> PixelSet:
+        new = cls.__new__(cls)
+        new._images, new._coords, new._boxes = images, coords, boxes
+        return new
+
+    @property
+    def images(self) -> list:
+        """The images (shared with every slice of this set)."""
+        return self._images
+
+    @property
+    def coords(self) -> np.ndarray:
+        """``(n_pixels, 3)`` int array of ``(image index, row, col)``."""
+        return self._coords
+
+    @property
+    def boxes(self) -> np.ndarray | None:
+        """``(n_images, 4)`` frames ``(x0, y0, x1, y1)``, or None (whole images)."""
+        return self._boxes
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Image index of each pixel (for ``GroupKFold``)."""
+        return self._coords[:, 0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self._coords), 3)
+
+    @property
+    def n_images(self) -> int:
+        return len(self._images)
+
+    def __len__(self) -> int:
+        return len(self._coords)
+
+    def __getitem__(self, key: Any) -> PixelSet:
+        if isinstance(key, tuple):  # sklearn's _safe_indexing does X[key, ...]
+            rest = [k for k in key[1:] if k is not Ellipsis and k != slice(None)]
+            if len(key) == 0 or rest:
+                raise IndexError("PixelSet supports indexing along pixels only.")
+            key = key[0]
+        if isinstance(key, numbers.Integral):
+            key = [key]
+        return PixelSet._from_parts(self._images, self._coords[key], self._boxes)
+
+    def __repr__(self) -> str:
+        return f"PixelSet(n_pixels={len(self)}, n_images={self.n_images})"
+
+
+def _check_boxes(boxes: Any, images: list) -> np.ndarray | None:
+    if boxes is None:
+        return None
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.shape != (len(images), 4):
+        raise ValueError(
+            f"The parameter `boxes` must have shape (n_images, 4) = ({len(images)}, 4) holding "
+            f"(x0, y0, x1, y1); got shape {boxes.shape}."
+        )
+    if not np.isfinite(boxes).all():
+        raise ValueError("The parameter `boxes` contains NaN or infinite values.")
+    bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    if bad.any():
+        raise ValueError(
+            f"The parameter `boxes` has empty boxes (x1 <= x0 or y1 <= y0) at rows "
+            f"{np.flatnonzero(bad).tolist()}."
+        )
+    return boxes
+
+
+def _balanced_counts(counts: np.ndarray, n: int) -> np.ndarray:
+    """Split ``n`` draws across classes as evenly as their pixel counts allow."""
+    take = np.zeros_like(counts)
+    left = n
+    open_ = counts > 0
+    while left > 0 and open_.any():
+        k = int(open_.sum())
+        share = np.zeros_like(counts)
+        share[open_] = left // k
+        extra = left - (left // k) * k
+        share[np.flatnonzero(open_)[:extra]] += 1
+        share = np.minimum(share, counts - take)
+        take += share
+        left = n - int(take.sum())
+        open_ = take < counts
+        if share.sum() == 0:
+            break
+    return take
+
+
+def sample_pixels(
+    images: Any,
+    masks: Any,
+    *,
+    n_per_image: int | None = 1000,
+    class_balance: bool = False,
+    ignore_label: int | None = None,
+    boxes: Any = None,
+    random_state: Any = None,
+) -> tuple[PixelSet, np.ndarray]:
+    """Draw labelled pixels from images and masks.
+
+    Parameters
+    ----------
+    images : ndarray or list of ndarray
+        ``(height, width[, channels])`` images, a list of them (any sizes) or a
+        stack ``(n_images, height, width[, channels])``.
+    masks : ndarray or list of ndarray
+        One ``(height, width)`` integer label mask per image.
+    n_per_image : int or None, default=1000
+        Pixels drawn per image, without replacement (all of them when an image
+        has fewer). None takes every labelled pixel.
+    class_balance : bool, default=False
+        If True, draw the same number of pixels from each class present in an
+        image (as far as the image has them; the rest goes to the other
+        classes). If False, draw uniformly over labelled pixels.
+    ignore_label : int or None, default=None
+        Label of unlabelled pixels (e.g. for scribbles), never drawn.
+    boxes : array-like of shape (n_images, 4), default=None
+        Object frame per image, carried by the PixelSet.
+    random_state : int, RandomState instance or None, default=None
+        Controls the draw.
+
+    Returns
+    -------
+    X : PixelSet
+        The drawn pixels, ordered by image.
+    y : ndarray of shape (n_pixels,)
+        Their labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    >>> masks = np.zeros((2, 8, 8), dtype=int)
+    >>> masks[:, :2] = 1
+    >>> masks[:, 7] = 255
+    >>> X, y = sample_pixels(images, masks, n_per_image=10, class_balance=True,
+    ...                      ignore_label=255, random_state=0)
+    >>> X.shape, np.bincount(y).tolist(), X.groups.tolist().count(1)
+    ((20, 3), [10, 10], 10)
+    """
+    checked, batched = check_images(images, param="images", n_channels=None)
+    if isinstance(n_per_image, bool) or (
+        n_per_image is not None
+        and (not isinstance(n_per_image, numbers.Integral) or n_per_image <= 0)
+    ):
+        raise ValueError(
+            f"The 'n_per_image' parameter must be a positive integer or None; got {n_per_image!r}."
+        )
+    if ignore_label is not None and not isinstance(ignore_label, numbers.Integral):
+        raise TypeError(
+            f"The 'ignore_label' parameter must be an integer or None; got {ignore_label!r}."
+        )
+    mask_list = check_masks(masks, checked, param="masks", batched=batched)
+    rng = check_random_state(random_state)
+    coords, labels = [], []
+    for i, mask in enumerate(mask_list):
+        flat = mask.ravel()
+        cand = np.flatnonzero(flat != ignore_label) if ignore_label is not None else None
+        n_cand = flat.size if cand is None else cand.size
+        if n_cand == 0:
+            continue
+        if n_per_image is None or (n_per_image >= n_cand):
+            pick = np.arange(flat.size) if cand is None else cand
+        elif class_balance:
+            vals = flat if cand is None else flat[cand]
+            classes, inverse, counts = np.unique(vals, return_inverse=True, return_counts=True)
+            take = _balanced_counts(counts, n_per_image)
+            parts = [
+                rng.choice(np.flatnonzero(inverse == k), size=t, replace=False)
+                for k, t in enumerate(take) if t > 0
+            ]
+            pos = np.sort(np.concatenate(parts))
+            pick = pos if cand is None else cand[pos]
+        else:
+            pos = np.sort(rng.choice(n_cand, size=n_per_image, replace=False))
+            pick = pos if cand is None else cand[pos]
+        rows, cols = np.divmod(pick, mask.shape[1])
+        coords.append(np.column_stack([np.full(pick.size, i), rows, cols]))
+        labels.append(flat[pick])
+    if not coords:
+        raise ValueError(
+            "The parameter `masks` has no labelled pixels"
+            + (f" (every pixel is ignore_label={ignore_label})." if ignore_label is not None
+               else ".")
+        )
+    X = PixelSet._from_parts(
+        checked, np.concatenate(coords).astype(np.int64), _check_boxes(boxes, checked)
+    )
+    return X, np.concatenate(labels)
+
+
+def grid_pixels(images: Any, *, step: int = 1) -> PixelSet:
+    """Every ``step``-th pixel of every image (all pixels by default), row-major.
+
+    Useful to run a fitted pixel pipeline over whole images:
+    ``pipe.predict(grid_pixels(img)).reshape(img.shape[:2])``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid_pixels(np.zeros((4, 6)), step=2).coords.tolist()[:4]
+    [[0, 0, 0], [0, 0, 2], [0, 0, 4], [0, 2, 0]]
+    """
+    checked, _ = check_images(images, param="images", n_channels=None)
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step <= 0:
+        raise ValueError(f"The 'step' parameter must be a positive integer; got {step!r}.")
+    parts = []
+    for i, img in enumerate(checked):
+        rr, cc = np.mgrid[0 : img.shape[0] : step, 0 : img.shape[1] : step]
+        parts.append(np.column_stack([np.full(rr.size, i), rr.ravel(), cc.ravel()]))
+    return PixelSet._from_parts(checked, np.concatenate(parts).astype(np.int64), None)
