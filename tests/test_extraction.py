@@ -1,0 +1,146 @@
+"""Sampled hypercolumns equal the dense (upsampled and concatenated) hypercolumn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from skhyper import build_backbone, extract_dense, extract_hypercolumns, grid_pixels
+from skhyper.backbones import resolve_layers
+from skhyper.extraction import iter_maps, sample_maps
+from skhyper.sampling import PixelSet, sample_pixels
+
+CPU = torch.device("cpu")
+# float32 agreement: atol 1e-5, plus 1e-6 relative for the large activations of random-init
+# deep layers (resnet50 reaches ~150, where one float32 step is already 1.5e-5).
+TOL = {"rtol": 1e-6, "atol": 1e-5}
+
+# (backbone, layers): every family, each with a fully connected / pooled 1x1 layer.
+FAMILIES = [
+    ("vgg16", ["features.3", "features.15", "features.29", "classifier.4"]),
+    ("resnet18", ["relu", "layer1", "layer2", "layer3", "layer4", "fc"]),
+    ("resnet50", ["layer1", "layer3", "avgpool"]),
+    ("efficientnet_lite0", [0, 1, 2, 3, 4, "global_pool"]),
+    ("timm:resnet18", ["act1", "layer2", "layer4", "fc"]),
+]
+
+
+def reference_dense(bb, names, image, image_size=None):
+    """The definition: upsample every native map to the image, concatenate (NCHW, F.interpolate)."""
+    (_, maps), = iter_maps(bb, [image], names, device=CPU, image_size=image_size)
+    h, w = image.shape[:2]
+    up = [
+        F.interpolate(m[None].contiguous(), size=(h, w), mode="bilinear", align_corners=False)
+        for m in maps.values()
+    ]
+    return torch.cat(up, 1)[0].permute(1, 2, 0).numpy()
+
+
+@pytest.fixture(scope="module")
+def odd_image():
+    return (np.random.default_rng(1).random((97, 131, 3)) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name,layers", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_sampled_rows_equal_dense_hypercolumn(name, layers, odd_image):
+    weights = "imagenet" if name == "efficientnet_lite0" else None
+    bb = build_backbone(name, weights=weights)
+    names = [d["name"] for d in resolve_layers(bb, layers)]
+    ref = reference_dense(bb, names, odd_image)
+
+    # every pixel of the odd-sized image, and the borders in particular
+    dense = extract_dense(odd_image, bb, names)
+    assert dense.shape == ref.shape and dense.dtype == np.float32
+    np.testing.assert_allclose(dense, ref, **TOL)
+
+    rng = np.random.default_rng(0)
+    coords = np.column_stack(
+        [np.zeros(300, int), rng.integers(0, 97, 300), rng.integers(0, 131, 300)]
+    )
+    coords[:4, 1:] = [[0, 0], [96, 130], [0, 130], [96, 0]]
+    rows = extract_hypercolumns(PixelSet([odd_image], coords), bb, names)
+    np.testing.assert_allclose(rows, ref[coords[:, 1], coords[:, 2]], **TOL)
+
+    # a 1x1 (fully connected / pooled) layer is the same vector at every pixel
+    last = dense[..., -resolve_layers(bb, [names[-1]])[0]["num_chs"]:]
+    np.testing.assert_array_equal(last, np.broadcast_to(last[:1, :1], last.shape))
+
+
+def test_sample_maps_matches_interpolate_on_random_maps():
+    gen = torch.Generator().manual_seed(0)
+    maps = [torch.randn(c, h, w, generator=gen) for c, h, w in [(3, 5, 7), (2, 13, 2), (4, 1, 1)]]
+    H, W = 23, 17
+    rr, cc = np.mgrid[0:H, 0:W]
+    got = sample_maps(maps, rr.ravel(), cc.ravel(), (H, W))
+    ref = torch.cat(
+        [F.interpolate(m[None], size=(H, W), mode="bilinear", align_corners=False) for m in maps], 1
+    )[0].permute(1, 2, 0).reshape(H * W, -1)
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=2e-6)
+
+
+def test_image_size_maps_pixels_back_to_original_coordinates(odd_image):
+    bb = build_backbone("resnet18", weights=None)
+    names = ["layer1", "layer3"]
+    ref = reference_dense(bb, names, odd_image, image_size=64)
+    X = grid_pixels(odd_image, step=3)
+    rows = extract_hypercolumns(X, bb, names, image_size=64)
+    np.testing.assert_allclose(rows, ref[X.coords[:, 1], X.coords[:, 2]], **TOL)
+    # resizing changes the features: the option is not a no-op
+    assert np.abs(rows - extract_hypercolumns(X, bb, names)).max() > 1e-3
+
+
+def test_batches_of_mixed_sizes_equal_one_image_at_a_time(images, masks, tiny_net):
+    bb = build_backbone(tiny_net)
+    X, _ = sample_pixels(images, masks, n_per_image=50, random_state=0)
+    together = extract_hypercolumns(X, bb, None, batch_size=8)
+    alone = extract_hypercolumns(X, bb, None, batch_size=1)
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)
+    # rows keep the PixelSet's order, even when shuffled across images
+    perm = np.random.default_rng(0).permutation(len(X))
+    np.testing.assert_array_equal(extract_hypercolumns(X[perm], bb, None, batch_size=8),
+                                  together[perm])
+
+
+def test_grayscale_is_replicated_and_dtypes_imply_range(tiny_net):
+    bb = build_backbone(tiny_net)
+    gray = (np.random.default_rng(0).random((20, 24)) * 255).astype(np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    as_float = rgb.astype(np.float32) / 255
+    as_u16 = rgb.astype(np.uint16) * 257  # same intensities in 16 bit
+    X = [grid_pixels(img) for img in (gray, rgb, as_float, as_u16)]
+    feats = [extract_hypercolumns(x, bb, None) for x in X]
+    for f in feats[1:]:
+        np.testing.assert_allclose(f, feats[0], rtol=0, atol=1e-5)
+
+
+def test_bfloat16_forward_is_close_to_float32(images, masks, tiny_net):
+    bb = build_backbone(tiny_net)
+    X, _ = sample_pixels(images, masks, n_per_image=30, random_state=0)
+    f32 = extract_hypercolumns(X, bb, None)
+    bf16 = extract_hypercolumns(X, bb, None, dtype="bfloat16")
+    assert bf16.dtype == np.float32
+    assert np.abs(bf16 - f32).max() < 0.05 * np.abs(f32).max()
+
+
+def test_forward_stops_at_the_deepest_chosen_layer(tiny_net):
+    bb = build_backbone(tiny_net)
+    ran = []
+    bb.model.fc.register_forward_hook(lambda *a: ran.append("fc"))
+    bb.model.conv3.register_forward_hook(lambda *a: ran.append("conv3"))
+    bb(torch.rand(1, 3, 16, 16), ["act1", "conv2"])
+    assert ran == []
+    bb(torch.rand(1, 3, 16, 16), ["conv3"])
+    assert ran == ["conv3"]
+
+
+@pytest.mark.gpu
+def test_cuda_rows_match_cpu(images, masks):
+    bb = build_backbone("resnet18", weights=None)
+    X, _ = sample_pixels(images, masks, n_per_image=40, random_state=0)
+    cpu = extract_hypercolumns(X, bb, None, device="cpu")
+    gpu = extract_hypercolumns(X, bb, None, device="cuda")
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-3)
+    bf16 = extract_hypercolumns(X, bb, None, device="cuda", dtype="bfloat16")
+    assert np.abs(bf16 - cpu).max() < 0.05 * np.abs(cpu).max()
