@@ -1,0 +1,96 @@
+"""The ``python -m skhyper`` demo: runs offline on the bundled sample, reaches its IoU, draws."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skhyper.__main__ import main
+from skhyper.demo import foreground_iou
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """Run the demo once (about 15-45 s on 2 CPU cores); return its stdout and figure path."""
+    output = tmp_path_factory.mktemp("demo") / "x.png"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(["demo", "--output", str(output), "--seed", "0"])
+    return status, out.getvalue(), output
+
+
+def _iou_line(text, split):
+    match = re.search(rf"^{split} foreground IoU \(pooled over (\d+) images\): ([0-9.]+)$",
+                      text, flags=re.MULTILINE)
+    assert match, f"no {split} IoU line in the demo output:\n{text}"
+    return int(match.group(1)), float(match.group(2))
+
+
+def test_demo_prints_ious_and_reaches_goal(demo_run):
+    status, text, _ = demo_run
+    assert status == 0
+    n_train, train_iou = _iou_line(text, "train")
+    n_test, test_iou = _iou_line(text, "test")
+    assert (n_train, n_test) == (16, 8)
+    assert test_iou >= 0.6
+    assert train_iou >= 0.6
+    assert re.search(r"^total time: [0-9.]+ s$", text, flags=re.MULTILINE)
+
+
+def test_demo_writes_png(demo_run):
+    _, text, output = demo_run
+    assert output.is_file()
+    assert str(output.resolve()) in text
+    with Image.open(output) as img:
+        img.verify()
+    with Image.open(output) as img:
+        assert img.format == "PNG"
+        assert img.mode == "RGB"
+        width, height = img.size
+    # 8 test images in 4 columns, each scaled to a longer side of 320 px, plus labels.
+    assert 4 * 320 <= width <= 4 * 360
+    assert 2 * 240 <= height <= 2 * 420
+    pixels = np.asarray(Image.open(output))
+    assert pixels.std() > 20  # not a blank canvas
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--output", "--device", "--n-per-image", "--seed", "--data", "--image-size"):
+        assert option in out
+
+
+def test_rejects_unknown_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_rejects_bad_n_per_image(capsys):
+    with pytest.raises(SystemExit):
+        main(["--n-per-image", "0"])
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
+def test_foreground_iou():
+    true = np.array([[0, 1, 1, 0]])
+    assert foreground_iou(true, true) == 1.0
+    assert foreground_iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+    assert foreground_iou(1 - true, true) == 0.0
+    # pooled over maps, not averaged: (1 + 0) / (2 + 1)
+    pooled = foreground_iou([np.array([[1, 1]]), np.array([[0]])],
+                            [np.array([[1, 0]]), np.array([[1]])])
+    assert pooled == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="different shapes"):
+        foreground_iou(np.zeros((2, 2)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="2 predicted maps but 1 true"):
+        foreground_iou([true, true], [true])
