@@ -284,7 +284,13 @@ def extract_hypercolumns(
         sel = order[a:b]
         rows = torch.from_numpy(coords[sel, 1])
         cols = torch.from_numpy(coords[sel, 2])
-        out[sel] = sample_maps(maps, rows, cols, images[i].shape[:2]).cpu().numpy()
+        first = int(sel[0])
+        if dev.type == "cpu" and first + len(sel) - 1 == sel[-1] and (np.diff(sel) == 1).all():
+            # the image's pixels are one block of rows: sample straight into the result
+            sample_maps(maps, rows, cols, images[i].shape[:2],
+                        out=torch.from_numpy(out[first : first + len(sel)]))
+        else:
+            out[sel] = sample_maps(maps, rows, cols, images[i].shape[:2]).cpu().numpy()
     return out
 
 
@@ -336,7 +342,11 @@ def extract_dense(
         for r0 in range(0, H, band):
             r1 = min(H, r0 + band)
             rows = torch.arange(r0, r1).repeat_interleave(W)
-            vals = sample_maps(maps, rows, cols.repeat(r1 - r0), (H, W))
-            dense[r0:r1] = vals.cpu().numpy().reshape(r1 - r0, W, total)
+            band_out = dense[r0:r1].reshape((r1 - r0) * W, total)
+            if dev.type == "cpu":
+                sample_maps(maps, rows, cols.repeat(r1 - r0), (H, W),
+                            out=torch.from_numpy(band_out))
+            else:
+                band_out[:] = sample_maps(maps, rows, cols.repeat(r1 - r0), (H, W)).cpu().numpy()
         results[i] = dense
     return results if batched else results[0]
