@@ -5,7 +5,8 @@ and fine-grained localization*, CVPR 2015.
 """
 
 from .backbones import Backbone, build_backbone, list_layers
-from .estimators import HypercolumnTransformer
+from .cache import MapCache
+from .estimators import HypercolumnSegmenter, HypercolumnTransformer
 from .extraction import extract_dense, extract_hypercolumns
 from .sampling import PixelSet, grid_pixels, sample_pixels
 
@@ -13,7 +14,9 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Backbone",
+    "HypercolumnSegmenter",
     "HypercolumnTransformer",
+    "MapCache",
     "PixelSet",
     "build_backbone",
     "extract_dense",

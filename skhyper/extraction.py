@@ -11,7 +11,7 @@ dense hypercolumn at a fraction of its cost.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 from ._validation import check_images, check_positive_int, resolve_device, to_float_image
 from .backbones import Backbone, build_backbone, resolve_layers
+from .cache import MapCache, backbone_fingerprint, image_digest
 from .sampling import PixelSet
+from .tiling import receptive_field, tiled_maps
 
 __all__ = [
     "forward_maps",
@@ -61,6 +63,36 @@ def forward_maps(
         return backbone(batch, layers)
 
 
+def _load_batch(
+    images: Sequence[np.ndarray], idx: Sequence[int], target: tuple[int, int], n_chans: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """``(n, c, h, w)`` float batch in ``[0, 1]`` on ``device``, resized to ``target``."""
+    arrays = [to_float_image(images[i], n_chans) for i in idx]
+    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    batch = batch.to(device, non_blocking=True)
+    if target != batch.shape[-2:]:
+        batch = torch.nn.functional.interpolate(
+            batch, size=target, mode="bilinear", align_corners=False, antialias=True
+        )
+    return batch
+
+
+def _forward(backbone: Backbone, batch: torch.Tensor, layers: Sequence[str], dtype: str,
+             shape: tuple[int, int]) -> dict[str, torch.Tensor]:
+    batch = batch.contiguous(memory_format=torch.channels_last)
+    try:
+        return forward_maps(backbone, batch, layers, dtype=dtype)
+    except RuntimeError as err:
+        target = tuple(batch.shape[-2:])
+        if isinstance(err, torch.OutOfMemoryError) or min(target) >= 64:
+            raise
+        raise ValueError(
+            f"Images of shape {shape} (fed at {target}) are too small for backbone "
+            f"{backbone.name!r}: {err}. Upscale them or set image_size."
+        ) from err
+
+
 def iter_maps(
     backbone: Backbone,
     images: Sequence[np.ndarray],
@@ -72,6 +104,9 @@ def iter_maps(
     image_size: int | None = None,
     indices: Sequence[int] | None = None,
     verbose: bool = False,
+    cache: MapCache | None = None,
+    tile_size: int | None = None,
+    project: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     """Yield ``(image index, {layer: (c, h, w) map})`` for checked images.
 
@@ -79,38 +114,64 @@ def iter_maps(
     at a time; maps stay on ``device``. ``image_size`` resizes each image so
     its longer side has that many pixels (antialiased bilinear) before the
     forward pass. ``indices`` restricts the pass to some images.
+
+    ``cache`` (a :class:`~skhyper.cache.MapCache`) serves maps it holds and
+    stores new ones (all stages are computed on a miss). Images whose fed
+    size exceeds ``tile_size`` on either side go through the backbone in
+    tiles (:func:`skhyper.tiling.tiled_maps`), giving the same maps.
+    ``project`` is applied to the maps before they are yielded (per tile when
+    tiling, so that only projected maps are held at full size).
     """
     indices = range(len(images)) if indices is None else indices
+    layers = list(layers)
+    n_chans = backbone.in_chans
+    finish = project if project is not None else (lambda maps: maps)
+    compute = layers
+    if cache is not None:
+        base = (backbone_fingerprint(backbone), dtype, image_size)
+        compute = list(dict.fromkeys([*layers, *backbone.stages()]))
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    tiled: list[int] = []
+    keys: dict[int, tuple] = {}
     for i in indices:
-        groups[images[i].shape[:2]].append(i)
+        shape = images[i].shape[:2]
+        if tile_size is not None and max(_resized_shape(shape, image_size)) > tile_size:
+            tiled.append(i)
+            continue
+        if cache is not None:
+            keys[i] = (*base, image_digest(images[i]))
+            hit = cache.get(keys[i], layers)
+            if hit is not None:
+                yield i, finish({k: v.to(device) for k, v in hit.items()})
+                continue
+        groups[shape].append(i)
     batches = [
         (shape, idx[k : k + batch_size])
         for shape, idx in groups.items()
         for k in range(0, len(idx), batch_size)
     ]
-    n_chans = backbone.in_chans
     for shape, idx in tqdm(batches, disable=not verbose, desc="hypercolumns", unit="batch"):
-        arrays = [to_float_image(images[i], n_chans) for i in idx]
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        batch = batch.to(device, non_blocking=True)
-        target = _resized_shape(shape, image_size)
-        if target != shape:
-            batch = torch.nn.functional.interpolate(
-                batch, size=target, mode="bilinear", align_corners=False, antialias=True
-            )
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        try:
-            maps = forward_maps(backbone, batch, layers, dtype=dtype)
-        except RuntimeError as err:
-            if isinstance(err, torch.OutOfMemoryError) or min(target) >= 64:
-                raise
-            raise ValueError(
-                f"Images of shape {shape} (fed at {target}) are too small for backbone "
-                f"{backbone.name!r}: {err}. Upscale them or set image_size."
-            ) from err
+        batch = _load_batch(images, idx, _resized_shape(shape, image_size), n_chans, device)
+        maps = _forward(backbone, batch, compute, dtype, shape)
+        del batch
         for k, i in enumerate(idx):
-            yield i, {name: m[k] for name, m in maps.items()}
+            if cache is not None:
+                cache.put(keys[i], {name: m[k] for name, m in maps.items()})
+                cache.n_forward_images += 1
+            yield i, finish({name: maps[name][k] for name in layers})
+    if tiled:
+        info = resolve_layers(backbone, layers)
+        halo, stride = receptive_field(backbone, layers)
+
+        def fwd(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+            return _forward(backbone, batch, layers, dtype, tuple(batch.shape[-2:]))
+
+        for i in tqdm(tiled, disable=not verbose, desc="tiled images", unit="image"):
+            shape = images[i].shape[:2]
+            image = _load_batch(images, [i], _resized_shape(shape, image_size), n_chans,
+                                device)[0]
+            yield i, tiled_maps(fwd, image, info, tile_size=tile_size, halo=halo,
+                                stride=stride, project=project)
 
 
 def _axis_weights(
@@ -217,6 +278,8 @@ def extract_hypercolumns(
     dtype: str = "float32",
     image_size: int | None = None,
     verbose: bool = False,
+    cache: MapCache | None = None,
+    tile_size: int | None = None,
 ) -> np.ndarray:
     """Hypercolumns of the pixels of a :class:`~skhyper.sampling.PixelSet`.
 
@@ -242,6 +305,12 @@ def extract_hypercolumns(
         before the forward pass; pixels stay in original image coordinates.
     verbose : bool, default=False
         Show a progress bar.
+    cache : MapCache, default=None
+        Serve and store native maps (see :class:`skhyper.cache.MapCache`).
+    tile_size : int, default=None
+        Feed images larger than one window of ``tile_size`` pixels plus the
+        receptive-field halo in tiles; the maps equal the whole-image maps
+        (see :mod:`skhyper.tiling`). None never tiles.
 
     Returns
     -------
@@ -266,6 +335,7 @@ def extract_hypercolumns(
             f"skhyper.grid_pixels); got {type(X).__name__}."
         )
     bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size)
+    check_positive_int(tile_size, "tile_size", allow_none=True)
     images, _ = check_images(X.images, param="X.images", n_channels=bb.in_chans)
     coords = X.coords
     names = [d["name"] for d in info]
@@ -278,7 +348,8 @@ def extract_hypercolumns(
     bounds = dict(zip(img_ids.tolist(), zip(starts, [*starts[1:], len(order)])))
     for i, maps in iter_maps(
         bb, images, names, device=dev, batch_size=batch_size, dtype=dtype,
-        image_size=image_size, indices=img_ids.tolist(), verbose=verbose,
+        image_size=image_size, indices=img_ids.tolist(), verbose=verbose, cache=cache,
+        tile_size=tile_size,
     ):
         a, b = bounds[i]
         sel = order[a:b]
@@ -305,6 +376,8 @@ def extract_dense(
     image_size: int | None = None,
     chunk_pixels: int = 65536,
     verbose: bool = False,
+    cache: MapCache | None = None,
+    tile_size: int | None = None,
 ) -> list[np.ndarray] | np.ndarray:
     """Dense hypercolumns ``(height, width, n_features)`` of whole images, for analysis.
 
@@ -328,12 +401,13 @@ def extract_dense(
     bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size)
     checked, batched = check_images(images, param="images", n_channels=bb.in_chans)
     check_positive_int(chunk_pixels, "chunk_pixels")
+    check_positive_int(tile_size, "tile_size", allow_none=True)
     names = [d["name"] for d in info]
     total = sum(d["num_chs"] for d in info)
     results: list[np.ndarray | None] = [None] * len(checked)
     for i, maps in iter_maps(
         bb, checked, names, device=dev, batch_size=batch_size, dtype=dtype,
-        image_size=image_size, verbose=verbose,
+        image_size=image_size, verbose=verbose, cache=cache, tile_size=tile_size,
     ):
         H, W = checked[i].shape[:2]
         dense = np.empty((H, W, total), dtype=np.float32)

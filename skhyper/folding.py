@@ -11,13 +11,24 @@ the full-resolution hypercolumn never exists.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["affine_of", "fold_chain", "split_by_layer", "folded_scores", "NotFoldableError"]
+__all__ = [
+    "FoldedHead",
+    "NotFoldableError",
+    "affine_of",
+    "fold_chain",
+    "fold_classifier",
+    "folded_scores",
+    "project_maps",
+    "split_by_layer",
+    "upsample_sum",
+]
 
 
 class NotFoldableError(TypeError):
@@ -43,6 +54,10 @@ def affine_of(step: Any) -> tuple[np.ndarray, np.ndarray]:
         if step.whiten:
             M /= np.sqrt(step.explained_variance_)
         return M, -step.mean_ @ M
+    if hasattr(step, "estimators_") and hasattr(step, "label_binarizer_"):
+        # OneVsRestClassifier: one binary linear model per class, scores side by side
+        parts = [affine_of(est) for est in step.estimators_]
+        return np.hstack([M for M, _ in parts]), np.concatenate([v for _, v in parts])
     if hasattr(step, "coef_") and hasattr(step, "intercept_"):
         coef = np.atleast_2d(np.asarray(step.coef_, dtype=np.float64))
         intercept = np.broadcast_to(np.asarray(step.intercept_, dtype=np.float64), coef.shape[:1])
@@ -93,6 +108,200 @@ def split_by_layer(A: np.ndarray, feature_info: Sequence[dict]) -> list[np.ndarr
     return np.split(A, np.cumsum(sizes)[:-1], axis=0)
 
 
+def _steps_of(classifier: Any) -> list[Any]:
+    """The chain of fitted steps of a (possibly nested) Pipeline, or ``[classifier]``."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(classifier, Pipeline):
+        return [s for _, step in classifier.steps for s in _steps_of(step)]
+    return [classifier]
+
+
+def _sigmoid(s: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * s))
+
+
+def _softmax(s: np.ndarray) -> np.ndarray:
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# predict_proba as a function of decision_function scores, per sklearn linear model family
+LINKS = {
+    "sigmoid": lambda s: np.stack([1.0 - _sigmoid(s[..., 0]), _sigmoid(s[..., 0])], -1),
+    "softmax": _softmax,
+    "ovr": lambda s: _sigmoid(s) / _sigmoid(s).sum(axis=-1, keepdims=True),
+}
+
+
+@dataclass
+class FoldedHead:
+    """A linear classifier chain folded into one 1x1 weight block per layer.
+
+    Attributes
+    ----------
+    blocks : list of ndarray of shape (num_chs, n_outputs)
+        Weights per layer, in the order of ``feature_info``.
+    bias : ndarray of shape (n_outputs,)
+    classes : ndarray of shape (n_classes,)
+    link : {"sigmoid", "softmax", "ovr"} or None
+        How ``predict_proba`` follows from the scores; None when the chain
+        has no ``predict_proba`` or it is not one of these links.
+    """
+
+    blocks: list[np.ndarray]
+    bias: np.ndarray
+    classes: np.ndarray
+    link: str | None
+
+    @property
+    def n_outputs(self) -> int:
+        return self.bias.shape[0]
+
+    def labels(self, scores: torch.Tensor) -> torch.Tensor:
+        """Class indices from ``(n_outputs, ...)`` scores, as the chain's ``predict``."""
+        if self.n_outputs == 1:
+            return (scores[0] > 0).to(torch.int64)
+        return scores.argmax(0)
+
+    def proba(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(n_classes, ...)`` probabilities from ``(n_outputs, ...)`` scores."""
+        if self.link == "sigmoid":
+            p = torch.sigmoid(scores[0])
+            return torch.stack([1.0 - p, p])
+        if self.link == "softmax":
+            return torch.softmax(scores, 0)
+        if self.link == "ovr":
+            p = torch.sigmoid(scores)
+            return p / p.sum(0, keepdim=True)
+        raise NotFoldableError("The classifier's predict_proba does not fold.")
+
+
+def fold_classifier(
+    classifier: Any, feature_info: Sequence[dict], *, n_probe: int = 64, random_state: int = 0
+) -> FoldedHead:
+    """Fold a fitted linear classifier (or Pipeline of affine steps ending in one).
+
+    The chain folds to per-layer 1x1 weights (:func:`fold_chain`,
+    :func:`split_by_layer`); the result is then checked on random probe
+    inputs: its scores must equal ``decision_function``, its labels
+    ``predict``, and the link (sigmoid, softmax or one-vs-rest normalized
+    sigmoids) ``predict_proba``. Anything that does not hold raises
+    :class:`NotFoldableError` (or leaves ``link=None`` for probabilities), so a
+    folded head never silently differs from the classifier.
+
+    Parameters
+    ----------
+    classifier : fitted estimator
+        E.g. ``make_pipeline(StandardScaler(), PCA(32), LogisticRegression())``.
+    feature_info : list of dict
+        The layers (``num_chs`` each) of the hypercolumns the classifier takes.
+    n_probe : int, default=64
+        Number of random probe inputs for the checks.
+    random_state : int, default=0
+
+    Returns
+    -------
+    FoldedHead
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.random((60, 5)), rng.integers(0, 3, 60)
+    >>> head = fold_classifier(LogisticRegression().fit(X, y), [{"num_chs": 2}, {"num_chs": 3}])
+    >>> [b.shape for b in head.blocks], head.link
+    ([(2, 3), (3, 3)], 'softmax')
+    """
+    steps = _steps_of(classifier)
+    final = steps[-1]
+    classes = getattr(final, "classes_", None)
+    if classes is None:
+        raise NotFoldableError(f"{type(final).__name__} is not a fitted classifier.")
+    A, b = fold_chain(steps)
+    n_in = A.shape[0]
+    rng = np.random.default_rng(random_state)
+    X = rng.standard_normal((n_probe, n_in))
+    if not hasattr(classifier, "decision_function"):
+        raise NotFoldableError(f"{type(final).__name__} has no decision_function.")
+    try:
+        expected = np.asarray(classifier.decision_function(X), dtype=np.float64)
+    except AttributeError as err:  # available_if on a pipeline step
+        raise NotFoldableError(str(err)) from err
+    got = X @ A + b
+    expected = expected.reshape(got.shape) if expected.size == got.size else expected
+    scale = max(1.0, float(np.abs(expected).max()))
+    if expected.shape != got.shape or not np.allclose(got, expected, rtol=0, atol=1e-7 * scale):
+        raise NotFoldableError(
+            f"{type(final).__name__}'s decision_function is not the affine map of its coef_ "
+            "and intercept_."
+        )
+    labels = classes[(got[:, 0] > 0).astype(int)] if got.shape[1] == 1 else classes[got.argmax(1)]
+    if not np.array_equal(np.asarray(classifier.predict(X)), labels):
+        raise NotFoldableError(f"{type(final).__name__}'s predict is not the argmax of its scores.")
+    return FoldedHead(split_by_layer(A, feature_info), b, np.asarray(classes),
+                      _find_link(final, A.shape[1], len(classes), rng))
+
+
+def _find_link(final: Any, n_outputs: int, n_classes: int, rng: np.random.Generator) -> str | None:
+    """Which of :data:`LINKS` turns ``final``'s scores into its ``predict_proba``, if any."""
+    if not hasattr(final, "predict_proba") or not hasattr(final, "n_features_in_"):
+        return None
+    Z = rng.standard_normal((64, final.n_features_in_))
+    try:
+        s = np.asarray(final.decision_function(Z), dtype=np.float64).reshape(64, n_outputs)
+        # rescale the probes so that scores are of order 1 and the links differ
+        spread = float(np.std(s - s.mean(0)))
+        if spread > 0:
+            Z = Z * (2.0 / spread)
+        s = np.asarray(final.decision_function(Z), dtype=np.float64).reshape(64, n_outputs)
+        proba = np.asarray(final.predict_proba(Z), dtype=np.float64)
+    except (AttributeError, NotImplementedError, ValueError):
+        return None
+    candidates = ["sigmoid"] if n_outputs == 1 and n_classes == 2 else ["softmax", "ovr"]
+    for name in candidates:
+        if np.allclose(LINKS[name](s), proba, rtol=1e-5, atol=1e-7):
+            return name
+    return None
+
+
+def project_maps(
+    maps: dict[str, torch.Tensor] | Sequence[torch.Tensor], blocks: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Per-layer 1x1 scores: ``(c_l, h_l, w_l)`` maps times ``(c_l, k)`` -> ``(k, h_l, w_l)``.
+
+    Computed in the dtype of the blocks; channels-last maps need no copy.
+    """
+    tensors = list(maps.values()) if isinstance(maps, dict) else list(maps)
+    out = []
+    for m, w in zip(tensors, blocks):
+        c, h, wd = m.shape
+        flat = m.to(w.dtype).permute(1, 2, 0).reshape(h * wd, c)
+        out.append((flat @ w).T.reshape(w.shape[1], h, wd))
+    return out
+
+
+def upsample_sum(
+    scores: Sequence[torch.Tensor], bias: torch.Tensor, image_shape: tuple[int, int]
+) -> torch.Tensor:
+    """``sum_l up(scores_l) + bias`` as ``(k, height, width)``.
+
+    Each ``(k, h_l, w_l)`` score map is upsampled with
+    ``F.interpolate(mode="bilinear", align_corners=False)``, the convention
+    of the hypercolumn itself; 1x1 maps (vectors) are broadcast.
+    """
+    H, W = image_shape
+    out = bias.reshape(-1, 1, 1).to(scores[0].dtype).expand(-1, H, W).clone()
+    for s in scores:
+        if s.shape[1:] == (1, 1):
+            out += s
+        else:
+            out += F.interpolate(s[None].contiguous(), size=(H, W), mode="bilinear",
+                                 align_corners=False)[0]
+    return out
+
+
 def folded_scores(
     maps: dict[str, torch.Tensor] | Sequence[torch.Tensor],
     blocks: Sequence[torch.Tensor],
@@ -102,21 +311,11 @@ def folded_scores(
     """Dense ``(n_outputs, height, width)`` scores: ``sum_l up(W_l^T f_l) + b``.
 
     ``maps`` are ``(c_l, h_l, w_l)`` native maps of one image, ``blocks`` the
-    matching ``(c_l, n_outputs)`` weights. Each layer's 1x1 scores are upsampled
-    with ``F.interpolate(mode="bilinear", align_corners=False)``, the convention
-    of the hypercolumn itself, so the result equals the linear head applied to
-    the dense hypercolumn. Computed in the dtype of ``bias`` (float64 keeps
-    large scores exact to float32 rounding of the features).
+    matching ``(c_l, n_outputs)`` weights. Equals the linear head applied to
+    the dense hypercolumn (:func:`project_maps` then :func:`upsample_sum`).
+    Computed in the dtype of ``bias`` (float64 keeps large scores exact to
+    float32 rounding of the features).
     """
-    tensors = list(maps.values()) if isinstance(maps, dict) else list(maps)
-    H, W = image_shape
     dtype = bias.dtype if bias.dtype in (torch.float32, torch.float64) else torch.float32
-    out = bias.reshape(-1, 1, 1).to(dtype).expand(-1, H, W).clone()
-    for m, w in zip(tensors, blocks):
-        c, h, wd = m.shape
-        s = torch.einsum("ck,chw->khw", w.to(dtype), m.to(dtype))
-        if h == 1 and wd == 1:
-            out += s
-        else:
-            out += F.interpolate(s[None], size=(H, W), mode="bilinear", align_corners=False)[0]
-    return out
+    scores = project_maps(maps, [w.to(dtype) for w in blocks])
+    return upsample_sum(scores, bias.to(dtype), image_shape)

@@ -1,5 +1,6 @@
 """scikit-learn estimators: thin wrappers that validate and call skhyper's functions."""
 
+from ._segmenter import HypercolumnSegmenter
 from ._transformer import HypercolumnTransformer
 
-__all__ = ["HypercolumnTransformer"]
+__all__ = ["HypercolumnSegmenter", "HypercolumnTransformer"]

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_images, resolve_device
 from ..backbones import DEFAULT_BACKBONE, build_backbone, resolve_layers
+from ..cache import MapCache
 from ..exceptions import DeviceWarning
 from ..extraction import DTYPES, extract_dense, extract_hypercolumns
 from ..sampling import PixelSet
@@ -59,6 +60,16 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         the forward pass. Pixels stay in original image coordinates.
     verbose : bool, default=False
         Show a tqdm progress bar.
+    tile_size : int or None, default=1024
+        Images larger than one window (``tile_size`` plus the receptive-field
+        halo on both sides) go through the backbone in tiles whose maps equal
+        the whole-image maps (:mod:`skhyper.tiling`); this bounds memory for
+        large images. None never tiles (needed for image-level layers such as
+        ``global_pool`` on large images).
+    cache : MapCache or None, default=None
+        A :class:`skhyper.cache.MapCache` shared by all clones: native maps of
+        images already seen are reused, e.g. across a GridSearchCV over
+        ``layers``.
 
     Attributes
     ----------
@@ -107,6 +118,8 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         "dtype": [StrOptions(set(DTYPES))],
         "image_size": [Interval(Integral, 1, None, closed="left"), None],
         "verbose": ["boolean"],
+        "tile_size": [Interval(Integral, 1, None, closed="left"), None],
+        "cache": [MapCache, None],
     }
 
     def __init__(
@@ -120,6 +133,8 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         dtype: str = "float32",
         image_size: int | None = None,
         verbose: bool = False,
+        tile_size: int | None = 1024,
+        cache: MapCache | None = None,
     ) -> None:
         self.backbone = backbone
         self.layers = layers
@@ -129,6 +144,8 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         self.dtype = dtype
         self.image_size = image_size
         self.verbose = verbose
+        self.tile_size = tile_size
+        self.cache = cache
 
     def fit(self, X: PixelSet | None = None, y: Any = None) -> HypercolumnTransformer:
         """Build the backbone and validate the layers.
@@ -198,6 +215,8 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
             "dtype": self.dtype,
             "image_size": self.image_size,
             "verbose": self.verbose,
+            "cache": self.cache,
+            "tile_size": self.tile_size,
         }
 
     def __getstate__(self) -> dict[str, Any]:

@@ -1,0 +1,269 @@
+"""HypercolumnSegmenter: images + masks in, label maps out."""
+
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import check_images, check_masks
+from ..folding import NotFoldableError, fold_classifier
+from ..metrics import mean_iou
+from ..prediction import chunked_predict, folded_predict
+from ..sampling import sample_pixels
+from ._transformer import HypercolumnTransformer
+
+__all__ = ["HypercolumnSegmenter", "default_classifier"]
+
+
+def default_classifier() -> Any:
+    """The classifier used when ``classifier=None``: a foldable linear chain.
+
+    ``StandardScaler -> PCA(64) -> LogisticRegression(C=0.1)``.
+    """
+    return make_pipeline(
+        StandardScaler(), PCA(64, random_state=0), LogisticRegression(C=0.1, max_iter=500)
+    )
+
+
+def _has(method: str):
+    def check(self: HypercolumnSegmenter) -> bool:
+        clf = self.classifier_ if hasattr(self, "classifier_") else self.classifier
+        clf = clf if clf is not None else default_classifier()
+        return hasattr(clf, method)
+
+    return check
+
+
+class HypercolumnSegmenter(BaseEstimator):
+    """Pixel labelling with hypercolumns: fit on images and masks, predict label maps.
+
+    ``fit`` draws labelled pixels from every image (:func:`skhyper.sample_pixels`),
+    computes their hypercolumns and fits ``classifier`` on them. Prediction is
+    dense: when ``classifier`` is a chain of linear steps (``StandardScaler``,
+    ``PCA``, any linear model with ``coef_``/``intercept_``, one-vs-rest too)
+    it is folded into per-layer 1x1 heads and applied to the native maps, so
+    only the class score maps are ever upsampled (Hariharan et al. 2015, sec.
+    3.1); any other classifier predicts on the hypercolumns in bands of
+    ``chunk_pixels`` pixels. Both give the same result as
+    ``classifier.predict`` on the full hypercolumn of every pixel.
+
+    Parameters
+    ----------
+    hypercolumns : HypercolumnTransformer, default=None
+        The features (backbone, ``layers``, device, ``image_size``,
+        ``tile_size``, ``cache``...). None uses ``HypercolumnTransformer()``.
+        Cloned in ``fit``; search over it as ``hypercolumns__layers``.
+    classifier : estimator, default=None
+        A scikit-learn classifier or pipeline taking hypercolumns. None uses
+        :func:`default_classifier`. Cloned in ``fit``.
+    n_pixels_per_image : int or None, default=1000
+        Training pixels drawn per image; None takes every labelled pixel.
+    class_balance : bool, default=True
+        Draw the same number of pixels per class in each image (as far as it
+        has them), so small objects are not drowned by background.
+    ignore_label : int, default=None
+        Mask value of unlabelled pixels (scribbles): never drawn, not scored.
+    random_state : int, RandomState instance or None, default=None
+        Controls the pixel draw.
+    batch_size : int, default=None
+        Images per forward pass; None keeps ``hypercolumns.batch_size``.
+    chunk_pixels : int, default=65536
+        Pixels per band for classifiers that cannot fold.
+
+    Attributes
+    ----------
+    hypercolumns_ : HypercolumnTransformer
+        The fitted feature transformer.
+    classifier_ : estimator
+        The fitted classifier.
+    classes_ : ndarray of shape (n_classes,)
+        Labels found in the masks (without ``ignore_label``).
+    folded_ : FoldedHead or None
+        The classifier folded to per-layer 1x1 weights, when it folds.
+    prediction_path_ : {"folded", "chunked"}
+        How dense prediction runs.
+
+    See Also
+    --------
+    skhyper.folding.fold_classifier : the folding and its checks.
+    skhyper.metrics.mean_iou : the ``score``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhyper import HypercolumnSegmenter, HypercolumnTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.random((4, 40, 52, 3)).astype(np.float32) * 0.3
+    >>> masks = np.zeros((4, 40, 52), dtype=int)
+    >>> masks[:, 10:30, 15:40] = 1  # a bright box on a dark background
+    >>> images[masks == 1] += 0.6
+    >>> seg = HypercolumnSegmenter(
+    ...     HypercolumnTransformer("resnet18", layers=["relu", "layer1"], weights=None,
+    ...                            device="cpu"),
+    ...     n_pixels_per_image=200, random_state=0,
+    ... ).fit(images, masks)
+    >>> seg.prediction_path_, seg.predict(images).shape
+    ('folded', (4, 40, 52))
+    >>> seg.predict_proba(images[0]).shape
+    (40, 52, 2)
+    >>> bool(seg.score(images, masks) > 0.8)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "hypercolumns": [HypercolumnTransformer, None],
+        "classifier": [HasMethods(["fit", "predict"]), None],
+        "n_pixels_per_image": [Interval(Integral, 1, None, closed="left"), None],
+        "class_balance": ["boolean"],
+        "ignore_label": [Integral, None],
+        "random_state": ["random_state"],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "chunk_pixels": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        hypercolumns: HypercolumnTransformer | None = None,
+        classifier: Any = None,
+        *,
+        n_pixels_per_image: int | None = 1000,
+        class_balance: bool = True,
+        ignore_label: int | None = None,
+        random_state: Any = None,
+        batch_size: int | None = None,
+        chunk_pixels: int = 65536,
+    ) -> None:
+        self.hypercolumns = hypercolumns
+        self.classifier = classifier
+        self.n_pixels_per_image = n_pixels_per_image
+        self.class_balance = class_balance
+        self.ignore_label = ignore_label
+        self.random_state = random_state
+        self.batch_size = batch_size
+        self.chunk_pixels = chunk_pixels
+
+    def fit(self, images: Any, masks: Any) -> HypercolumnSegmenter:
+        """Draw labelled pixels, compute their hypercolumns, fit the classifier.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            ``(height, width[, channels])`` images, a list of them (any sizes)
+            or a stack ``(n_images, height, width[, channels])``.
+        masks : ndarray or list of ndarray
+            One ``(height, width)`` integer label mask per image.
+
+        Returns
+        -------
+        self : HypercolumnSegmenter
+        """
+        self._validate_params()
+        hc = clone(self.hypercolumns) if self.hypercolumns is not None else (
+            HypercolumnTransformer()
+        )
+        if self.batch_size is not None:
+            hc.set_params(batch_size=self.batch_size)
+        hc.fit()
+        checked, batched = check_images(images, param="images",
+                                        n_channels=hc.backbone_.in_chans)
+        checked_masks = check_masks(masks, checked, param="masks", batched=batched)
+        classes = np.unique(np.concatenate([np.unique(m) for m in checked_masks]))
+        if self.ignore_label is not None:
+            classes = classes[classes != self.ignore_label]
+        if len(classes) < 2:
+            raise ValueError(
+                "The parameter `masks` must hold at least two classes (besides ignore_label="
+                f"{self.ignore_label}); got only {classes.tolist()}. A segmenter needs examples "
+                "of every label it should predict."
+            )
+        X, y = sample_pixels(
+            checked, checked_masks, n_per_image=self.n_pixels_per_image,
+            class_balance=self.class_balance, ignore_label=self.ignore_label,
+            random_state=self.random_state,
+        )
+        clf = clone(self.classifier) if self.classifier is not None else default_classifier()
+        clf.fit(hc.transform(X), y)
+        self.hypercolumns_ = hc
+        self.classifier_ = clf
+        self.classes_ = np.asarray(clf.classes_)
+        try:
+            self.folded_ = fold_classifier(clf, hc.feature_info_)
+            self.prediction_path_ = "folded"
+        except NotFoldableError:
+            self.folded_ = None
+            self.prediction_path_ = "chunked"
+        return self
+
+    def predict(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Label map of every image.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            As in ``fit``; any sizes.
+
+        Returns
+        -------
+        ndarray of shape (height, width), or a list / stack of them
+            A list for a list of images, an ``(n_images, height, width)``
+            array for a stacked array, one map for one image.
+        """
+        return self._dense(images, "predict")
+
+    @available_if(_has("predict_proba"))
+    def predict_proba(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Class probabilities ``(height, width, n_classes)`` of every image."""
+        return self._dense(images, "predict_proba")
+
+    @available_if(_has("decision_function"))
+    def decision_function(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Classifier scores of every pixel.
+
+        ``(height, width)`` per image for a binary classifier (the score of
+        ``classes_[1]``, as in scikit-learn), else ``(height, width,
+        n_classes)``.
+        """
+        return self._dense(images, "decision_function")
+
+    def score(self, images: Any, masks: Any) -> float:
+        """Mean IoU over classes (pooled over all pixels), see :func:`skhyper.metrics.mean_iou`.
+
+        Pixels labelled ``ignore_label`` are not scored.
+        """
+        return mean_iou(masks, self.predict(images), labels=self.classes_,
+                        ignore_label=self.ignore_label)
+
+    def _dense(self, images: Any, output: str) -> np.ndarray | list[np.ndarray]:
+        check_is_fitted(self)
+        hc = self.hypercolumns_
+        checked, batched = check_images(images, param="images",
+                                        n_channels=hc.backbone_.in_chans)
+        forward = {**hc._run_kwargs()}
+        head = self.folded_
+        layers = hc._layer_names()
+        if head is not None and (output != "predict_proba" or head.link is not None):
+            out = folded_predict(checked, hc.backbone_, layers, head, output=output, **forward)
+        else:
+            out = chunked_predict(checked, hc.backbone_, layers, self.classifier_,
+                                  output=output, chunk_pixels=self.chunk_pixels, **forward)
+        if not batched:
+            return out[0]
+        if isinstance(images, np.ndarray):
+            return np.stack(out)
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # images and masks, not a table
+        tags.non_deterministic = False
+        return tags

@@ -1,0 +1,138 @@
+"""Dense prediction: every pixel of whole images, folded when the head is linear.
+
+Two paths, one result:
+
+* :func:`folded_predict` -- a linear head folded to per-layer 1x1 weights
+  (:func:`skhyper.folding.fold_classifier`) is applied to each native map,
+  and only the ``k`` score maps are upsampled. Cost: one forward pass plus
+  ``k`` bilinear upsamples per layer; the hypercolumn is never built.
+* :func:`chunked_predict` -- any classifier (random forest, boosting, ...)
+  sees the dense hypercolumn in bands of ``chunk_pixels`` pixels, so memory
+  stays bounded by the band, not the image.
+
+Both take the forward-pass settings of :func:`skhyper.extraction.iter_maps`
+(device, batch size, dtype, ``image_size``, ``cache``, ``tile_size``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backbones import Backbone
+from .extraction import iter_maps, sample_maps
+from .folding import FoldedHead, upsample_sum
+
+__all__ = ["folded_predict", "chunked_predict", "OUTPUTS"]
+
+OUTPUTS = ("predict", "predict_proba", "decision_function")
+
+
+def _check_output(output: str) -> None:
+    if output not in OUTPUTS:
+        raise ValueError(f"The 'output' parameter must be one of {OUTPUTS}; got {output!r}.")
+
+
+def _finish(values: np.ndarray) -> np.ndarray:
+    """``(k, H, W)`` -> ``(H, W, k)``, or ``(H, W)`` for a single output."""
+    return values[0] if values.shape[0] == 1 else np.ascontiguousarray(np.moveaxis(values, 0, -1))
+
+
+def folded_predict(
+    images: Sequence[np.ndarray],
+    backbone: Backbone,
+    layers: Sequence[str],
+    head: FoldedHead,
+    *,
+    output: str = "predict",
+    **forward: Any,
+) -> list[np.ndarray]:
+    """Dense labels, probabilities or scores of checked images through a folded head.
+
+    Parameters
+    ----------
+    images : list of ndarray
+        Checked ``(height, width, channels)`` images.
+    backbone : Backbone
+    layers : list of str
+        The layers the head was folded for, in order.
+    head : FoldedHead
+    output : {"predict", "predict_proba", "decision_function"}, default="predict"
+    **forward
+        Settings for :func:`skhyper.extraction.iter_maps` (``device``,
+        ``batch_size``, ``dtype``, ``image_size``, ``cache``, ``tile_size``,
+        ``verbose``).
+
+    Returns
+    -------
+    list of ndarray
+        Per image: labels ``(height, width)``; probabilities ``(height, width,
+        n_classes)``; scores ``(height, width)`` for one output (binary) or
+        ``(height, width, n_outputs)``.
+    """
+    _check_output(output)
+    device = forward["device"]
+    blocks = [torch.from_numpy(np.asarray(b, dtype=np.float32)).to(device) for b in head.blocks]
+    bias = torch.from_numpy(np.asarray(head.bias, dtype=np.float32)).to(device)
+    by_name = dict(zip(layers, blocks))
+
+    def project(maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, m in maps.items():
+            c, h, w = m.shape
+            flat = m.float().permute(1, 2, 0).reshape(h * w, c)  # a view for channels-last maps
+            out[name] = (flat @ by_name[name]).T.reshape(-1, h, w)
+        return out
+
+    results: list[np.ndarray | None] = [None] * len(images)
+    for i, scores in iter_maps(backbone, images, layers, project=project, **forward):
+        H, W = images[i].shape[:2]
+        total = upsample_sum([scores[name] for name in layers], bias, (H, W))
+        if output == "predict":
+            results[i] = head.classes[head.labels(total).cpu().numpy()]
+        elif output == "predict_proba":
+            results[i] = _finish(head.proba(total).cpu().numpy())
+        else:
+            results[i] = _finish(total.cpu().numpy())
+    return results
+
+
+def chunked_predict(
+    images: Sequence[np.ndarray],
+    backbone: Backbone,
+    layers: Sequence[str],
+    classifier: Any,
+    *,
+    output: str = "predict",
+    chunk_pixels: int = 65536,
+    **forward: Any,
+) -> list[np.ndarray]:
+    """Dense prediction of any fitted classifier on hypercolumns, in bands of pixels.
+
+    Each image's native maps are computed once; bands of about
+    ``chunk_pixels`` pixels are sampled to hypercolumns, passed to
+    ``getattr(classifier, output)`` and written into the result, so the full
+    hypercolumn of an image never exists. Parameters and returns as in
+    :func:`folded_predict`.
+    """
+    _check_output(output)
+    method = getattr(classifier, output)
+    results: list[np.ndarray | None] = [None] * len(images)
+    for i, maps in iter_maps(backbone, images, layers, **forward):
+        H, W = images[i].shape[:2]
+        band = max(1, chunk_pixels // W)
+        cols = torch.arange(W)
+        out = None
+        for r0 in range(0, H, band):
+            r1 = min(H, r0 + band)
+            rows = torch.arange(r0, r1).repeat_interleave(W)
+            feats = sample_maps(maps, rows, cols.repeat(r1 - r0), (H, W)).cpu().numpy()
+            values = np.asarray(method(feats))
+            if out is None:
+                out = np.empty((H * W, *values.shape[1:]), dtype=values.dtype)
+            out[r0 * W : r1 * W] = values
+        results[i] = out.reshape(H, W, *out.shape[1:])
+    return results
