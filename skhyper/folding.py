@@ -246,15 +246,13 @@ def fold_classifier(
 
 def _find_link(final: Any, n_outputs: int, n_classes: int, rng: np.random.Generator) -> str | None:
     """Which of :data:`LINKS` turns ``final``'s scores into its ``predict_proba``, if any."""
-    if not hasattr(final, "predict_proba") or not hasattr(final, "n_features_in_"):
+    if not hasattr(final, "predict_proba"):
         return None
-    Z = rng.standard_normal((64, final.n_features_in_))
+    # probes whose scores are of order 1 (where the links differ): solve Z @ M + v = S
+    M, v = affine_of(final)
+    S = rng.normal(0.0, 2.0, size=(64, n_outputs))
+    Z = (S - v) @ np.linalg.pinv(M)
     try:
-        s = np.asarray(final.decision_function(Z), dtype=np.float64).reshape(64, n_outputs)
-        # rescale the probes so that scores are of order 1 and the links differ
-        spread = float(np.std(s - s.mean(0)))
-        if spread > 0:
-            Z = Z * (2.0 / spread)
         s = np.asarray(final.decision_function(Z), dtype=np.float64).reshape(64, n_outputs)
         proba = np.asarray(final.predict_proba(Z), dtype=np.float64)
     except (AttributeError, NotImplementedError, ValueError):

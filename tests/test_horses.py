@@ -10,12 +10,19 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 from sklearn.linear_model import SGDClassifier
-from sklearn.model_selection import GroupKFold, cross_val_score
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skhyper import HypercolumnTransformer, grid_pixels, sample_pixels
+from skhyper import (
+    HypercolumnSegmenter,
+    HypercolumnTransformer,
+    MapCache,
+    grid_pixels,
+    sample_pixels,
+)
 from skhyper.datasets import load_horses
+from skhyper.metrics import foreground_iou
 
 
 def pooled_foreground_iou(pipe, images, masks, step=2):
@@ -80,3 +87,40 @@ def test_cross_val_score_splits_by_image(rng):
     assert scores.shape == (3,)
     # even random early-layer features separate bright from dark on unseen images
     assert scores.min() > 0.8
+
+
+def test_default_segmenter_reaches_080_foreground_iou(horses):
+    """Issue 4: the default HypercolumnSegmenter, 200 train / 128 test images."""
+    train, test = horses
+    seg = HypercolumnSegmenter(random_state=0).fit(train.images, train.masks)
+    assert seg.prediction_path_ == "folded"
+    pred = seg.predict(test.images)
+    pooled = foreground_iou(test.masks, pred)
+    per_image = foreground_iou(test.masks, pred, average="image")
+    print(f"default segmenter: foreground IoU pooled {pooled:.4f}, mean per image "
+          f"{per_image:.4f}, mean IoU {seg.score(test.images, test.masks):.4f}")
+    assert pooled >= 0.80 and per_image >= 0.80
+
+
+def test_grid_search_over_layers_picks_multi_layer_and_reuses_the_backbone(horses):
+    train, _ = horses
+    subsets = [["blocks.6"], ["blocks.4"], ["blocks.4", "blocks.6"], None]  # None: all 5 stages
+
+    def segmenter(cache):
+        hc = HypercolumnTransformer(device="cpu", cache=cache)
+        return HypercolumnSegmenter(hc, n_pixels_per_image=300, random_state=0)
+
+    single = MapCache()
+    segmenter(single).fit(train.images, train.masks)  # the backbone work of one fit
+    cache = MapCache()
+    search = GridSearchCV(segmenter(cache), {"hypercolumns__layers": subsets}, cv=3)
+    search.fit(train.images, train.masks)
+    means = search.cv_results_["mean_test_score"]
+    scores = {str(s): round(float(v), 4) for s, v in zip(subsets, means)}
+    ratio = cache.n_forward_images / single.n_forward_images
+    print(f"mean IoU per subset: {scores}; best {search.best_params_}; images through the "
+          f"backbone: search {cache.n_forward_images} vs one fit {single.n_forward_images} "
+          f"({ratio:.2f}x), cache hits {cache.hits}")
+    best = search.best_params_["hypercolumns__layers"]
+    assert best is None or len(best) > 1  # a multi-layer set wins
+    assert ratio <= 1.5
