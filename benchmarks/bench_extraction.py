@@ -65,93 +65,28 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import gc  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import timm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-import torchvision  # noqa: E402
 
-import skhyper  # noqa: E402
 from skhyper import PixelSet, build_backbone, extract_hypercolumns, grid_pixels  # noqa: E402
 from skhyper.backbones import resolve_layers  # noqa: E402
 from skhyper.extraction import iter_maps  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import loadavg as _loadavg  # noqa: E402
+from _common import machine_info, measure  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULTS = {"n_images": 4, "size": 224, "repeats": 3, "points": "256,2048,8192,50176"}
 QUICK = {"n_images": 2, "size": 128, "repeats": 1, "points": "256,2048,all"}
 TARGET = {"points": 2048, "ratio": 0.95}
-
-
-# --------------------------------------------------------------------------- memory
-
-
-def _rss_bytes() -> int | None:
-    """Current resident set size of this process, or None when unknown."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil
-    except ImportError:
-        return None
-    return psutil.Process().memory_info().rss
-
-
-def _release_memory() -> None:
-    """Collect garbage and hand freed heap back to the OS, so RSS baselines are fair."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-class PeakRSS:
-    """Peak RSS growth over a ``with`` block, sampled by a thread every ``interval`` s."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval = interval
-        self.base = self.peak = None
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval):
-            rss = _rss_bytes()
-            if rss is not None and rss > self.peak:
-                self.peak = rss
-
-    def __enter__(self) -> PeakRSS:
-        self.base = self.peak = _rss_bytes()
-        if self.base is not None:
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.base is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes() or 0)
-
-    @property
-    def growth(self) -> int | None:
-        return None if self.base is None else self.peak - self.base
 
 
 # --------------------------------------------------------------------------- methods
@@ -186,28 +121,6 @@ def run_naive(bb, images, names, dev, batch_size, groups, shape) -> np.ndarray:
             out[sel] = hc[:, rows, cols].T.cpu().numpy()
             del hc
     return out
-
-
-def measure(fn, dev: torch.device) -> tuple[float, int | None]:
-    """Seconds and peak memory growth (bytes) of one call of ``fn``; the result is dropped."""
-    _release_memory()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-        t0 = time.perf_counter()
-        res = fn()
-        torch.cuda.synchronize(dev)
-        seconds = time.perf_counter() - t0
-        peak = torch.cuda.max_memory_allocated(dev) - base
-    else:
-        with PeakRSS() as rss:
-            t0 = time.perf_counter()
-            res = fn()
-            seconds = time.perf_counter() - t0
-        peak = rss.growth
-    del res
-    return seconds, peak
 
 
 # --------------------------------------------------------------------------- setup
@@ -251,53 +164,6 @@ def make_pixels(images, n_points, rng, dev):
         cols = torch.from_numpy(coords[sel, 2]).to(dev)
         groups[i] = (sel, rows, cols)
     return X, groups
-
-
-def machine_info(dev: torch.device) -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                cwd=Path(__file__).resolve().parent,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "numpy": np.__version__,
-        "skhyper": skhyper.__version__,
-        "git_commit": commit,
-        "threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-    }
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        with open("/proc/loadavg") as f:
-            return [float(v) for v in f.read().split()[:3]]
-    except OSError:
-        return None
 
 
 # --------------------------------------------------------------------------- main

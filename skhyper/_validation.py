@@ -141,10 +141,12 @@ def to_float_image(img: np.ndarray, n_channels: int = 3) -> np.ndarray:
     if img.dtype == bool:
         out = img.astype(np.float32)
     elif np.issubdtype(img.dtype, np.unsignedinteger):
-        out = img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
+        out = img.astype(np.float32)
+        out /= np.float32(np.iinfo(img.dtype).max)  # in place: one float copy of the image
     elif np.issubdtype(img.dtype, np.signedinteger):
-        out = img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
-        out = np.maximum(out, -1.0, dtype=np.float32)
+        out = img.astype(np.float32)
+        out /= np.float32(np.iinfo(img.dtype).max)
+        np.maximum(out, -1.0, out=out)
     else:
         out = img.astype(np.float32, copy=False)
     if out.shape[2] == 1 and n_channels != 1:

@@ -22,7 +22,7 @@ from ._validation import check_images, check_positive_int, resolve_device, to_fl
 from .backbones import Backbone, build_backbone, resolve_layers
 from .cache import MapCache, backbone_fingerprint, image_digest
 from .sampling import PixelSet
-from .tiling import receptive_field, tiled_maps
+from .tiling import needs_tiling, receptive_field, tiled_maps
 
 __all__ = [
     "forward_maps",
@@ -69,7 +69,9 @@ def _load_batch(
 ) -> torch.Tensor:
     """``(n, c, h, w)`` float batch in ``[0, 1]`` on ``device``, resized to ``target``."""
     arrays = [to_float_image(images[i], n_chans) for i in idx]
-    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    stacked = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+    del arrays
+    batch = torch.from_numpy(stacked).permute(0, 3, 1, 2)
     batch = batch.to(device, non_blocking=True)
     if target != batch.shape[-2:]:
         batch = torch.nn.functional.interpolate(
@@ -133,11 +135,15 @@ def iter_maps(
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     tiled: list[int] = []
     keys: dict[int, tuple] = {}
+    rf: tuple[int, int] | None = None
     for i in indices:
         shape = images[i].shape[:2]
-        if tile_size is not None and max(_resized_shape(shape, image_size)) > tile_size:
-            tiled.append(i)
-            continue
+        fed = _resized_shape(shape, image_size)
+        if tile_size is not None and max(fed) > tile_size:
+            rf = rf or receptive_field(backbone, layers)
+            if needs_tiling(fed, tile_size, *rf):
+                tiled.append(i)
+                continue
         if cache is not None:
             keys[i] = (*base, image_digest(images[i]))
             hit = cache.get(keys[i], layers)
@@ -161,7 +167,7 @@ def iter_maps(
             yield i, finish({name: maps[name][k] for name in layers})
     if tiled:
         info = resolve_layers(backbone, layers)
-        halo, stride = receptive_field(backbone, layers)
+        halo, stride = rf
 
         def fwd(batch: torch.Tensor) -> dict[str, torch.Tensor]:
             return _forward(backbone, batch, layers, dtype, tuple(batch.shape[-2:]))

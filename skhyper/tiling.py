@@ -26,7 +26,7 @@ from torch import nn
 
 from .backbones import Backbone
 
-__all__ = ["receptive_field", "plan_axis", "tiled_maps", "NotTileableError"]
+__all__ = ["receptive_field", "plan_axis", "needs_tiling", "tiled_maps", "NotTileableError"]
 
 _PROBE = 224
 
@@ -45,7 +45,7 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
     The receptive field is bounded by chaining every convolution and pooling
     that runs before the deepest of ``layers`` (in execution order, an upper
     bound for networks with parallel branches). ``stride`` is the largest
-    reduction among ``layers``; ``halo`` is the radius plus two strides of
+    reduction among ``layers``; ``halo`` is the radius plus one stride of
     slack for asymmetric padding, rounded up to a multiple of ``stride``.
 
     Raises
@@ -57,7 +57,7 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
     --------
     >>> from skhyper.backbones import build_backbone
     >>> receptive_field(build_backbone("vgg16", weights=None), ["features.8"])
-    (10, 2)
+    (8, 2)
     """
     key = tuple(layers)
     memo = backbone.__dict__.setdefault("_rf_memo", {})
@@ -107,7 +107,7 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
         jump_in = max(1, round(_PROBE / in_shape[0]))  # stride between input cells, in pixels
         size += (k - 1) * d * jump_in
     jump = max(max(1, round(table[n]["reduction"])) for n in layers)
-    radius = (size - 1) // 2 + 2 * jump
+    radius = (size - 1) // 2 + jump
     result = (math.ceil(radius / jump) * jump, jump)
     memo[key] = result
     return result
@@ -138,6 +138,22 @@ def plan_axis(n: int, core: int, halo: int, stride: int) -> list[tuple[int, int,
         w1 = n if w1 >= n else min(n, w1 + (n - w1) % stride)
         out.append((w0, w1, c0, c1))
     return out
+
+
+def _core(tile_size: int, stride: int) -> int:
+    return max(stride, tile_size // stride * stride)
+
+
+def needs_tiling(shape: tuple[int, int], tile_size: int, halo: int, stride: int) -> bool:
+    """Whether an image of ``shape`` splits into more than one window.
+
+    Examples
+    --------
+    >>> needs_tiling((700, 900), 128, 56, 8), needs_tiling((200, 230), 128, 56, 8)
+    (True, False)
+    """
+    core = _core(tile_size, stride)
+    return any(len(plan_axis(n, core, halo, stride)) > 1 for n in shape)
 
 
 def tiled_maps(
@@ -175,7 +191,7 @@ def tiled_maps(
         Equal to the maps of the whole image (projected if ``project``).
     """
     _, H, W = image.shape
-    core = max(stride, tile_size // stride * stride)
+    core = _core(tile_size, stride)
     rows = plan_axis(H, core, halo, stride)
     cols = plan_axis(W, core, halo, stride)
     red = {d["name"]: max(1, round(d["reduction"])) for d in layers}
