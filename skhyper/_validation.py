@@ -199,19 +199,38 @@ def check_masks(
                 f"The parameter `{where}` has shape {mask.shape} but its image has shape "
                 f"{img.shape[:2]}; each mask must be (height, width) like its image."
             )
-        if mask.dtype.kind == "f":
-            if not np.isfinite(mask).all():
-                raise ValueError(f"The parameter `{where}` contains NaN or infinite labels.")
-            if not np.array_equal(mask, np.round(mask)):
-                raise ValueError(
-                    f"The parameter `{where}` holds non-integer labels; masks hold class labels "
-                    "(integers or bools)."
-                )
-            mask = mask.astype(np.int64)
-        elif mask.dtype == bool:
-            mask = mask.astype(np.uint8)
-        out.append(mask)
+        out.append(as_labels(mask, where))
     return out
+
+
+def as_labels(labels: np.ndarray, where: str) -> np.ndarray:
+    """Class labels as an integer array: bools become 0/1, integer-valued floats int64.
+
+    Examples
+    --------
+    >>> as_labels(np.array([[0.0, 2.0]]), "masks[0]").tolist()
+    [[0, 2]]
+    >>> as_labels(np.array([[0.5]]), "masks[0]")
+    Traceback (most recent call last):
+    ...
+    ValueError: The parameter `masks[0]` holds non-integer labels; ...
+    """
+    if labels.dtype == bool:
+        return labels.view(np.uint8)
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all():
+            raise ValueError(f"The parameter `{where}` contains NaN or infinite labels.")
+        if not np.array_equal(labels, np.round(labels)):
+            raise ValueError(
+                f"The parameter `{where}` holds non-integer labels; labels are classes "
+                "(integers, bools, or floats with integer values)."
+            )
+        return labels.astype(np.int64)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(
+            f"The parameter `{where}` must hold integer class labels; got dtype {labels.dtype}."
+        )
+    return labels
 
 
 def resolve_device(device: Any, *, param: str = "device") -> torch.device:

@@ -22,9 +22,12 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ._validation import check_images
 from .datasets import load_horses
 from .estimators import HypercolumnTransformer
-from .sampling import grid_pixels, sample_pixels
+from .folding import fold_classifier
+from .prediction import folded_predict
+from .sampling import sample_pixels
 
 __all__ = ["foreground_iou", "run_demo"]
 
@@ -113,8 +116,14 @@ def _make_pipeline(
 
 
 def _predict_images(pipe: Pipeline, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Label every pixel, one image at a time (bounded memory: one image's hypercolumns)."""
-    return [pipe.predict(grid_pixels(img)).reshape(img.shape[:2]) for img in images]
+    """Label every pixel: the linear steps folded into per-layer 1x1 heads (no dense hypercolumn).
+
+    Equals ``pipe.predict(grid_pixels(img))`` (checked by :func:`~skhyper.folding.fold_classifier`).
+    """
+    hc = pipe[0]
+    head = fold_classifier(pipe[1:], hc.feature_info_)
+    checked, _ = check_images(list(images), param="images", n_channels=hc.backbone_.in_chans)
+    return folded_predict(checked, hc.backbone_, hc._layer_names(), head, **hc._run_kwargs())
 
 
 def _outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
@@ -245,7 +254,7 @@ def run_demo(
     --------
     foreground_iou : the IoU used here.
     skhyper.sample_pixels : the training pixels.
-    skhyper.grid_pixels : every pixel of an image, for dense prediction.
+    skhyper.folding.fold_classifier : the pipeline as per-layer 1x1 heads, for dense prediction.
 
     Examples
     --------

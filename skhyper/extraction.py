@@ -30,6 +30,7 @@ __all__ = [
     "sample_maps",
     "extract_hypercolumns",
     "extract_dense",
+    "row_bands",
     "DTYPES",
 ]
 
@@ -262,7 +263,27 @@ def sample_maps(
     return out
 
 
-def _prepare(backbone, layers, device, batch_size, dtype, image_size):
+def row_bands(
+    shape: tuple[int, int], chunk_pixels: int
+) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """Bands of whole rows of about ``chunk_pixels`` pixels: ``(r0, r1, rows, cols)``.
+
+    ``rows``/``cols`` are the pixel coordinates of rows ``r0:r1`` in raster order.
+
+    Examples
+    --------
+    >>> [(r0, r1, len(rows)) for r0, r1, rows, _ in row_bands((5, 4), 8)]
+    [(0, 2, 8), (2, 4, 8), (4, 5, 4)]
+    """
+    H, W = shape
+    band = max(1, chunk_pixels // W)
+    cols = torch.arange(W)
+    for r0 in range(0, H, band):
+        r1 = min(H, r0 + band)
+        yield r0, r1, torch.arange(r0, r1).repeat_interleave(W), cols.repeat(r1 - r0)
+
+
+def _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size):
     bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone)
     info = resolve_layers(bb, layers)
     dev = resolve_device(device)
@@ -270,6 +291,7 @@ def _prepare(backbone, layers, device, batch_size, dtype, image_size):
         raise ValueError(f"The 'dtype' parameter must be one of {sorted(DTYPES)}; got {dtype!r}.")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(image_size, "image_size", allow_none=True)
+    check_positive_int(tile_size, "tile_size", allow_none=True)
     bb = bb.to(dev).eval()
     return bb, info, dev
 
@@ -340,8 +362,7 @@ def extract_hypercolumns(
             "The parameter `X` must be a PixelSet (e.g. from skhyper.sample_pixels or "
             f"skhyper.grid_pixels); got {type(X).__name__}."
         )
-    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size)
-    check_positive_int(tile_size, "tile_size", allow_none=True)
+    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size)
     images, _ = check_images(X.images, param="X.images", n_channels=bb.in_chans)
     coords = X.coords
     names = [d["name"] for d in info]
@@ -404,10 +425,9 @@ def extract_dense(
     >>> extract_dense(np.zeros((33, 47, 3)), bb, ["layer2", "layer4"]).shape
     (33, 47, 640)
     """
-    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size)
+    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size)
     checked, batched = check_images(images, param="images", n_channels=bb.in_chans)
     check_positive_int(chunk_pixels, "chunk_pixels")
-    check_positive_int(tile_size, "tile_size", allow_none=True)
     names = [d["name"] for d in info]
     total = sum(d["num_chs"] for d in info)
     results: list[np.ndarray | None] = [None] * len(checked)
@@ -417,16 +437,11 @@ def extract_dense(
     ):
         H, W = checked[i].shape[:2]
         dense = np.empty((H, W, total), dtype=np.float32)
-        band = max(1, chunk_pixels // W)
-        cols = torch.arange(W)
-        for r0 in range(0, H, band):
-            r1 = min(H, r0 + band)
-            rows = torch.arange(r0, r1).repeat_interleave(W)
+        for r0, r1, rows, cols in row_bands((H, W), chunk_pixels):
             band_out = dense[r0:r1].reshape((r1 - r0) * W, total)
             if dev.type == "cpu":
-                sample_maps(maps, rows, cols.repeat(r1 - r0), (H, W),
-                            out=torch.from_numpy(band_out))
+                sample_maps(maps, rows, cols, (H, W), out=torch.from_numpy(band_out))
             else:
-                band_out[:] = sample_maps(maps, rows, cols.repeat(r1 - r0), (H, W)).cpu().numpy()
+                band_out[:] = sample_maps(maps, rows, cols, (H, W)).cpu().numpy()
         results[i] = dense
     return results if batched else results[0]

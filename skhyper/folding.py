@@ -117,20 +117,17 @@ def _steps_of(classifier: Any) -> list[Any]:
     return [classifier]
 
 
-def _sigmoid(s: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * s))
+def _ovr(s: torch.Tensor, dim: int) -> torch.Tensor:
+    p = torch.sigmoid(s)
+    return p / p.sum(dim, keepdim=True)
 
 
-def _softmax(s: np.ndarray) -> np.ndarray:
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-# predict_proba as a function of decision_function scores, per sklearn linear model family
+# predict_proba as a function of decision_function scores (outputs along ``dim``), per
+# sklearn linear model family: binary sigmoid, multinomial softmax, one-vs-rest normalized
 LINKS = {
-    "sigmoid": lambda s: np.stack([1.0 - _sigmoid(s[..., 0]), _sigmoid(s[..., 0])], -1),
-    "softmax": _softmax,
-    "ovr": lambda s: _sigmoid(s) / _sigmoid(s).sum(axis=-1, keepdims=True),
+    "sigmoid": lambda s, dim: torch.cat([1.0 - torch.sigmoid(s), torch.sigmoid(s)], dim),
+    "softmax": lambda s, dim: torch.softmax(s, dim),
+    "ovr": _ovr,
 }
 
 
@@ -166,15 +163,9 @@ class FoldedHead:
 
     def proba(self, scores: torch.Tensor) -> torch.Tensor:
         """``(n_classes, ...)`` probabilities from ``(n_outputs, ...)`` scores."""
-        if self.link == "sigmoid":
-            p = torch.sigmoid(scores[0])
-            return torch.stack([1.0 - p, p])
-        if self.link == "softmax":
-            return torch.softmax(scores, 0)
-        if self.link == "ovr":
-            p = torch.sigmoid(scores)
-            return p / p.sum(0, keepdim=True)
-        raise NotFoldableError("The classifier's predict_proba does not fold.")
+        if self.link is None:
+            raise NotFoldableError("The classifier's predict_proba does not fold.")
+        return LINKS[self.link](scores, 0)
 
 
 def fold_classifier(
@@ -259,7 +250,7 @@ def _find_link(final: Any, n_outputs: int, n_classes: int, rng: np.random.Genera
         return None
     candidates = ["sigmoid"] if n_outputs == 1 and n_classes == 2 else ["softmax", "ovr"]
     for name in candidates:
-        if np.allclose(LINKS[name](s), proba, rtol=1e-5, atol=1e-7):
+        if np.allclose(LINKS[name](torch.from_numpy(s), 1).numpy(), proba, rtol=1e-5, atol=1e-7):
             return name
     return None
 

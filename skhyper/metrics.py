@@ -38,6 +38,8 @@ import numpy as np
 import sklearn.metrics
 from sklearn.metrics import make_scorer
 
+from ._validation import as_labels
+
 __all__ = [
     "confusion_matrix",
     "iou_per_class",
@@ -100,22 +102,7 @@ def _check_maps(y: Any, param: str) -> tuple[list[np.ndarray], bool]:
             )
         if m.size == 0:
             raise ValueError(f"The parameter `{where}` is an empty label map of shape {m.shape}.")
-        if m.dtype == bool:
-            m = m.view(np.uint8)
-        elif m.dtype.kind == "f":
-            if not np.isfinite(m).all():
-                raise ValueError(f"The parameter `{where}` contains NaN or infinite labels.")
-            if not np.array_equal(m, np.round(m)):
-                raise ValueError(
-                    f"The parameter `{where}` holds non-integer labels; label maps hold class "
-                    "labels (integers, bools, or floats with integer values)."
-                )
-            m = m.astype(np.int64)
-        elif m.dtype.kind not in "iu":
-            raise TypeError(
-                f"The parameter `{where}` must hold integer class labels; got dtype {m.dtype}."
-            )
-        out.append(m)
+        out.append(as_labels(m, where))
     return out, batched
 
 

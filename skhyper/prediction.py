@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from .backbones import Backbone
-from .extraction import iter_maps, sample_maps
-from .folding import FoldedHead, upsample_sum
+from .extraction import iter_maps, row_bands, sample_maps
+from .folding import FoldedHead, project_maps, upsample_sum
 
 __all__ = ["folded_predict", "chunked_predict", "OUTPUTS"]
 
@@ -84,12 +84,7 @@ def folded_predict(
 
     def project(maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # 1x1 heads in float64: cheap at native resolution, and exact for large scores
-        out = {}
-        for name, m in maps.items():
-            c, h, w = m.shape
-            flat = m.permute(1, 2, 0).reshape(h * w, c)  # a view for channels-last maps
-            out[name] = (flat.double() @ by_name[name]).T.reshape(-1, h, w)
-        return out
+        return dict(zip(maps, project_maps(maps, [by_name[name] for name in maps])))
 
     results: list[np.ndarray | None] = [None] * len(images)
     for i, scores in iter_maps(backbone, images, layers, project=project, **forward):
@@ -132,13 +127,9 @@ def chunked_predict(
     results: list[np.ndarray | None] = [None] * len(images)
     for i, maps in iter_maps(backbone, images, layers, **forward):
         H, W = images[i].shape[:2]
-        band = max(1, chunk_pixels // W)
-        cols = torch.arange(W)
         out = None
-        for r0 in range(0, H, band):
-            r1 = min(H, r0 + band)
-            rows = torch.arange(r0, r1).repeat_interleave(W)
-            feats = sample_maps(maps, rows, cols.repeat(r1 - r0), (H, W)).cpu().numpy()
+        for r0, r1, rows, cols in row_bands((H, W), chunk_pixels):
+            feats = sample_maps(maps, rows, cols, (H, W)).cpu().numpy()
             values = np.asarray(method(feats))
             if out is None:
                 out = np.empty((H * W, *values.shape[1:]), dtype=values.dtype)

@@ -63,6 +63,13 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
     memo = backbone.__dict__.setdefault("_rf_memo", {})
     if key in memo:
         return memo[key]
+    table = {d["name"]: d for d in backbone.layer_table()}
+    vectors = [n for n in layers if table[n]["kind"] != "map"]
+    if vectors:
+        raise NotTileableError(
+            f"Layers {vectors} are image-level vectors (they see the whole image), so an image "
+            "cannot be cut into tiles for them. Drop them from 'layers' or set tile_size=None."
+        )
     records: list[tuple[nn.Module, tuple, tuple]] = []
     global_ops: list[str] = []
     names = {m: n for n, m in backbone.model.named_modules()}
@@ -78,15 +85,6 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
 
     handles = [m.register_forward_hook(hook) for m in backbone.model.modules()
                if not list(m.children())]
-    table = {d["name"]: d for d in backbone.layer_table()}
-    vectors = [n for n in layers if table[n]["kind"] != "map"]
-    if vectors:
-        for h in handles:
-            h.remove()
-        raise NotTileableError(
-            f"Layers {vectors} are image-level vectors (they see the whole image), so an image "
-            "cannot be cut into tiles for them. Drop them from 'layers' or set tile_size=None."
-        )
     try:
         device = backbone.mean.device
         with torch.inference_mode():

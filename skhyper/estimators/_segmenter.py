@@ -249,7 +249,7 @@ class HypercolumnSegmenter(BaseEstimator):
         hc = self.hypercolumns_
         checked, batched = check_images(images, param="images",
                                         n_channels=hc.backbone_.in_chans)
-        forward = {**hc._run_kwargs()}
+        forward = hc._run_kwargs()
         head = self.folded_
         layers = hc._layer_names()
         if head is not None and (output != "predict_proba" or head.link is not None):
