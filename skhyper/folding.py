@@ -20,15 +20,21 @@ import torch.nn.functional as F
 
 __all__ = [
     "FoldedHead",
+    "LOCATION",
     "NotFoldableError",
     "affine_of",
     "fold_chain",
+    "find_link",
     "fold_classifier",
     "folded_scores",
     "project_maps",
     "split_by_layer",
     "upsample_sum",
 ]
+
+
+# feature_info entry of the two location columns (u, v) appended to a hypercolumn
+LOCATION = {"name": "location", "num_chs": 2, "reduction": None, "kind": "location"}
 
 
 class NotFoldableError(TypeError):
@@ -144,12 +150,16 @@ class FoldedHead:
     link : {"sigmoid", "softmax", "ovr"} or None
         How ``predict_proba`` follows from the scores; None when the chain
         has no ``predict_proba`` or it is not one of these links.
+    location : ndarray of shape (2, n_outputs) or None
+        Weights of the location columns ``(u, v)`` when the classifier takes
+        them (``HypercolumnTransformer(append_location=True)``).
     """
 
     blocks: list[np.ndarray]
     bias: np.ndarray
     classes: np.ndarray
     link: str | None
+    location: np.ndarray | None = None
 
     @property
     def n_outputs(self) -> int:
@@ -186,7 +196,8 @@ def fold_classifier(
     classifier : fitted estimator
         E.g. ``make_pipeline(StandardScaler(), PCA(32), LogisticRegression())``.
     feature_info : list of dict
-        The layers (``num_chs`` each) of the hypercolumns the classifier takes.
+        The layers (``num_chs`` each) of the hypercolumns the classifier takes;
+        a last entry :data:`LOCATION` stands for the two location columns.
     n_probe : int, default=64
         Number of random probe inputs for the checks.
     random_state : int, default=0
@@ -231,24 +242,53 @@ def fold_classifier(
     labels = classes[(got[:, 0] > 0).astype(int)] if got.shape[1] == 1 else classes[got.argmax(1)]
     if not np.array_equal(np.asarray(classifier.predict(X)), labels):
         raise NotFoldableError(f"{type(final).__name__}'s predict is not the argmax of its scores.")
-    return FoldedHead(split_by_layer(A, feature_info), b, np.asarray(classes),
-                      _find_link(final, A.shape[1], len(classes), rng))
+    layers = [d for d in feature_info if d.get("kind") != LOCATION["kind"]]
+    location = None
+    if len(layers) < len(feature_info):  # the location columns (u, v) come last
+        A, location = A[:-2], A[-2:]
+    return FoldedHead(split_by_layer(A, layers), b, np.asarray(classes),
+                      find_link(classifier, random_state=random_state), location)
 
 
-def _find_link(final: Any, n_outputs: int, n_classes: int, rng: np.random.Generator) -> str | None:
-    """Which of :data:`LINKS` turns ``final``'s scores into its ``predict_proba``, if any."""
-    if not hasattr(final, "predict_proba"):
+def find_link(estimator: Any, X: Any = None, *, random_state: int = 0) -> str | None:
+    """Which of :data:`LINKS` turns ``estimator``'s scores into its ``predict_proba``, if any.
+
+    When the last step of ``estimator`` is affine (:func:`affine_of`), it is
+    probed at inputs solved to give scores of order 1, where the links differ;
+    otherwise at the rows of ``X`` (e.g. training rows). Returns None when no
+    link reproduces ``predict_proba`` (or there is none).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression, SGDClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.random((60, 4)), rng.integers(0, 3, 60)
+    >>> find_link(LogisticRegression().fit(X, y)), find_link(
+    ...     SGDClassifier(loss="log_loss", random_state=0).fit(X, y))
+    ('softmax', 'ovr')
+    """
+    final = _steps_of(estimator)[-1]
+    if not (hasattr(estimator, "predict_proba") and hasattr(estimator, "decision_function")):
         return None
-    # probes whose scores are of order 1 (where the links differ): solve Z @ M + v = S
-    M, v = affine_of(final)
-    S = rng.normal(0.0, 2.0, size=(64, n_outputs))
-    Z = (S - v) @ np.linalg.pinv(M)
+    n_classes = len(getattr(final, "classes_", ()))
     try:
-        s = np.asarray(final.decision_function(Z), dtype=np.float64).reshape(64, n_outputs)
-        proba = np.asarray(final.predict_proba(Z), dtype=np.float64)
+        M, v = affine_of(final)
+    except NotFoldableError:
+        if X is None:
+            return None
+        model, probes = estimator, X
+    else:
+        rng = np.random.default_rng(random_state)
+        S = rng.normal(0.0, 2.0, size=(64, M.shape[1]))
+        model, probes = final, (S - v) @ np.linalg.pinv(M)
+    try:
+        s = np.asarray(model.decision_function(probes), dtype=np.float64)
+        proba = np.asarray(model.predict_proba(probes), dtype=np.float64)
     except (AttributeError, NotImplementedError, ValueError):
         return None
-    candidates = ["sigmoid"] if n_outputs == 1 and n_classes == 2 else ["softmax", "ovr"]
+    s = s.reshape(len(proba), -1)
+    candidates = ["sigmoid"] if s.shape[1] == 1 and n_classes == 2 else ["softmax", "ovr"]
     for name in candidates:
         if np.allclose(LINKS[name](torch.from_numpy(s), 1).numpy(), proba, rtol=1e-5, atol=1e-7):
             return name

@@ -25,6 +25,7 @@ import torch
 from .backbones import Backbone
 from .extraction import iter_maps, row_bands, sample_maps
 from .folding import FoldedHead, project_maps, upsample_sum
+from .location import FoldedGrid, axis_locations, frame_of, grid_scores, location_scores
 
 __all__ = ["folded_predict", "chunked_predict", "OUTPUTS"]
 
@@ -49,9 +50,15 @@ def folded_predict(
     head: FoldedHead,
     *,
     output: str = "predict",
+    boxes: np.ndarray | None = None,
     **forward: Any,
 ) -> list[np.ndarray]:
     """Dense labels, probabilities or scores of checked images through a folded head.
+
+    A :class:`~skhyper.location.FoldedGrid` (location-specific classifiers)
+    blends its cells' scores by each pixel's location in its frame
+    (:func:`skhyper.location.grid_scores`); a head with location weights adds
+    them (:func:`skhyper.location.location_scores`).
 
     Parameters
     ----------
@@ -62,6 +69,8 @@ def folded_predict(
         The layers the head was folded for, in order.
     head : FoldedHead
     output : {"predict", "predict_proba", "decision_function"}, default="predict"
+    boxes : ndarray of shape (n_images, 4), default=None
+        Frames ``(x0, y0, x1, y1)`` of the pixel locations; None: whole images.
     **forward
         Settings for :func:`skhyper.extraction.iter_maps` (``device``,
         ``batch_size``, ``dtype``, ``image_size``, ``cache``, ``tile_size``,
@@ -80,6 +89,8 @@ def folded_predict(
     device = forward["device"]
     blocks = [torch.from_numpy(np.asarray(b, dtype=np.float64)).to(device) for b in head.blocks]
     bias = torch.from_numpy(np.asarray(head.bias, dtype=np.float64)).to(device)
+    loc_w = None if head.location is None else torch.from_numpy(
+        np.asarray(head.location, dtype=np.float64)).to(device)
     by_name = dict(zip(layers, blocks))
 
     def project(maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -89,12 +100,21 @@ def folded_predict(
     results: list[np.ndarray | None] = [None] * len(images)
     for i, scores in iter_maps(backbone, images, layers, project=project, **forward):
         H, W = images[i].shape[:2]
+        frame = frame_of(None if boxes is None else boxes[i], (H, W))
         parts = [scores[name] for name in layers]
         # Upsampling dominates the cost after the forward pass; float32 is exact to 1e-5
         # while scores stay below 64 in magnitude, beyond that it runs in float64.
         bound = float(bias.abs().max()) + sum(float(p.abs().amax()) for p in parts)
+        if loc_w is not None:
+            bound += float(loc_w.abs().sum(0).max())
         dtype = torch.float32 if bound <= _FLOAT32_SAFE else torch.float64
-        total = upsample_sum([p.to(dtype) for p in parts], bias.to(dtype), (H, W))
+        parts = [p.to(dtype) for p in parts]
+        if isinstance(head, FoldedGrid):
+            total = grid_scores(parts, bias.to(dtype), head.grid_size, (H, W), frame)
+        else:
+            total = upsample_sum(parts, bias.to(dtype), (H, W))
+            if loc_w is not None:
+                total += location_scores(loc_w.to(dtype), frame, (H, W))
         if output == "predict":
             results[i] = head.classes[head.labels(total).cpu().numpy()]
         elif output == "predict_proba":
@@ -112,15 +132,18 @@ def chunked_predict(
     *,
     output: str = "predict",
     chunk_pixels: int = 65536,
+    boxes: np.ndarray | None = None,
+    append_location: bool = False,
     **forward: Any,
 ) -> list[np.ndarray]:
     """Dense prediction of any fitted classifier on hypercolumns, in bands of pixels.
 
     Each image's native maps are computed once; bands of about
-    ``chunk_pixels`` pixels are sampled to hypercolumns, passed to
-    ``getattr(classifier, output)`` and written into the result, so the full
-    hypercolumn of an image never exists. Parameters and returns as in
-    :func:`folded_predict`.
+    ``chunk_pixels`` pixels are sampled to hypercolumns (with the location
+    columns ``(u, v)`` in the frames ``boxes`` when ``append_location``),
+    passed to ``getattr(classifier, output)`` and written into the result, so
+    the full hypercolumn of an image never exists. Parameters and returns as
+    in :func:`folded_predict`.
     """
     _check_output(output)
     method = getattr(classifier, output)
@@ -128,8 +151,14 @@ def chunked_predict(
     for i, maps in iter_maps(backbone, images, layers, **forward):
         H, W = images[i].shape[:2]
         out = None
+        if append_location:
+            x0, y0, x1, y1 = frame_of(None if boxes is None else boxes[i], (H, W))
+            u, v = axis_locations(W, x0, x1), axis_locations(H, y0, y1)
         for r0, r1, rows, cols in row_bands((H, W), chunk_pixels):
             feats = sample_maps(maps, rows, cols, (H, W)).cpu().numpy()
+            if append_location:
+                loc = np.column_stack([u[cols.numpy()], v[rows.numpy()]]).astype(np.float32)
+                feats = np.hstack([feats, loc])
             values = np.asarray(method(feats))
             if out is None:
                 out = np.empty((H * W, *values.shape[1:]), dtype=values.dtype)

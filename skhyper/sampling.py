@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 
 from ._validation import check_images, check_masks
 
-__all__ = ["PixelSet", "sample_pixels", "grid_pixels"]
+__all__ = ["PixelSet", "check_boxes", "sample_pixels", "grid_pixels"]
 
 
 class PixelSet:
@@ -85,7 +85,7 @@ class PixelSet:
                 )
         self._images = checked
         self._coords = coords
-        self._boxes = _check_boxes(boxes, self._images)
+        self._boxes = check_boxes(boxes, self._images)
 
     @classmethod
     def _from_parts(cls, images: list, coords: np.ndarray, boxes: np.ndarray | None) -> PixelSet:
@@ -138,22 +138,44 @@ class PixelSet:
         return f"PixelSet(n_pixels={len(self)}, n_images={self.n_images})"
 
 
-def _check_boxes(boxes: Any, images: list) -> np.ndarray | None:
+def check_boxes(boxes: Any, images: Sequence[Any], param: str = "boxes") -> np.ndarray | None:
+    """Validate ``(n_images, 4)`` frames ``(x0, y0, x1, y1)``; None stays None.
+
+    ``images`` (arrays or ``(height, width)`` shapes) give the expected count.
+
+    Examples
+    --------
+    >>> check_boxes([[0, 0, 5, 4]], [(4, 5)]).tolist()
+    [[0.0, 0.0, 5.0, 4.0]]
+    >>> check_boxes([[3, 0, 3, 4]], [(4, 5)])
+    Traceback (most recent call last):
+    ...
+    ValueError: The parameter `boxes` has empty boxes (x1 <= x0 or y1 <= y0) at rows [0]: ...
+    """
     if boxes is None:
         return None
-    boxes = np.asarray(boxes, dtype=np.float64)
+    try:
+        boxes = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"The parameter `{param}` must be an array of (x0, y0, x1, y1) numbers; got "
+            f"{type(boxes).__name__} ({err})."
+        ) from err
+    if boxes.ndim == 1 and boxes.shape == (4,) and len(images) == 1:
+        boxes = boxes[None]
     if boxes.shape != (len(images), 4):
         raise ValueError(
-            f"The parameter `boxes` must have shape (n_images, 4) = ({len(images)}, 4) holding "
+            f"The parameter `{param}` must have shape (n_images, 4) = ({len(images)}, 4) holding "
             f"(x0, y0, x1, y1); got shape {boxes.shape}."
         )
     if not np.isfinite(boxes).all():
-        raise ValueError("The parameter `boxes` contains NaN or infinite values.")
+        raise ValueError(f"The parameter `{param}` contains NaN or infinite values.")
     bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     if bad.any():
+        first = boxes[np.argmax(bad)].tolist()
         raise ValueError(
-            f"The parameter `boxes` has empty boxes (x1 <= x0 or y1 <= y0) at rows "
-            f"{np.flatnonzero(bad).tolist()}."
+            f"The parameter `{param}` has empty boxes (x1 <= x0 or y1 <= y0) at rows "
+            f"{np.flatnonzero(bad).tolist()}: e.g. {first}; boxes are (x0, y0, x1, y1)."
         )
     return boxes
 
@@ -276,16 +298,17 @@ def sample_pixels(
                else ".")
         )
     X = PixelSet._from_parts(
-        checked, np.concatenate(coords).astype(np.int64), _check_boxes(boxes, checked)
+        checked, np.concatenate(coords).astype(np.int64), check_boxes(boxes, checked)
     )
     return X, np.concatenate(labels)
 
 
-def grid_pixels(images: Any, *, step: int = 1) -> PixelSet:
+def grid_pixels(images: Any, *, step: int = 1, boxes: Any = None) -> PixelSet:
     """Every ``step``-th pixel of every image (all pixels by default), row-major.
 
     Useful to run a fitted pixel pipeline over whole images:
-    ``pipe.predict(grid_pixels(img)).reshape(img.shape[:2])``.
+    ``pipe.predict(grid_pixels(img)).reshape(img.shape[:2])``. ``boxes``
+    (``(n_images, 4)``, ``(x0, y0, x1, y1)``) are the frames carried along.
 
     Examples
     --------
@@ -300,4 +323,5 @@ def grid_pixels(images: Any, *, step: int = 1) -> PixelSet:
     for i, img in enumerate(checked):
         rr, cc = np.mgrid[0 : img.shape[0] : step, 0 : img.shape[1] : step]
         parts.append(np.column_stack([np.full(rr.size, i), rr.ravel(), cc.ravel()]))
-    return PixelSet._from_parts(checked, np.concatenate(parts).astype(np.int64), None)
+    return PixelSet._from_parts(checked, np.concatenate(parts).astype(np.int64),
+                                check_boxes(boxes, checked))

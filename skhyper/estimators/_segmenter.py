@@ -16,9 +16,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_images, check_masks
 from ..folding import NotFoldableError, fold_classifier
+from ..location import fold_grid
 from ..metrics import mean_iou
 from ..prediction import chunked_predict, folded_predict
-from ..sampling import sample_pixels
+from ..sampling import check_boxes, sample_pixels
+from ._grid import GridLocationClassifier
 from ._transformer import HypercolumnTransformer
 
 __all__ = ["HypercolumnSegmenter", "default_classifier"]
@@ -153,7 +155,7 @@ class HypercolumnSegmenter(BaseEstimator):
         self.batch_size = batch_size
         self.chunk_pixels = chunk_pixels
 
-    def fit(self, images: Any, masks: Any) -> HypercolumnSegmenter:
+    def fit(self, images: Any, masks: Any, boxes: Any = None) -> HypercolumnSegmenter:
         """Draw labelled pixels, compute their hypercolumns, fit the classifier.
 
         Parameters
@@ -163,6 +165,11 @@ class HypercolumnSegmenter(BaseEstimator):
             or a stack ``(n_images, height, width[, channels])``.
         masks : ndarray or list of ndarray
             One ``(height, width)`` integer label mask per image.
+        boxes : array-like of shape (n_images, 4), default=None
+            Object frame ``(x0, y0, x1, y1)`` per image (e.g. detections), the
+            frame of the location columns of
+            ``HypercolumnTransformer(append_location=True)``; None: whole
+            images. Unused without location columns.
 
         Returns
         -------
@@ -178,6 +185,13 @@ class HypercolumnSegmenter(BaseEstimator):
         checked, batched = check_images(images, param="images",
                                         n_channels=hc.backbone_.in_chans)
         checked_masks = check_masks(masks, checked, param="masks", batched=batched)
+        boxes = check_boxes(boxes, checked)
+        clf = clone(self.classifier) if self.classifier is not None else default_classifier()
+        if isinstance(clf, GridLocationClassifier) and not hc.append_location:
+            raise ValueError(
+                "The classifier is a GridLocationClassifier, which needs each pixel's location: "
+                "use hypercolumns=HypercolumnTransformer(..., append_location=True)."
+            )
         classes = np.unique(np.concatenate([np.unique(m) for m in checked_masks]))
         if self.ignore_label is not None:
             classes = classes[classes != self.ignore_label]
@@ -190,28 +204,32 @@ class HypercolumnSegmenter(BaseEstimator):
         X, y = sample_pixels(
             checked, checked_masks, n_per_image=self.n_pixels_per_image,
             class_balance=self.class_balance, ignore_label=self.ignore_label,
-            random_state=self.random_state,
+            boxes=boxes, random_state=self.random_state,
         )
-        clf = clone(self.classifier) if self.classifier is not None else default_classifier()
         clf.fit(hc.transform(X), y)
         self.hypercolumns_ = hc
         self.classifier_ = clf
         self.classes_ = np.asarray(clf.classes_)
         try:
-            self.folded_ = fold_classifier(clf, hc.feature_info_)
+            if isinstance(clf, GridLocationClassifier):
+                self.folded_ = fold_grid(clf, hc.feature_info_)
+            else:
+                self.folded_ = fold_classifier(clf, hc._blocks())
             self.prediction_path_ = "folded"
         except NotFoldableError:
             self.folded_ = None
             self.prediction_path_ = "chunked"
         return self
 
-    def predict(self, images: Any) -> np.ndarray | list[np.ndarray]:
+    def predict(self, images: Any, boxes: Any = None) -> np.ndarray | list[np.ndarray]:
         """Label map of every image.
 
         Parameters
         ----------
         images : ndarray or list of ndarray
             As in ``fit``; any sizes.
+        boxes : array-like of shape (n_images, 4), default=None
+            Frames of the location columns, as in ``fit``.
 
         Returns
         -------
@@ -219,44 +237,46 @@ class HypercolumnSegmenter(BaseEstimator):
             A list for a list of images, an ``(n_images, height, width)``
             array for a stacked array, one map for one image.
         """
-        return self._dense(images, "predict")
+        return self._dense(images, "predict", boxes)
 
     @available_if(_has("predict_proba"))
-    def predict_proba(self, images: Any) -> np.ndarray | list[np.ndarray]:
+    def predict_proba(self, images: Any, boxes: Any = None) -> np.ndarray | list[np.ndarray]:
         """Class probabilities ``(height, width, n_classes)`` of every image."""
-        return self._dense(images, "predict_proba")
+        return self._dense(images, "predict_proba", boxes)
 
     @available_if(_has("decision_function"))
-    def decision_function(self, images: Any) -> np.ndarray | list[np.ndarray]:
+    def decision_function(self, images: Any, boxes: Any = None) -> np.ndarray | list[np.ndarray]:
         """Classifier scores of every pixel.
 
         ``(height, width)`` per image for a binary classifier (the score of
         ``classes_[1]``, as in scikit-learn), else ``(height, width,
         n_classes)``.
         """
-        return self._dense(images, "decision_function")
+        return self._dense(images, "decision_function", boxes)
 
-    def score(self, images: Any, masks: Any) -> float:
+    def score(self, images: Any, masks: Any, boxes: Any = None) -> float:
         """Mean IoU over classes (pooled over all pixels), see :func:`skhyper.metrics.mean_iou`.
 
         Pixels labelled ``ignore_label`` are not scored.
         """
-        return mean_iou(masks, self.predict(images), labels=self.classes_,
+        return mean_iou(masks, self.predict(images, boxes), labels=self.classes_,
                         ignore_label=self.ignore_label)
 
-    def _dense(self, images: Any, output: str) -> np.ndarray | list[np.ndarray]:
+    def _dense(self, images: Any, output: str, boxes: Any) -> np.ndarray | list[np.ndarray]:
         check_is_fitted(self)
         hc = self.hypercolumns_
         checked, batched = check_images(images, param="images",
                                         n_channels=hc.backbone_.in_chans)
         forward = hc._run_kwargs()
+        forward["boxes"] = check_boxes(boxes, checked)
         head = self.folded_
         layers = hc._layer_names()
         if head is not None and (output != "predict_proba" or head.link is not None):
             out = folded_predict(checked, hc.backbone_, layers, head, output=output, **forward)
         else:
             out = chunked_predict(checked, hc.backbone_, layers, self.classifier_,
-                                  output=output, chunk_pixels=self.chunk_pixels, **forward)
+                                  output=output, chunk_pixels=self.chunk_pixels,
+                                  append_location=hc.append_location, **forward)
         if not batched:
             return out[0]
         if isinstance(images, np.ndarray):

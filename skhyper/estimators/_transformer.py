@@ -19,7 +19,9 @@ from ..backbones import DEFAULT_BACKBONE, build_backbone, resolve_layers
 from ..cache import MapCache
 from ..exceptions import DeviceWarning
 from ..extraction import DTYPES, extract_dense, extract_hypercolumns
-from ..sampling import PixelSet
+from ..folding import LOCATION
+from ..location import frame_of, location_map, pixel_locations
+from ..sampling import PixelSet, check_boxes
 
 __all__ = ["HypercolumnTransformer"]
 
@@ -72,6 +74,11 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         A :class:`skhyper.cache.MapCache` shared by all clones: native maps of
         images already seen are reused, e.g. across a GridSearchCV over
         ``layers``.
+    append_location : bool, default=False
+        Append two columns ``location.u``, ``location.v``: each pixel's
+        position in ``[0, 1]`` within its frame (``X.boxes``, or the whole
+        image), see :func:`skhyper.location.pixel_locations`. What
+        :class:`~skhyper.GridLocationClassifier` needs.
 
     Attributes
     ----------
@@ -122,6 +129,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         "verbose": ["boolean"],
         "tile_size": [Interval(Integral, 1, None, closed="left"), None],
         "cache": [MapCache, None],
+        "append_location": ["boolean"],
     }
 
     def __init__(
@@ -137,6 +145,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         verbose: bool = False,
         tile_size: int | None = 768,
         cache: MapCache | None = None,
+        append_location: bool = False,
     ) -> None:
         self.backbone = backbone
         self.layers = layers
@@ -148,6 +157,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.tile_size = tile_size
         self.cache = cache
+        self.append_location = append_location
 
     def fit(self, X: PixelSet | None = None, y: Any = None) -> HypercolumnTransformer:
         """Build the backbone and validate the layers.
@@ -170,7 +180,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
             _check_pixelset(X)
             check_images(X.images, param="X.images", n_channels=bb.in_chans)
         self.backbone_ = bb.to(self.device_)
-        self.n_features_out_ = sum(d["num_chs"] for d in self.feature_info_)
+        self.n_features_out_ = sum(d["num_chs"] for d in self._blocks())
         return self
 
     def transform(self, X: PixelSet) -> np.ndarray:
@@ -187,16 +197,31 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         _check_pixelset(X)
-        return extract_hypercolumns(X, self.backbone_, self._layer_names(), **self._run_kwargs())
+        out = extract_hypercolumns(X, self.backbone_, self._layer_names(), **self._run_kwargs())
+        if self.append_location:
+            out = np.hstack([out, pixel_locations(X).astype(np.float32)])
+        return out
 
-    def transform_dense(self, images: Any) -> np.ndarray | list[np.ndarray]:
+    def transform_dense(self, images: Any, boxes: Any = None) -> np.ndarray | list[np.ndarray]:
         """Dense hypercolumns ``(height, width, n_features_out_)`` of whole images.
 
         For analysis and small images: the result holds the full hypercolumn.
         Returns a list for a list or stack of images, an array for one image.
+        ``boxes`` (``(n_images, 4)``) are the frames of the location columns.
         """
         check_is_fitted(self)
-        return extract_dense(images, self.backbone_, self._layer_names(), **self._run_kwargs())
+        out = extract_dense(images, self.backbone_, self._layer_names(), **self._run_kwargs())
+        if not self.append_location:
+            return out
+        single = isinstance(out, np.ndarray)
+        maps = [out] if single else out
+        frames = check_boxes(boxes, maps)
+        frames = [None] * len(maps) if frames is None else frames
+        maps = [
+            np.concatenate([m, location_map(m.shape[:2], frame_of(b, m.shape[:2]))], axis=-1)
+            for m, b in zip(maps, frames)
+        ]
+        return maps[0] if single else maps
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names ``"<layer>.c<channel>"``, e.g. ``"layer3.c017"``, in output order."""
@@ -205,7 +230,13 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         for d in self.feature_info_:
             width = max(3, len(str(d["num_chs"] - 1)))
             names.extend(f"{d['name']}.c{j:0{width}d}" for j in range(d["num_chs"]))
+        if self.append_location:
+            names.extend(["location.u", "location.v"])
         return np.asarray(names, dtype=object)
+
+    def _blocks(self) -> list[dict]:
+        """``feature_info_`` plus :data:`~skhyper.folding.LOCATION` when locations are appended."""
+        return [*self.feature_info_, LOCATION] if self.append_location else list(self.feature_info_)
 
     def _layer_names(self) -> list[str]:
         return [d["name"] for d in self.feature_info_]
