@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .extraction import _axis_weights
 from .folding import FoldedHead, NotFoldableError, fold_classifier
@@ -233,12 +234,6 @@ def _runs(t: np.ndarray, grid_size: int) -> list[tuple[int, int, list[tuple[int,
     return out
 
 
-def _interp_weights(n_in: int, n_out: int, start: int, stop: int, device: torch.device):
-    """``F.interpolate`` neighbours and weights of output pixels ``start:stop``."""
-    i0, i1, w0, w1 = _axis_weights(torch.arange(start, stop, device=device), n_in, n_out)
-    return i0, i1, w0, w1
-
-
 def grid_scores(
     parts: Sequence[torch.Tensor],
     bias: torch.Tensor,
@@ -253,9 +248,11 @@ def grid_scores(
     :class:`FoldedGrid` blocks), ``bias`` ``(K*K*k,)``. Equals upsampling
     every cell's scores to the image (``F.interpolate``, bilinear,
     ``align_corners=False``) and blending them with the bilinear cell weights
-    of each pixel's location, but interpolates along columns at native rows,
-    blends there, and interpolates along rows only the (1 or 2) cell rows a
-    pixel row uses.
+    of each pixel's location, without doing either in full: pixel rows are
+    taken in runs that share their (1 or 2) cell rows; for each run and layer
+    the cells of those rows are interpolated along columns at the native rows
+    the run needs and blended by ``u``, then one weighted gather
+    (``embedding_bag``) interpolates along rows and blends by ``v``.
     """
     H, W = image_shape
     K = grid_size
@@ -263,55 +260,44 @@ def grid_scores(
     dev, dt = bias.device, bias.dtype
     x0, y0, x1, y1 = frame
     col_runs = _runs(axis_locations(W, x0, x1), K)
-    row_runs = _runs(axis_locations(H, y0, y1), K)
-    bias_cells = bias.reshape(K, K, k)
+    col_w = [(c0, c1, [(j, torch.from_numpy(w).to(dev, dt)) for j, w in cells])
+             for c0, c1, cells in col_runs]
+    maps = [*parts, bias.reshape(-1, 1, 1)]  # the bias is a 1x1 map
     out = torch.empty((k, H, W), dtype=dt, device=dev)
-    xw = {}  # per native width: column neighbours and weights of every pixel column
-    for r0, r1, rcells in row_runs:
-        acc = {i: torch.zeros((k, r1 - r0, W), dtype=dt, device=dev) for i, _ in rcells}
-        for p in parts:
-            _, h, w = p.shape
-            cells = p.reshape(K, K, k, h, w)
-            if h == 1 and w == 1:
-                for i, _ in rcells:
-                    acc[i] += _blend_cols(cells[i], col_runs, None, W)
-                continue
-            y_0, y_1, wy0, wy1 = _interp_weights(h, H, r0, r1, dev)
+    for r0, r1, rcells in _runs(axis_locations(H, y0, y1), K):
+        rows = torch.arange(r0, r1, device=dev)
+        acc = None
+        for m in maps:
+            _, h, w = m.shape
+            y_0, y_1, wy0, wy1 = _axis_weights(rows, h, H)
             lo, hi = int(y_0.min()), int(y_1.max()) + 1
-            if w not in xw:
-                xw[w] = _interp_weights(w, W, 0, W, dev)
-            for i, _ in rcells:
-                # columns first, at the native rows this run needs; then rows
-                t = _blend_cols(cells[i, :, :, lo:hi], col_runs, xw[w], W)
-                acc[i] += (t[:, y_0 - lo] * wy0.to(dt)[:, None]
-                           + t[:, y_1 - lo] * wy1.to(dt)[:, None])
-        rows = None
-        for i, wr in rcells:
-            b = _blend_cols(bias_cells[i][..., None, None], col_runs, None, W)  # (k, 1, W)
-            term = (acc[i] + b) * torch.from_numpy(wr).to(dev, dt)[:, None]
-            rows = term if rows is None else rows + term
-        out[:, r0:r1] = rows
+            n = hi - lo
+            tables, idx, wts = [], [], []
+            for t, (i, wr) in enumerate(rcells):
+                cells = m.reshape(K, K * k, h, w)[i, :, lo:hi]
+                # along columns only (same height: the rows are copied as they are)
+                xs = F.interpolate(cells[None], size=(n, W), mode="bilinear",
+                                   align_corners=False)[0].reshape(K, k, n, W)
+                tables.append(_blend_cols(xs, col_w).transpose(0, 1).reshape(n, k * W))
+                wr_t = torch.from_numpy(wr).to(dev, dt)
+                idx += [y_0 - lo + t * n, y_1 - lo + t * n]
+                wts += [wr_t * wy0.to(dt), wr_t * wy1.to(dt)]
+            contrib = F.embedding_bag(torch.stack(idx, 1), torch.cat(tables),
+                                      per_sample_weights=torch.stack(wts, 1), mode="sum")
+            acc = contrib if acc is None else acc.add_(contrib)
+        out[:, r0:r1] = acc.reshape(r1 - r0, k, W).transpose(0, 1)
     return out
 
 
-def _blend_cols(cells: torch.Tensor, col_runs: list, xw: tuple | None, W: int) -> torch.Tensor:
-    """Column-interpolate ``(K, k, h, w)`` cell maps to width ``W`` and blend them by ``u``.
-
-    ``xw`` holds the column neighbours/weights (None for 1x1 maps, broadcast).
-    Returns ``(k, h, W)``.
-    """
-    _, k, h, _ = cells.shape
-    out = torch.empty((k, h, W), dtype=cells.dtype, device=cells.device)
-    for c0, c1, ccells in col_runs:
-        seg = None
-        for j, wc in ccells:
-            m = cells[j]
-            if xw is None:
-                vals = m.expand(k, h, c1 - c0)
+def _blend_cols(xs: torch.Tensor, col_w: list) -> torch.Tensor:
+    """Blend ``(K, k, n, W)`` column-interpolated cell maps by ``u``: ``(k, n, W)``."""
+    _, k, n, W = xs.shape
+    out = torch.empty((k, n, W), dtype=xs.dtype, device=xs.device)
+    for c0, c1, cells in col_w:
+        seg = out[:, :, c0:c1]
+        for t, (j, wc) in enumerate(cells):
+            if t == 0:
+                torch.mul(xs[j, :, :, c0:c1], wc, out=seg)
             else:
-                x_0, x_1, wx0, wx1 = (a[c0:c1] for a in xw)
-                vals = m[:, :, x_0] * wx0.to(m.dtype) + m[:, :, x_1] * wx1.to(m.dtype)
-            term = vals * torch.from_numpy(wc).to(m.device, m.dtype)
-            seg = term if seg is None else seg + term
-        out[:, :, c0:c1] = seg
+                seg.addcmul_(xs[j, :, :, c0:c1], wc.expand_as(seg))
     return out
