@@ -119,8 +119,8 @@ def check_locations(locations: np.ndarray, *, clip: bool, columns: Sequence[int]
         row, col = np.argwhere(bad)[0]
         raise ValueError(
             f"The location columns {tuple(columns)} of X must hold each pixel's normalized "
-            f"position (u, v) in [0, 1] within its frame; found {loc[row, col]!r} (row {row}; "
-            f"values span [{loc.min():.3g}, {loc.max():.3g}]). Use "
+            f"position (u, v) in [0, 1] within its frame; found {float(loc[row, col])!r} "
+            f"(row {row}; values span [{loc.min():.3g}, {loc.max():.3g}]). Use "
             "HypercolumnTransformer(append_location=True) to append them, or "
             "clip_locations=True to clip positions outside the frame."
         )
