@@ -56,7 +56,7 @@ from skhyper import (  # noqa: E402
     MapCache,
 )
 from skhyper.datasets import load_horses  # noqa: E402
-from skhyper.estimators._segmenter import default_classifier  # noqa: E402
+from skhyper.estimators import default_classifier  # noqa: E402
 from skhyper.extraction import iter_maps  # noqa: E402
 from skhyper.metrics import foreground_iou  # noqa: E402
 

@@ -31,6 +31,7 @@ __all__ = [
     "extract_hypercolumns",
     "extract_dense",
     "row_bands",
+    "interp_weights",
     "DTYPES",
 ]
 
@@ -181,10 +182,14 @@ def iter_maps(
                                 stride=stride, project=project)
 
 
-def _axis_weights(
+def interp_weights(
     pos: torch.Tensor, in_size: int, out_size: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Neighbour indices and weights along one axis, as ``F.interpolate`` computes them."""
+    """Neighbour indices and weights along one axis, as ``F.interpolate`` computes them.
+
+    For output positions ``pos`` of an axis upsampled from ``in_size`` to
+    ``out_size`` (bilinear, ``align_corners=False``): ``(i0, i1, w0, w1)``.
+    """
     scale = torch.tensor(in_size / out_size, dtype=torch.float32)
     src = ((pos.to(torch.float32) + 0.5) * scale - 0.5).clamp_(min=0.0)
     i0 = src.to(torch.int64).clamp_(max=in_size - 1)
@@ -247,8 +252,8 @@ def sample_maps(
             dst.copy_(m.reshape(1, c).expand(n, c))
             continue
         if (h, w) not in cache:
-            y0, y1, wy0, wy1 = _axis_weights(rows, h, H)
-            x0, x1, wx0, wx1 = _axis_weights(cols, w, W)
+            y0, y1, wy0, wy1 = interp_weights(rows, h, H)
+            x0, x1, wx0, wx1 = interp_weights(cols, w, W)
             idx = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], 1)
             wts = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], 1)
             cache[(h, w)] = idx, wts

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .extraction import _axis_weights
+from .extraction import interp_weights
 from .folding import FoldedHead, NotFoldableError, fold_classifier
 from .sampling import PixelSet
 
@@ -269,7 +269,7 @@ def grid_scores(
         acc = None
         for m in maps:
             _, h, w = m.shape
-            y_0, y_1, wy0, wy1 = _axis_weights(rows, h, H)
+            y_0, y_1, wy0, wy1 = interp_weights(rows, h, H)
             lo, hi = int(y_0.min()), int(y_1.max()) + 1
             n = hi - lo
             tables, idx, wts = [], [], []

@@ -415,3 +415,21 @@ def test_the_issue_pipeline_on_sampled_pixels():
     pipe.fit(X, y)
     assert pipe[-1].n_features_in_ == pipe[0].n_features_out_
     assert pipe.predict_proba(X[:10]).shape == (10, 2)
+
+
+@pytest.mark.gpu
+def test_folded_grid_on_cuda_equals_cpu(rng):
+    images, masks = zip(*[ts.scene(rng, s, 3) for s in [(61, 83), (77, 59)]])
+    boxes = np.array([[5, 3, 70, 50], [0, 10, 50, 70]])
+    seg = HypercolumnSegmenter(
+        HypercolumnTransformer(layers=ts.LITE_LAYERS, device="cuda", append_location=True),
+        GridLocationClassifier(make_pipeline(StandardScaler(), LogisticRegression(C=0.1)), 3,
+                               min_samples_cell=10),
+        n_pixels_per_image=400, random_state=0,
+    ).fit(images, masks, boxes=boxes)
+    on_gpu = seg.decision_function(images, boxes=boxes)
+    seg.hypercolumns_.backbone_.cpu()
+    seg.hypercolumns_.device_ = torch.device("cpu")
+    on_cpu = seg.decision_function(images, boxes=boxes)
+    for a, b in zip(on_gpu, on_cpu):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)

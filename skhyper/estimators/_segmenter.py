@@ -58,6 +58,12 @@ class HypercolumnSegmenter(BaseEstimator):
     ``chunk_pixels`` pixels. Both give the same result as
     ``classifier.predict`` on the full hypercolumn of every pixel.
 
+    With ``HypercolumnTransformer(append_location=True)`` the classifier also
+    sees each pixel's location in its frame (``boxes=`` in ``fit`` /
+    ``predict``, by default the whole image); a
+    :class:`~skhyper.GridLocationClassifier` of linear chains folds too
+    (:func:`skhyper.location.fold_grid`).
+
     Parameters
     ----------
     hypercolumns : HypercolumnTransformer, default=None
