@@ -400,6 +400,30 @@ def test_search_over_grid_size(lite_loc, rng):
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
 
 
+def test_search_routes_boxes_to_fit_and_score(lite_loc, rng, monkeypatch):
+    """With sklearn's metadata routing, GridSearchCV passes each split's boxes to score too."""
+    import sklearn
+
+    images, masks = zip(*[ts.scene(rng, s, 2) for s in [(40, 52)] * 4])
+    boxes = np.array([[2, 2, 40, 30], [0, 0, 52, 40], [5, 1, 45, 39], [1, 3, 50, 33]], float)
+    seen = []
+    score = HypercolumnSegmenter.score
+
+    def spy(self, images, masks, boxes=None):
+        seen.append(None if boxes is None else np.asarray(boxes).tolist())
+        return score(self, images, masks, boxes)
+
+    monkeypatch.setattr(HypercolumnSegmenter, "score", spy)
+    with sklearn.config_context(enable_metadata_routing=True):
+        seg = HypercolumnSegmenter(lite_loc, GridLocationClassifier(LogisticRegression(C=0.1), 2),
+                                   n_pixels_per_image=200, random_state=0)
+        seg.set_fit_request(boxes=True).set_score_request(boxes=True)
+        GridSearchCV(seg, {"classifier__min_samples_cell": [5, 50]}, cv=2).fit(
+            list(images), list(masks), boxes=boxes)
+    assert len(seen) == 4 and all(len(b) == 2 for b in seen)  # 2 test images per split
+    assert sorted(map(tuple, sum(seen[:2], []))) == sorted(map(tuple, boxes.tolist()))
+
+
 def test_the_issue_pipeline_on_sampled_pixels():
     """HypercolumnTransformer(append_location=True) -> grid of StandardScaler/PCA/SGD cells."""
     data = load_horses(split="train")
