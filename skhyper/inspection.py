@@ -91,16 +91,13 @@ def layer_importance(
     if hc.cache is None:
         hc.set_params(cache=MapCache())
     cache = hc.cache
-    names = list(layers) if layers is not None else clone(hc).fit()._layer_names()
-    if layers is not None:
-        clone(hc).set_params(layers=names).fit()  # unknown names raise, listing the valid ones
-    if len(names) == 0:
-        raise ValueError("The parameter `layers` must name at least one layer; got [].")
+    probe = clone(hc) if layers is None else clone(hc).set_params(layers=list(layers))
+    names = probe.fit()._layer_names()  # unknown names raise, listing the valid ones
     start = cache.n_forward_images
 
     def run(subset: list[str]) -> np.ndarray:
+        # clones share the MapCache instance (it is not copied)
         seg = clone(segmenter).set_params(hypercolumns=clone(hc).set_params(layers=subset))
-        seg.hypercolumns.set_params(cache=cache)  # clone keeps the instance; be explicit
         return cross_val_score(seg, images, masks, cv=cv, scoring=scoring, n_jobs=n_jobs)
 
     all_scores = run(names)
