@@ -1,32 +1,4 @@
-"""Segmentation metrics over label maps, and scorers for model selection.
-
-``y_true`` and ``y_pred`` are label maps: one ``(height, width)`` integer array, a list of them
-(sizes may differ between images, a predicted map must have the shape of its true map), or a
-stacked ``(n_images, height, width)`` array. Bool maps count as 0/1; float maps must hold
-integer values.
-
-Averaging
----------
-*Pooled* (the default everywhere, and the PASCAL VOC convention): the pixels of all images are
-counted together, as if the images were tiled into one big map, and one score is computed from
-the totals. Large images weigh more than small ones, and an image with a tiny object barely
-moves the score.
-
-*Per image* (``foreground_iou(..., average="image")``): a score is computed for each image and
-the scores are averaged, so every image weighs the same, and missing a small object in one
-image costs as much as missing a large one in another.
-
-On the same predictions the two usually differ; the pooled score is not the mean of the
-per-image scores.
-
-Scorers
--------
-``mean_iou_scorer`` and ``foreground_iou_scorer`` (pooled) are ``make_scorer`` objects for
-``scoring=`` in :class:`~sklearn.model_selection.GridSearchCV` or
-:func:`~sklearn.model_selection.cross_val_score`, for an estimator whose ``predict(images)``
-returns label maps and whose ``y`` is the list of true masks. :func:`get_scorer` also knows
-``"foreground_iou_image"`` (the per-image average) and otherwise defers to scikit-learn.
-"""
+"""IoU metrics over label maps and the segmentation scorers; see :mod:`skhyper.metrics`."""
 
 from __future__ import annotations
 
@@ -38,7 +10,7 @@ import numpy as np
 import sklearn.metrics
 from sklearn.metrics import make_scorer
 
-from ._validation import as_labels
+from .._validation import as_labels
 
 __all__ = [
     "confusion_matrix",
