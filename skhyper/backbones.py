@@ -15,6 +15,7 @@ import copy
 import difflib
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -330,8 +331,24 @@ def _seeded(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def _import_timm() -> Any:
+    """Import timm without the warning its hub client's ``tqdm.auto`` gives in Jupyter.
+
+    (``huggingface_hub`` imports ``tqdm.auto``, which warns "IProgress not found" in a notebook
+    without ipywidgets; skhyper shows no widget progress bars.)
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        try:
+            import huggingface_hub.utils  # noqa: F401  (timm imports it lazily)
+        except ImportError:  # pragma: no cover - timm requires it
+            pass
+        import timm
+    return timm
+
+
 def _build_timm(arch: str, name: str, weights: Any) -> Backbone:
-    import timm
+    timm = _import_timm()
 
     pretrained = isinstance(weights, str) and weights in _PRETRAINED
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # tqdm.auto warns in notebooks without ipywidgets
 
 from ._validation import check_images, check_positive_int, resolve_device, to_float_image
 from .backbones import Backbone, build_backbone, resolve_layers
