@@ -6,7 +6,12 @@ and fine-grained localization*, CVPR 2015.
 
 from .backbones import Backbone, build_backbone, list_layers
 from .cache import MapCache
-from .estimators import GridLocationClassifier, HypercolumnSegmenter, HypercolumnTransformer
+from .estimators import (
+    GridLocationClassifier,
+    HypercolumnKeypointLocator,
+    HypercolumnSegmenter,
+    HypercolumnTransformer,
+)
 from .extraction import extract_dense, extract_hypercolumns
 from .sampling import PixelSet, grid_pixels, sample_pixels
 
@@ -15,6 +20,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Backbone",
     "GridLocationClassifier",
+    "HypercolumnKeypointLocator",
     "HypercolumnSegmenter",
     "HypercolumnTransformer",
     "MapCache",

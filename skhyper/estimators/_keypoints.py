@@ -1,0 +1,346 @@
+"""HypercolumnKeypointLocator: keypoints inside object boxes from location-specific heatmaps."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import check_images
+from ..folding import LINKS, NotFoldableError, fold_classifier
+from ..keypoints import (
+    check_keypoints,
+    clip_boxes,
+    crop_frames,
+    from_frame,
+    heatmap_peaks,
+    keypoint_targets,
+    stack_heads,
+    to_frame,
+)
+from ..location import fold_grid
+from ..metrics import inter_ocular_distance, pck
+from ..prediction import chunked_predict, folded_predict
+from ..sampling import PixelSet, check_boxes
+from ._grid import GridLocationClassifier
+from ._segmenter import default_classifier
+from ._transformer import HypercolumnTransformer
+
+__all__ = ["HypercolumnKeypointLocator"]
+
+
+class HypercolumnKeypointLocator(BaseEstimator):
+    """Keypoints inside object boxes from hypercolumn heatmaps (Hariharan et al., sec. 5).
+
+    Each box (e.g. a detection) is cropped and warped to a ``frame_size`` x ``frame_size``
+    frame. Frame pixels within ``radius`` of a keypoint are its positives, pixels far from every
+    keypoint are negatives. With ``strategy="per_keypoint"`` (the paper's), one binary
+    classifier per keypoint, with ``"multiclass"`` one classifier with a background class; either
+    way the classifier is made location-specific with a ``grid_size`` x ``grid_size``
+    :class:`~skhyper.GridLocationClassifier` over the frame. Linear classifiers fold
+    (:func:`skhyper.location.fold_grid`): the heatmaps of all keypoints come from one pass of 1x1
+    heads over each frame's native maps, never from the full hypercolumn. A keypoint's
+    prediction is the peak of its heatmap (sub-pixel refined), mapped back to the image.
+
+    Parameters
+    ----------
+    hypercolumns : HypercolumnTransformer, default=None
+        The features of the frames; None uses ``HypercolumnTransformer()``. Cloned; its
+        ``append_location`` is set to ``grid_size > 1`` (the frame is the location frame).
+    classifier : estimator, default=None
+        Classifier of the frame pixels (cloned per keypoint, per grid cell); None uses
+        :func:`~skhyper.estimators.default_classifier`.
+    grid_size : int, default=3
+        K of the K x K grid of location-specific classifiers; 1: one classifier per keypoint.
+    radius : float, default=0.05
+        Positives: pixels within ``radius * frame_size`` of a keypoint (nearest keypoint wins).
+    frame_size : int, default=160
+        Side of the warped frame in pixels; the heatmaps have this size.
+    n_positives_per_keypoint : int or None, default=40
+        Positive pixels drawn per keypoint and image (None: all within the radius).
+    n_negatives_per_image : int, default=400
+        Background pixels drawn per image.
+    strategy : {"per_keypoint", "multiclass"}, default="per_keypoint"
+        One binary classifier per keypoint, or one classifier over background + keypoints.
+    refine : bool, default=True
+        Sub-pixel refinement of the heatmap peaks.
+    score_threshold : float, default=0.1
+        ``score`` is PCK at this fraction of the normalizer.
+    score_normalizer : "box" or (int, int), default="box"
+        The PCK normalizer: the longer side of each box, or the distance between two keypoints
+        of the true keypoints (e.g. the outer eye corners: the inter-ocular distance).
+    random_state : int, RandomState instance or None, default=None
+        Controls the pixel draw.
+    n_jobs : int, default=None
+        Grid cells fitted in parallel (joblib).
+
+    Attributes
+    ----------
+    hypercolumns_ : HypercolumnTransformer
+    estimators_ : list of estimator
+        The fitted classifier of each keypoint (``per_keypoint``) or the one classifier.
+    folded_ : FoldedHead or None
+        All keypoints' heads stacked, or None when the classifier does not fold.
+    n_keypoints_ : int
+    prediction_path_ : {"folded", "chunked"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhyper import HypercolumnKeypointLocator, HypercolumnTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> images = (rng.random((6, 48, 48, 3)) * 60).astype(np.uint8)
+    >>> keypoints = rng.uniform(12, 36, (6, 2, 2))
+    >>> for img, kp in zip(images, keypoints):  # a bright dot and a dark-ringed dot
+    ...     x, y = kp[0].round().astype(int); img[y - 2:y + 3, x - 2:x + 3] = 255
+    ...     x, y = kp[1].round().astype(int); img[y - 3:y + 4, x - 3:x + 4, 1] = 200
+    >>> loc = HypercolumnKeypointLocator(
+    ...     HypercolumnTransformer("resnet18", layers=["relu", "layer1"], weights=None,
+    ...                            device="cpu"),
+    ...     grid_size=1, frame_size=48, radius=0.05, random_state=0,
+    ... ).fit(images, keypoints)
+    >>> loc.predict(images).shape, loc.predict_heatmaps(images)[0].shape
+    ((6, 2, 2), (2, 48, 48))
+    >>> bool(loc.score(images, keypoints) > 0.8)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "hypercolumns": [HypercolumnTransformer, None],
+        "classifier": [HasMethods(["fit", "predict"]), None],
+        "grid_size": [Interval(Integral, 1, None, closed="left")],
+        "radius": [Interval(Real, 0, 0.5, closed="neither")],
+        "frame_size": [Interval(Integral, 8, None, closed="left")],
+        "n_positives_per_keypoint": [Interval(Integral, 1, None, closed="left"), None],
+        "n_negatives_per_image": [Interval(Integral, 1, None, closed="left")],
+        "strategy": [StrOptions({"per_keypoint", "multiclass"})],
+        "refine": ["boolean"],
+        "score_threshold": [Interval(Real, 0, None, closed="neither")],
+        "score_normalizer": [StrOptions({"box"}), tuple, list],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(
+        self,
+        hypercolumns: HypercolumnTransformer | None = None,
+        classifier: Any = None,
+        *,
+        grid_size: int = 3,
+        radius: float = 0.05,
+        frame_size: int = 160,
+        n_positives_per_keypoint: int | None = 40,
+        n_negatives_per_image: int = 400,
+        strategy: str = "per_keypoint",
+        refine: bool = True,
+        score_threshold: float = 0.1,
+        score_normalizer: Any = "box",
+        random_state: Any = None,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.hypercolumns = hypercolumns
+        self.classifier = classifier
+        self.grid_size = grid_size
+        self.radius = radius
+        self.frame_size = frame_size
+        self.n_positives_per_keypoint = n_positives_per_keypoint
+        self.n_negatives_per_image = n_negatives_per_image
+        self.strategy = strategy
+        self.refine = refine
+        self.score_threshold = score_threshold
+        self.score_normalizer = score_normalizer
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def _frames(self, images: Any, boxes: Any, n_channels: int) -> tuple[list, np.ndarray]:
+        checked, _ = check_images(images, param="images", n_channels=n_channels)
+        shapes = [img.shape[:2] for img in checked]
+        boxes = check_boxes(boxes, checked)
+        if boxes is None:
+            boxes = np.array([[0, 0, w, h] for h, w in shapes], dtype=np.float64)
+        boxes = clip_boxes(boxes, shapes)
+        return crop_frames(checked, boxes, self.frame_size, n_channels), boxes
+
+    def _classifier(self) -> Any:
+        clf = clone(self.classifier) if self.classifier is not None else default_classifier()
+        if self.grid_size > 1:
+            clf = GridLocationClassifier(clf, grid_size=self.grid_size, n_jobs=self.n_jobs)
+        return clf
+
+    # -- fit ------------------------------------------------------------------------------
+
+    def fit(self, images: Any, keypoints: Any, boxes: Any = None) -> HypercolumnKeypointLocator:
+        """Fit the keypoint classifiers on the frames of ``boxes``.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            ``(height, width[, channels])`` images (any sizes) or a stack of them.
+        keypoints : array-like of shape (n_images, n_keypoints, 2)
+            ``(x, y)`` pixel coordinates; NaN for a keypoint that is not annotated (it is then
+            neither a positive nor excluded from the negatives of that image).
+        boxes : array-like of shape (n_images, 4), default=None
+            ``(x0, y0, x1, y1)`` object boxes; None: whole images. Boxes reaching outside
+            their image are clipped to it (with a warning).
+
+        Returns
+        -------
+        self : HypercolumnKeypointLocator
+        """
+        self._validate_params()
+        self._check_normalizer(None)
+        hc = clone(self.hypercolumns) if self.hypercolumns is not None else (
+            HypercolumnTransformer()
+        )
+        hc.set_params(append_location=self.grid_size > 1).fit()
+        checked, _ = check_images(images, param="images", n_channels=hc.backbone_.in_chans)
+        kp = check_keypoints(keypoints, len(checked))
+        missing = np.flatnonzero(np.isnan(kp).any(axis=2).all(axis=0))
+        if missing.size:
+            raise ValueError(
+                f"The parameter `keypoints` has keypoints annotated in no image (indices "
+                f"{missing.tolist()}); every keypoint needs examples to be learnt."
+            )
+        frames, boxes = self._frames(checked, boxes, hc.backbone_.in_chans)
+        fk = to_frame(kp, boxes, self.frame_size)
+        rng = np.random.default_rng(
+            self.random_state if not isinstance(self.random_state, np.random.RandomState)
+            else self.random_state.randint(2**31))
+        coords, labels = [], []
+        for i, pts in enumerate(fk):
+            rc, y = keypoint_targets(pts, self.frame_size, self.radius * self.frame_size,
+                                     n_positives=self.n_positives_per_keypoint,
+                                     n_negatives=self.n_negatives_per_image, rng=rng)
+            coords.append(np.column_stack([np.full(rc.shape[1], i), rc.T]))
+            labels.append(y)
+        X = hc.transform(PixelSet(frames, np.concatenate(coords)))
+        y = np.concatenate(labels)
+        n_kp = kp.shape[1]
+        if self.strategy == "multiclass":
+            self.estimators_ = [self._classifier().fit(X, y)]
+        else:
+            self.estimators_ = [self._classifier().fit(X, (y == j + 1).astype(int))
+                                for j in range(n_kp)]
+        self.hypercolumns_ = hc
+        self.n_keypoints_ = n_kp
+        self.n_features_in_ = X.shape[1]
+        self.folded_ = self._fold()
+        self.prediction_path_ = "folded" if self.folded_ is not None else "chunked"
+        return self
+
+    def _fold(self) -> Any:
+        hc = self.hypercolumns_
+        try:
+            heads = [fold_grid(est, hc.feature_info_) if self.grid_size > 1
+                     else fold_classifier(est, hc._blocks()) for est in self.estimators_]
+        except NotFoldableError:
+            return None
+        return heads[0] if self.strategy == "multiclass" else stack_heads(heads)
+
+    # -- predict --------------------------------------------------------------------------
+
+    def _scores(self, frames: list) -> list[np.ndarray]:
+        """Per frame ``(n_keypoints, S, S)`` log-probabilities (or scores) of the keypoints."""
+        hc = self.hypercolumns_
+        forward = hc._run_kwargs()
+        forward["cache"] = None  # frames are new arrays on every call
+        layers = hc._layer_names()
+        if self.folded_ is not None:
+            raw = folded_predict(frames, hc.backbone_, layers, self.folded_,
+                                 output="decision_function", **forward)
+            out = []
+            for r in raw:
+                s = np.asarray(r, dtype=np.float64).reshape(self.frame_size, self.frame_size, -1)
+                s = np.moveaxis(s, -1, 0)
+                if self.strategy == "multiclass":
+                    link = self.folded_.link
+                    if link is None:
+                        out.append(s[1:] if s.shape[0] > 1 else s)
+                        continue
+                    p = LINKS[link](torch.from_numpy(s), 0).numpy()
+                    out.append(np.log(np.maximum(p[1:], 1e-300)))
+                else:
+                    out.append(-np.logaddexp(0, -s))  # log-sigmoid of each keypoint's score
+            return out
+        per_est = []
+        for est in self.estimators_:
+            method = "predict_proba" if hasattr(est, "predict_proba") else "decision_function"
+            res = chunked_predict(frames, hc.backbone_, layers, est, output=method,
+                                  append_location=hc.append_location, **forward)
+            per_est.append(res)
+        out = []
+        for i in range(len(frames)):
+            if self.strategy == "multiclass":
+                r = np.moveaxis(np.asarray(per_est[0][i], dtype=np.float64), -1, 0)
+                out.append(np.log(np.maximum(r[1:], 1e-300)))
+            else:
+                maps = [np.asarray(res[i], dtype=np.float64) for res in per_est]
+                maps = [m[..., 1] if m.ndim == 3 else m for m in maps]
+                out.append(np.log(np.maximum(np.stack(maps), 1e-300)))
+        return out
+
+    def predict_heatmaps(self, images: Any, boxes: Any = None) -> list[np.ndarray]:
+        """Per image, ``(n_keypoints, frame_size, frame_size)`` keypoint probabilities.
+
+        Heatmap ``j`` is the probability that a frame pixel lies within ``radius`` of keypoint
+        ``j`` (the sigmoid of its classifier's score, or the class probability of the
+        multiclass classifier); for classifiers without probabilities, their scores. Frame
+        pixel ``(r, c)`` lies at :func:`skhyper.keypoints.from_frame` of ``(c, r)`` in the image.
+        """
+        check_is_fitted(self)
+        frames, _ = self._frames(images, boxes, self.hypercolumns_.backbone_.in_chans)
+        return [np.exp(s).astype(np.float32) for s in self._scores(frames)]
+
+    def predict(self, images: Any, boxes: Any = None) -> np.ndarray:
+        """``(n_images, n_keypoints, 2)`` predicted ``(x, y)`` in image pixel coordinates."""
+        check_is_fitted(self)
+        frames, boxes = self._frames(images, boxes, self.hypercolumns_.backbone_.in_chans)
+        peaks = np.stack([heatmap_peaks(s, refine=self.refine) for s in self._scores(frames)])
+        return from_frame(peaks, boxes, self.frame_size)
+
+    def _check_normalizer(self, keypoints: np.ndarray | None) -> None:
+        norm = self.score_normalizer
+        if isinstance(norm, str):
+            return
+        if (len(norm) != 2 or not all(isinstance(i, Integral) for i in norm)
+                or (keypoints is not None
+                    and not all(-keypoints.shape[1] <= i < keypoints.shape[1] for i in norm))):
+            raise ValueError(
+                "The parameter `score_normalizer` must be 'box' or a pair of keypoint indices "
+                f"(e.g. the outer eye corners); got {norm!r}."
+            )
+
+    def score(self, images: Any, keypoints: Any, boxes: Any = None) -> float:
+        """PCK at ``score_threshold`` of the normalizer (:func:`skhyper.metrics.pck`).
+
+        Keypoints given as NaN are not scored.
+        """
+        check_is_fitted(self)
+        checked, _ = check_images(images, param="images",
+                                  n_channels=self.hypercolumns_.backbone_.in_chans)
+        kp = check_keypoints(keypoints, len(checked))
+        self._check_normalizer(kp)
+        pred = self.predict(checked, boxes)
+        if isinstance(self.score_normalizer, str):
+            shapes = [img.shape[:2] for img in checked]
+            b = check_boxes(boxes, checked)
+            if b is None:
+                b = np.array([[0, 0, w, h] for h, w in shapes], dtype=np.float64)
+            norm = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+        else:
+            left, right = self.score_normalizer
+            norm = inter_ocular_distance(kp, left=left, right=right)
+        return pck(kp, pred, threshold=self.score_threshold, normalizer=norm)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # images and keypoints, not a table
+        tags.non_deterministic = False
+        return tags

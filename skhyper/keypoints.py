@@ -1,0 +1,268 @@
+"""Keypoint localization inside object frames: boxes, warped frames, targets, heatmap peaks.
+
+The paper's second task: a detector gives a box around the object; the box is cropped and
+warped to a fixed ``frame_size`` x ``frame_size`` frame; location-specific classifiers on the
+frame's hypercolumns score, for every frame pixel, how likely it lies at each keypoint; the peak
+of each heatmap, mapped back through the box, is the prediction.
+
+Coordinates. Keypoints are ``(x, y)`` pixel coordinates: the centre of the pixel in column
+``c`` and row ``r`` is ``(c, r)``. Boxes ``(x0, y0, x1, y1)`` are edges: the box ``(0, 0, W, H)``
+is the whole ``W`` x ``H`` image (as for the location columns of
+:class:`~skhyper.HypercolumnTransformer`). Frame pixels follow the same rules inside the frame.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.ops import roi_align
+
+from ._validation import to_float_image
+from .folding import FoldedHead
+from .location import FoldedGrid
+
+__all__ = [
+    "check_keypoints",
+    "clip_boxes",
+    "crop_frames",
+    "to_frame",
+    "from_frame",
+    "keypoint_targets",
+    "stack_heads",
+    "heatmap_peaks",
+]
+
+
+def check_keypoints(keypoints: Any, n_images: int, *, param: str = "keypoints") -> np.ndarray:
+    """Validate keypoints of shape ``(n_images, n_keypoints, 2)``; NaN marks a missing one.
+
+    Examples
+    --------
+    >>> check_keypoints([[[1.0, 2.0], [float("nan"), float("nan")]]], 1).shape
+    (1, 2, 2)
+    """
+    try:
+        kp = np.asarray(keypoints, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"The parameter `{param}` must be a numeric array of shape (n_images, n_keypoints, 2) "
+            f"holding (x, y) pixel coordinates; got {type(keypoints).__name__}."
+        ) from err
+    if kp.ndim != 3 or kp.shape[2] != 2 or kp.shape[1] == 0:
+        raise ValueError(
+            f"The parameter `{param}` must have shape (n_images, n_keypoints, 2) with (x, y) "
+            f"pixel coordinates per keypoint; got shape {kp.shape}."
+        )
+    if kp.shape[0] != n_images:
+        raise ValueError(
+            f"The parameter `{param}` has {kp.shape[0]} rows but there are {n_images} images; "
+            "give one (n_keypoints, 2) array per image (NaN for a keypoint that is not annotated)."
+        )
+    if np.isinf(kp).any():
+        raise ValueError(f"The parameter `{param}` holds infinite values; use NaN for missing "
+                         "keypoints.")
+    return kp
+
+
+def clip_boxes(boxes: np.ndarray, shapes: Sequence[tuple[int, int]], *,
+               param: str = "boxes") -> np.ndarray:
+    """Clip ``(n, 4)`` boxes to their images, warning when any box reached outside.
+
+    A box that lies wholly outside its image raises a ``ValueError``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     clip_boxes(np.array([[-5.0, 2, 20, 8]]), [(10, 12)]).tolist(), len(w)
+    ([[0.0, 2.0, 12.0, 8.0]], 1)
+    """
+    out = boxes.astype(np.float64, copy=True)
+    limits = np.array([[0, 0, w, h] for h, w in shapes], dtype=np.float64)
+    out[:, :2] = np.maximum(out[:, :2], 0)
+    out[:, 2:] = np.minimum(out[:, 2:], limits[:, 2:])
+    bad = np.flatnonzero((out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1]))
+    if bad.size:
+        raise ValueError(
+            f"The parameter `{param}` has boxes wholly outside their images (rows "
+            f"{bad[:5].tolist()}, e.g. {boxes[bad[0]].tolist()} on an image of shape "
+            f"{shapes[bad[0]]}); a box must overlap its image."
+        )
+    moved = np.flatnonzero(np.abs(out - boxes).max(axis=1) > 1e-9)
+    if moved.size:
+        warnings.warn(
+            f"{moved.size} of {len(boxes)} boxes reach outside their images and were clipped to "
+            f"them (rows {moved[:5].tolist()}{'...' if moved.size > 5 else ''}); their frames "
+            "cover the clipped boxes.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return out
+
+
+def crop_frames(images: Sequence[np.ndarray], boxes: np.ndarray, frame_size: int,
+                n_channels: int = 3) -> list[np.ndarray]:
+    """Crop every box and warp it to a ``frame_size`` x ``frame_size`` float32 frame.
+
+    Bilinear sampling with averaging over each output pixel's footprint when shrinking
+    (:func:`torchvision.ops.roi_align`, ``aligned=True``), so frame pixel centres map exactly to
+    :func:`from_frame` of their coordinates. Boxes must lie inside their images
+    (:func:`clip_boxes`).
+
+    Examples
+    --------
+    >>> img = np.arange(16, dtype=np.float32).reshape(4, 4, 1) / 15
+    >>> frame = crop_frames([img], np.array([[0.0, 0.0, 4.0, 4.0]]), 4, n_channels=1)[0]
+    >>> np.allclose(frame[..., 0], img[..., 0])
+    True
+    """
+    frames = []
+    for img, box in zip(images, boxes):
+        x = torch.from_numpy(np.ascontiguousarray(to_float_image(img, n_channels)))
+        x = x.permute(2, 0, 1)[None]
+        roi = torch.tensor([[0.0, *box]], dtype=torch.float32)
+        f = roi_align(x, roi, output_size=(frame_size, frame_size), spatial_scale=1.0,
+                      sampling_ratio=-1, aligned=True)
+        frames.append(np.ascontiguousarray(f[0].permute(1, 2, 0).numpy()))
+    return frames
+
+
+def _scale(boxes: np.ndarray, frame_size: int) -> tuple[np.ndarray, np.ndarray]:
+    origin = boxes[:, None, :2]
+    size = (boxes[:, None, 2:] - boxes[:, None, :2]) / frame_size
+    return origin, size
+
+
+def to_frame(points: np.ndarray, boxes: np.ndarray, frame_size: int) -> np.ndarray:
+    """Map ``(n, k, 2)`` image coordinates into the frames of ``boxes``.
+
+    Examples
+    --------
+    >>> to_frame(np.array([[[10.5, 20.5]]]), np.array([[10.0, 20.0, 12.0, 24.0]]), 4).tolist()
+    [[[1.5, 0.5]]]
+    """
+    origin, size = _scale(boxes, frame_size)
+    return (points + 0.5 - origin) / size - 0.5
+
+
+def from_frame(points: np.ndarray, boxes: np.ndarray, frame_size: int) -> np.ndarray:
+    """Map ``(n, k, 2)`` frame coordinates back to image coordinates (inverse of
+    :func:`to_frame`).
+
+    Examples
+    --------
+    >>> from_frame(np.array([[[1.5, 0.5]]]), np.array([[10.0, 20.0, 12.0, 24.0]]), 4).tolist()
+    [[[10.5, 20.5]]]
+    """
+    origin, size = _scale(boxes, frame_size)
+    return (points + 0.5) * size + origin - 0.5
+
+
+def keypoint_targets(
+    points: np.ndarray,
+    frame_size: int,
+    radius: float,
+    *,
+    n_positives: int | None,
+    n_negatives: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training pixels of one frame: ``(rows, cols)`` and labels (0 background, j + 1 keypoint j).
+
+    A pixel within ``radius`` frame pixels of an annotated keypoint is a positive of its nearest
+    such keypoint; up to ``n_positives`` per keypoint are drawn (None: all). ``n_negatives``
+    pixels are drawn among those farther than ``radius`` from every annotated keypoint.
+
+    Examples
+    --------
+    >>> rc, y = keypoint_targets(np.array([[4.0, 4.0]]), 10, 1.5, n_positives=None,
+    ...                          n_negatives=5, rng=np.random.default_rng(0))
+    >>> rc.shape, int((y == 1).sum()), int((y == 0).sum())
+    ((2, 14), 9, 5)
+    """
+    rows, cols = np.mgrid[:frame_size, :frame_size]
+    annotated = np.flatnonzero(~np.isnan(points).any(axis=1))
+    d = np.full((frame_size, frame_size), np.inf)
+    nearest = np.full((frame_size, frame_size), -1)
+    for j in annotated:
+        dj = np.hypot(cols - points[j, 0], rows - points[j, 1])
+        closer = dj < d
+        d[closer], nearest[closer] = dj[closer], j
+    picked_r, picked_c, labels = [], [], []
+    for j in annotated:
+        r, c = np.nonzero((nearest == j) & (d <= radius))
+        if n_positives is not None and len(r) > n_positives:
+            keep = rng.choice(len(r), n_positives, replace=False)
+            r, c = r[keep], c[keep]
+        picked_r.append(r), picked_c.append(c), labels.append(np.full(len(r), j + 1))
+    r, c = np.nonzero(d > radius)
+    keep = rng.choice(len(r), min(n_negatives, len(r)), replace=False)
+    picked_r.append(r[keep]), picked_c.append(c[keep]), labels.append(np.zeros(len(keep), int))
+    return np.stack([np.concatenate(picked_r), np.concatenate(picked_c)]), np.concatenate(labels)
+
+
+def stack_heads(heads: Sequence[FoldedHead]) -> FoldedHead:
+    """Stack single-output folded heads (one binary classifier each) into one head.
+
+    Output ``j`` of the stacked head is the score of ``heads[j]``, so one pass over the native
+    maps scores every keypoint. Grids must share their ``grid_size``; the stacked grid orders
+    its columns cell by cell, as :class:`~skhyper.location.FoldedGrid` expects.
+    """
+    if any(h.n_outputs != 1 for h in heads):
+        raise ValueError("stack_heads takes single-output (binary) heads.")
+    sizes = {h.grid_size if isinstance(h, FoldedGrid) else 1 for h in heads}
+    if len(sizes) != 1:
+        raise ValueError(f"Heads with different grid sizes cannot be stacked: {sorted(sizes)}.")
+    K = sizes.pop()
+    k = len(heads)
+    n_layers = len(heads[0].blocks)
+    # cell c of head j is column c of its blocks; the stack puts it at column c * k + j
+    blocks = [np.stack([h.blocks[layer] for h in heads], axis=-1).reshape(
+        heads[0].blocks[layer].shape[0], K * K * k) for layer in range(n_layers)]
+    bias = np.stack([h.bias for h in heads], axis=-1).reshape(K * K * k)
+    classes = np.arange(k)
+    if K > 1:
+        return FoldedGrid(blocks, bias, classes, None, grid_size=K)
+    locations = [h.location for h in heads]
+    location = None if locations[0] is None else np.hstack(locations)
+    return FoldedHead(blocks, bias, classes, None, location)
+
+
+def heatmap_peaks(scores: np.ndarray, *, refine: bool = True) -> np.ndarray:
+    """``(k, 2)`` frame coordinates ``(x, y)`` of the maximum of each ``(k, h, w)`` score map.
+
+    With ``refine``, a parabola through the maximum and its two neighbours along each axis moves
+    the peak by up to half a pixel.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:9, :9]
+    >>> heat = -((xx - 3.3) ** 2 + (yy - 5.0) ** 2)[None].astype(float)
+    >>> heatmap_peaks(heat).round(2).tolist(), heatmap_peaks(heat, refine=False).tolist()
+    ([[3.3, 5.0]], [[3.0, 5.0]])
+    """
+    k, h, w = scores.shape
+    flat = scores.reshape(k, -1).argmax(axis=1)
+    r, c = np.divmod(flat, w)
+    peaks = np.stack([c, r], axis=1).astype(np.float64)
+    if not refine:
+        return peaks
+    for j in range(k):
+        s = scores[j]
+        for axis, (i, lo_ok, hi_ok) in enumerate([(c[j], c[j] > 0, c[j] < w - 1),
+                                                  (r[j], r[j] > 0, r[j] < h - 1)]):
+            if not (lo_ok and hi_ok):
+                continue
+            if axis == 0:
+                left, mid, right = s[r[j], i - 1], s[r[j], i], s[r[j], i + 1]
+            else:
+                left, mid, right = s[i - 1, c[j]], s[i, c[j]], s[i + 1, c[j]]
+            curv = left - 2 * mid + right
+            if np.isfinite(curv) and curv < 0:
+                peaks[j, axis] += float(np.clip(0.5 * (left - right) / curv, -0.5, 0.5))
+    return peaks
