@@ -39,8 +39,8 @@ class HypercolumnKeypointLocator(BaseEstimator):
 
     Each box (e.g. a detection) is cropped and warped to a ``frame_size`` x ``frame_size``
     frame. Frame pixels within ``radius`` of a keypoint are its positives, pixels far from every
-    keypoint are negatives. With ``strategy="per_keypoint"`` (the paper's), one binary
-    classifier per keypoint, with ``"multiclass"`` one classifier with a background class; either
+    keypoint are negatives. With ``strategy="multiclass"`` one classifier over a background class
+    and the keypoints, with ``"per_keypoint"`` (the paper's) one binary classifier each; either
     way the classifier is made location-specific with a ``grid_size`` x ``grid_size``
     :class:`~skhyper.GridLocationClassifier` over the frame. Linear classifiers fold
     (:func:`skhyper.location.fold_grid`): the heatmaps of all keypoints come from one pass of 1x1
@@ -65,8 +65,10 @@ class HypercolumnKeypointLocator(BaseEstimator):
         Positive pixels drawn per keypoint and image (None: all within the radius).
     n_negatives_per_image : int, default=400
         Background pixels drawn per image.
-    strategy : {"per_keypoint", "multiclass"}, default="per_keypoint"
-        One binary classifier per keypoint, or one classifier over background + keypoints.
+    strategy : {"multiclass", "per_keypoint"}, default="multiclass"
+        One classifier over background + keypoints (each pixel is one keypoint's or none), or
+        one binary classifier per keypoint (the paper's). On the face dev set the multiclass
+        locator scored higher (PCK@0.1 0.69 vs 0.67, grid 3) and fits in half the time.
     refine : bool, default=True
         Sub-pixel refinement of the heatmap peaks.
     score_threshold : float, default=0.1
@@ -136,7 +138,7 @@ class HypercolumnKeypointLocator(BaseEstimator):
         frame_size: int = 160,
         n_positives_per_keypoint: int | None = 40,
         n_negatives_per_image: int = 400,
-        strategy: str = "per_keypoint",
+        strategy: str = "multiclass",
         refine: bool = True,
         score_threshold: float = 0.1,
         score_normalizer: Any = "box",
