@@ -14,6 +14,7 @@ from .estimators import (
 )
 from .extraction import extract_dense, extract_hypercolumns
 from .sampling import PixelSet, grid_pixels, sample_pixels
+from .stacks import split_planes, stack_planes
 
 __version__ = "0.1.0.dev0"
 
@@ -31,4 +32,6 @@ __all__ = [
     "grid_pixels",
     "list_layers",
     "sample_pixels",
+    "split_planes",
+    "stack_planes",
 ]

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .intensity import rescale_intensity
+
 __all__ = [
     "check_images",
     "check_masks",
@@ -55,7 +57,9 @@ def check_images(
     ``(n_images, height, width[, channels])`` array. Grayscale (one channel)
     is accepted for an RGB backbone and replicated later by
     :func:`to_float_image`. ``n_channels=None`` accepts any channel count.
-    Pixels are not converted here (no copy).
+    Pixels are not converted here (no copy). A 3-D array is always one
+    ``(height, width, channels)`` image: split z-stacks, time series and
+    channel-first arrays with :func:`skhyper.stacks.split_planes`.
 
     Returns
     -------
@@ -114,14 +118,18 @@ def check_images(
         if n_channels is not None and c not in (1, n_channels):
             stack_hint = (
                 " A 3-D array is read as one (height, width, channels) image: pass a stack of "
-                "grayscale images as a list or with shape (n_images, height, width, 1)."
+                "grayscale images as a list or with shape (n_images, height, width, 1), e.g. "
+                "skhyper.stacks.split_planes(stack, axes='ZYX')."
                 if not batched and arr.ndim == 3 and c > 4
                 else ""
             )
             raise ValueError(
                 f"The parameter `{where}` has {c} channels, but the backbone takes {n_channels} "
-                f"(or 1, replicated) and no channel strategy was given. Convert the image "
-                f"first (e.g. `img[..., :3]` to drop alpha, or pick one channel).{stack_hint}"
+                f"(or 1, replicated) and no channel strategy was given. Set "
+                "HypercolumnTransformer(channel_strategy='per_channel') (each channel through "
+                "the backbone as a grayscale image) or channel_strategy='first_conv' (the first "
+                "convolution adapted to the channel count), or convert the image first (e.g. "
+                f"`img[..., :3]` to drop alpha, or pick one channel).{stack_hint}"
             )
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ValueError(
@@ -131,14 +139,31 @@ def check_images(
     return out, batched
 
 
-def to_float_image(img: np.ndarray, n_channels: int = 3) -> np.ndarray:
+def to_float_image(
+    img: np.ndarray, n_channels: int = 3, intensity_range: Any = None
+) -> np.ndarray:
     """Convert a checked ``(h, w, c)`` image to float32 in ``[0, 1]`` with ``n_channels``.
 
-    The dtype implies the range (as ``skimage.util.img_as_float32``): unsigned
-    integers are divided by their maximum, signed integers map to ``[-1, 1]``,
-    floats are kept as they are (expected in ``[0, 1]``), bools become 0/1.
+    With ``intensity_range=None`` the dtype implies the range (as
+    ``skimage.util.img_as_float32``): unsigned integers are divided by their
+    maximum, signed integers map to ``[-1, 1]``, floats are kept as they are
+    (expected in ``[0, 1]``), bools become 0/1. A ``(low, high)`` pair or
+    ``("percentile", p_low, p_high)`` rescales ``low..high`` to ``[0, 1]``
+    and clips (:func:`skhyper.intensity.rescale_intensity`). A 1-channel
+    image is then replicated to ``n_channels``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.array([[100, 4000]], dtype=np.uint16)[..., None]
+    >>> to_float_image(img).shape
+    (1, 2, 3)
+    >>> to_float_image(img, 1, (100, 4000)).ravel().tolist()
+    [0.0, 1.0]
     """
-    if img.dtype == bool:
+    if intensity_range is not None:
+        out = rescale_intensity(img, intensity_range)
+    elif img.dtype == bool:
         out = img.astype(np.float32)
     elif np.issubdtype(img.dtype, np.unsignedinteger):
         out = img.astype(np.float32)

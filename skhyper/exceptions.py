@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["DeviceWarning", "WeightsUnavailableError"]
+__all__ = ["DeviceWarning", "IntensityWarning", "WeightsUnavailableError"]
 
 
 class DeviceWarning(UserWarning):
     """A model saved on one device was loaded on another (e.g. CUDA -> CPU)."""
+
+
+class IntensityWarning(UserWarning):
+    """Images would reach the backbone nearly black or outside [0, 1]; set ``intensity_range``."""
 
 
 class WeightsUnavailableError(RuntimeError):

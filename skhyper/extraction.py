@@ -21,6 +21,7 @@ from tqdm import tqdm  # tqdm.auto warns in notebooks without ipywidgets
 from ._validation import check_images, check_positive_int, resolve_device, to_float_image
 from .backbones import Backbone, build_backbone, resolve_layers
 from .cache import MapCache, backbone_fingerprint, image_digest
+from .intensity import check_intensity_range, warn_intensity
 from .sampling import PixelSet
 from .tiling import needs_tiling, receptive_field, tiled_maps
 
@@ -67,10 +68,10 @@ def forward_maps(
 
 def _load_batch(
     images: Sequence[np.ndarray], idx: Sequence[int], target: tuple[int, int], n_chans: int,
-    device: torch.device,
+    device: torch.device, intensity_range: tuple | None = None,
 ) -> torch.Tensor:
     """``(n, c, h, w)`` float batch in ``[0, 1]`` on ``device``, resized to ``target``."""
-    arrays = [to_float_image(images[i], n_chans) for i in idx]
+    arrays = [to_float_image(images[i], n_chans, intensity_range) for i in idx]
     stacked = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
     del arrays
     batch = torch.from_numpy(stacked).permute(0, 3, 1, 2)
@@ -111,6 +112,7 @@ def iter_maps(
     cache: MapCache | None = None,
     tile_size: int | None = None,
     project: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    intensity_range: Any = None,
 ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     """Yield ``(image index, {layer: (c, h, w) map})`` for checked images.
 
@@ -125,14 +127,19 @@ def iter_maps(
     tiles (:func:`skhyper.tiling.tiled_maps`), giving the same maps.
     ``project`` is applied to the maps before they are yielded (per tile when
     tiling, so that only projected maps are held at full size).
+    ``intensity_range`` says which pixel values are black and white
+    (:mod:`skhyper.intensity`); with None, images that would come out nearly
+    black or outside ``[0, 1]`` get one warning.
     """
     indices = range(len(images)) if indices is None else indices
     layers = list(layers)
     n_chans = backbone.in_chans
+    intensity_range = check_intensity_range(intensity_range, owner="iter_maps")
+    warn_intensity((images[i] for i in indices), intensity_range)
     finish = project if project is not None else (lambda maps: maps)
     compute = layers
     if cache is not None:
-        base = (backbone_fingerprint(backbone), dtype, image_size)
+        base = (backbone_fingerprint(backbone), dtype, image_size, intensity_range)
         compute = list(dict.fromkeys([*layers, *backbone.stages()]))
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     tiled: list[int] = []
@@ -159,7 +166,8 @@ def iter_maps(
         for k in range(0, len(idx), batch_size)
     ]
     for shape, idx in tqdm(batches, disable=not verbose, desc="hypercolumns", unit="batch"):
-        batch = _load_batch(images, idx, _resized_shape(shape, image_size), n_chans, device)
+        batch = _load_batch(images, idx, _resized_shape(shape, image_size), n_chans, device,
+                            intensity_range)
         maps = _forward(backbone, batch, compute, dtype, shape)
         del batch
         for k, i in enumerate(idx):
@@ -177,7 +185,7 @@ def iter_maps(
         for i in tqdm(tiled, disable=not verbose, desc="tiled images", unit="image"):
             shape = images[i].shape[:2]
             image = _load_batch(images, [i], _resized_shape(shape, image_size), n_chans,
-                                device)[0]
+                                device, intensity_range)[0]
             yield i, tiled_maps(fwd, image, info, tile_size=tile_size, halo=halo,
                                 stride=stride, project=project)
 
@@ -288,7 +296,9 @@ def row_bands(
         yield r0, r1, torch.arange(r0, r1).repeat_interleave(W), cols.repeat(r1 - r0)
 
 
-def _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size):
+def _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size, intensity_range,
+             owner):
+    check_intensity_range(intensity_range, owner=owner)
     bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone)
     info = resolve_layers(bb, layers)
     dev = resolve_device(device)
@@ -313,6 +323,7 @@ def extract_hypercolumns(
     verbose: bool = False,
     cache: MapCache | None = None,
     tile_size: int | None = None,
+    intensity_range: Any = None,
 ) -> np.ndarray:
     """Hypercolumns of the pixels of a :class:`~skhyper.sampling.PixelSet`.
 
@@ -344,6 +355,9 @@ def extract_hypercolumns(
         Feed images larger than one window of ``tile_size`` pixels plus the
         receptive-field halo in tiles; the maps equal the whole-image maps
         (see :mod:`skhyper.tiling`). None never tiles.
+    intensity_range : None, (low, high) or ("percentile", p_low, p_high), default=None
+        Pixel values mapped to ``[0, 1]`` (values outside clipped); None: the
+        dtype's range. See :mod:`skhyper.intensity`.
 
     Returns
     -------
@@ -367,7 +381,8 @@ def extract_hypercolumns(
             "The parameter `X` must be a PixelSet (e.g. from skhyper.sample_pixels or "
             f"skhyper.grid_pixels); got {type(X).__name__}."
         )
-    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size)
+    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size,
+                             intensity_range, "extract_hypercolumns")
     images, _ = check_images(X.images, param="X.images", n_channels=bb.in_chans)
     coords = X.coords
     names = [d["name"] for d in info]
@@ -381,7 +396,7 @@ def extract_hypercolumns(
     for i, maps in iter_maps(
         bb, images, names, device=dev, batch_size=batch_size, dtype=dtype,
         image_size=image_size, indices=img_ids.tolist(), verbose=verbose, cache=cache,
-        tile_size=tile_size,
+        tile_size=tile_size, intensity_range=intensity_range,
     ):
         a, b = bounds[i]
         sel = order[a:b]
@@ -410,6 +425,7 @@ def extract_dense(
     verbose: bool = False,
     cache: MapCache | None = None,
     tile_size: int | None = None,
+    intensity_range: Any = None,
 ) -> list[np.ndarray] | np.ndarray:
     """Dense hypercolumns ``(height, width, n_features)`` of whole images, for analysis.
 
@@ -430,7 +446,8 @@ def extract_dense(
     >>> extract_dense(np.zeros((33, 47, 3)), bb, ["layer2", "layer4"]).shape
     (33, 47, 640)
     """
-    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size)
+    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size,
+                             intensity_range, "extract_dense")
     checked, batched = check_images(images, param="images", n_channels=bb.in_chans)
     check_positive_int(chunk_pixels, "chunk_pixels")
     names = [d["name"] for d in info]
@@ -439,6 +456,7 @@ def extract_dense(
     for i, maps in iter_maps(
         bb, checked, names, device=dev, batch_size=batch_size, dtype=dtype,
         image_size=image_size, verbose=verbose, cache=cache, tile_size=tile_size,
+        intensity_range=intensity_range,
     ):
         H, W = checked[i].shape[:2]
         dense = np.empty((H, W, total), dtype=np.float32)

@@ -74,7 +74,7 @@ def folded_predict(
     **forward
         Settings for :func:`skhyper.extraction.iter_maps` (``device``,
         ``batch_size``, ``dtype``, ``image_size``, ``cache``, ``tile_size``,
-        ``verbose``).
+        ``verbose``, ``intensity_range``).
 
     Returns
     -------

@@ -68,8 +68,10 @@ class HypercolumnSegmenter(BaseEstimator):
     ----------
     hypercolumns : HypercolumnTransformer, default=None
         The features (backbone, ``layers``, device, ``image_size``,
-        ``tile_size``, ``cache``...). None uses ``HypercolumnTransformer()``.
-        Cloned in ``fit``; search over it as ``hypercolumns__layers``.
+        ``tile_size``, ``cache``, ``channel_strategy`` and ``intensity_range``
+        for microscopy...). None uses ``HypercolumnTransformer()``. Cloned in
+        ``fit`` (a channel strategy learns the channel count from ``images``);
+        search over it as ``hypercolumns__layers``.
     classifier : estimator, default=None
         A scikit-learn classifier or pipeline taking hypercolumns. None uses
         :func:`default_classifier`. Cloned in ``fit``.
@@ -187,9 +189,8 @@ class HypercolumnSegmenter(BaseEstimator):
         )
         if self.batch_size is not None:
             hc.set_params(batch_size=self.batch_size)
-        hc.fit()
-        checked, batched = check_images(images, param="images",
-                                        n_channels=hc.backbone_.in_chans)
+        checked, batched = check_images(images, param="images", n_channels=None)
+        hc._fit_images(checked, param="images")  # channel strategies learn the channel count
         checked_masks = check_masks(masks, checked, param="masks", batched=batched)
         boxes = check_boxes(boxes, checked)
         clf = clone(self.classifier) if self.classifier is not None else default_classifier()
@@ -271,9 +272,8 @@ class HypercolumnSegmenter(BaseEstimator):
     def _dense(self, images: Any, output: str, boxes: Any) -> np.ndarray | list[np.ndarray]:
         check_is_fitted(self)
         hc = self.hypercolumns_
-        checked, batched = check_images(images, param="images",
-                                        n_channels=hc.backbone_.in_chans)
-        forward = hc._run_kwargs()
+        checked, batched = hc._check_images(images, param="images")
+        forward = {**hc._run_kwargs(), **hc._image_kwargs()}
         forward["boxes"] = check_boxes(boxes, checked)
         head = self.folded_
         layers = hc._layer_names()

@@ -14,12 +14,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_images, resolve_device
+from .._validation import resolve_device
 from ..backbones import DEFAULT_BACKBONE, build_backbone, resolve_layers
 from ..cache import MapCache
+from ..channels import CHANNEL_STRATEGIES, check_channels, fit_channels, prepare_backbone
 from ..exceptions import DeviceWarning
 from ..extraction import DTYPES, extract_dense, extract_hypercolumns
 from ..folding import LOCATION
+from ..intensity import check_intensity_range
 from ..location import frame_of, location_map, pixel_locations
 from ..sampling import PixelSet, check_boxes
 
@@ -79,6 +81,30 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         position in ``[0, 1]`` within its frame (``X.boxes``, or the whole
         image), see :func:`skhyper.location.pixel_locations`. What
         :class:`~skhyper.GridLocationClassifier` needs.
+    channel_strategy : {"replicate", "per_channel", "first_conv"} or None, default=None
+        How images whose channels differ from the backbone's 3 are fed (see
+        :mod:`skhyper.channels`). None: a 1-channel image is replicated, other
+        counts must match the backbone. ``"replicate"``: grayscale images only,
+        replicated. ``"per_channel"``: each channel goes through the backbone
+        as a replicated grayscale image and the hypercolumns of the channels
+        are concatenated (per layer, channel-major: names
+        ``ch0.layer1.c000``...; ``n_channels_in_`` times the features).
+        ``"first_conv"``: the first convolution is adapted to the channel
+        count from its pretrained RGB weights
+        (:func:`skhyper.channels.adapt_first_conv`). For the last two the
+        channel count is learnt in ``fit`` from ``X.images`` (3 when ``fit``
+        gets no ``X``) and images with another count raise.
+    intensity_range : None, (low, high) or ("percentile", p_low, p_high), default=None
+        Which pixel values map to black and white (see
+        :mod:`skhyper.intensity`). None: the dtype's range (integers divided
+        by their dtype's maximum, floats taken as they are, expected in
+        ``[0, 1]``), with an :class:`~skhyper.exceptions.IntensityWarning`
+        when an integer image uses less than 1/16 of its range or a float
+        image lies outside ``[0, 1]``. ``(low, high)``: ``low..high`` is
+        rescaled to ``[0, 1]`` and values outside are clipped, e.g.
+        ``(100, 4000)`` for a ``uint16`` camera. ``("percentile", 1, 99.8)``:
+        the same with the 1st and 99.8th percentiles of each image and
+        channel.
 
     Attributes
     ----------
@@ -88,9 +114,16 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         The device used.
     feature_info_ : list of dict
         One dict per layer: ``name``, ``num_chs``, ``reduction`` (stride at a
-        224 px input; None for 1x1 vectors), ``kind``.
+        224 px input; None for 1x1 vectors), ``kind``. With
+        ``channel_strategy="per_channel"`` a layer's ``num_chs`` counts all
+        image channels (``n_channels_in_`` times the layer's width): its block
+        of the hypercolumn holds the layer for channel 0, then channel 1...
     n_features_out_ : int
         Length of a hypercolumn.
+    n_channels_in_ : int
+        Image channels taken: the count learnt at fit for ``"per_channel"`` /
+        ``"first_conv"``, 1 for ``"replicate"``, the backbone's (3; 1 is
+        accepted too) for None.
 
     See Also
     --------
@@ -116,6 +149,18 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
     >>> pipe = make_pipeline(hc, LogisticRegression(max_iter=50)).fit(X, y)
     >>> pipe.predict(X).shape
     (150,)
+
+    Two-channel ``uint16`` microscopy, each channel through the backbone:
+
+    >>> cells = rng.integers(100, 4000, size=(2, 48, 64, 2), dtype=np.uint16)
+    >>> X, y = sample_pixels(cells, cells[..., 0] > 2000, n_per_image=50, random_state=0)
+    >>> hc = HypercolumnTransformer("resnet18", layers=["layer1"], weights=None, device="cpu",
+    ...                             channel_strategy="per_channel",
+    ...                             intensity_range=("percentile", 1, 99.8))
+    >>> hc.fit_transform(X).shape, hc.n_channels_in_
+    ((100, 128), 2)
+    >>> hc.get_feature_names_out()[[0, 64]].tolist()
+    ['ch0.layer1.c000', 'ch1.layer1.c000']
     """
 
     _parameter_constraints: dict = {
@@ -130,6 +175,8 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         "tile_size": [Interval(Integral, 1, None, closed="left"), None],
         "cache": [MapCache, None],
         "append_location": ["boolean"],
+        "channel_strategy": [StrOptions(set(CHANNEL_STRATEGIES)), None],
+        "intensity_range": [tuple, list, None],
     }
 
     def __init__(
@@ -146,6 +193,8 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         tile_size: int | None = 768,
         cache: MapCache | None = None,
         append_location: bool = False,
+        channel_strategy: str | None = None,
+        intensity_range: tuple | list | None = None,
     ) -> None:
         self.backbone = backbone
         self.layers = layers
@@ -158,6 +207,8 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         self.tile_size = tile_size
         self.cache = cache
         self.append_location = append_location
+        self.channel_strategy = channel_strategy
+        self.intensity_range = intensity_range
 
     def fit(self, X: PixelSet | None = None, y: Any = None) -> HypercolumnTransformer:
         """Build the backbone and validate the layers.
@@ -165,7 +216,9 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : PixelSet, optional
-            Checked when given (nothing is learned from it).
+            Checked when given; the only thing learnt from it is the channel
+            count of ``X.images`` for ``channel_strategy="per_channel"`` or
+            ``"first_conv"`` (3 without ``X``).
         y : ignored
 
         Returns
@@ -173,15 +226,27 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         self : HypercolumnTransformer
         """
         self._validate_params()
-        self.device_ = resolve_device(self.device)
-        bb = build_backbone(self.backbone, weights=self.weights)
-        self.feature_info_ = resolve_layers(bb, self.layers)
         if X is not None:
             _check_pixelset(X)
-            check_images(X.images, param="X.images", n_channels=bb.in_chans)
+        return self._fit_images(None if X is None else X.images, param="X.images")
+
+    def _fit_images(self, images: Any, param: str) -> HypercolumnTransformer:
+        """``fit`` on images (or None): what HypercolumnSegmenter calls with its images."""
+        self._validate_params()
+        check_intensity_range(self.intensity_range)
+        self.device_ = resolve_device(self.device)
+        bb = build_backbone(self.backbone, weights=self.weights)
+        self.n_channels_in_ = fit_channels(images, self.channel_strategy, bb.in_chans,
+                                           param=param)
+        bb = prepare_backbone(bb, self.channel_strategy, self.n_channels_in_)
+        self.feature_info_ = resolve_layers(bb, self.layers)
         self.backbone_ = bb.to(self.device_)
         self.n_features_out_ = sum(d["num_chs"] for d in self._blocks())
         return self
+
+    def _check_images(self, images: Any, param: str) -> tuple[list[np.ndarray], bool]:
+        """Checked images that follow the fitted channel strategy, and whether batched."""
+        return check_channels(images, self.channel_strategy, self.n_channels_in_, param=param)
 
     def transform(self, X: PixelSet) -> np.ndarray:
         """Hypercolumns of the pixels in ``X``.
@@ -197,7 +262,9 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         _check_pixelset(X)
-        out = extract_hypercolumns(X, self.backbone_, self._layer_names(), **self._run_kwargs())
+        self._check_images(X.images, param="X.images")
+        out = extract_hypercolumns(X, self.backbone_, self._layer_names(), **self._run_kwargs(),
+                                   **self._image_kwargs())
         if self.append_location:
             out = np.hstack([out, pixel_locations(X).astype(np.float32)])
         return out
@@ -210,7 +277,9 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         ``boxes`` (``(n_images, 4)``) are the frames of the location columns.
         """
         check_is_fitted(self)
-        out = extract_dense(images, self.backbone_, self._layer_names(), **self._run_kwargs())
+        self._check_images(images, param="images")
+        out = extract_dense(images, self.backbone_, self._layer_names(), **self._run_kwargs(),
+                            **self._image_kwargs())
         if not self.append_location:
             return out
         single = isinstance(out, np.ndarray)
@@ -224,12 +293,21 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         return maps[0] if single else maps
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Names ``"<layer>.c<channel>"``, e.g. ``"layer3.c017"``, in output order."""
+        """Names ``"<layer>.c<channel>"``, e.g. ``"layer3.c017"``, in output order.
+
+        With ``channel_strategy="per_channel"`` the image channel comes first:
+        ``"ch1.layer3.c017"``.
+        """
         check_is_fitted(self)
         names = []
+        per_channel = self.channel_strategy == "per_channel"
+        n_img = self.n_channels_in_ if per_channel else 1
         for d in self.feature_info_:
-            width = max(3, len(str(d["num_chs"] - 1)))
-            names.extend(f"{d['name']}.c{j:0{width}d}" for j in range(d["num_chs"]))
+            n = d["num_chs"] // n_img
+            width = max(3, len(str(n - 1)))
+            for k in range(n_img):
+                prefix = f"ch{k}." if per_channel else ""
+                names.extend(f"{prefix}{d['name']}.c{j:0{width}d}" for j in range(n))
         if self.append_location:
             names.extend(["location.u", "location.v"])
         return np.asarray(names, dtype=object)
@@ -240,6 +318,11 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
 
     def _layer_names(self) -> list[str]:
         return [d["name"] for d in self.feature_info_]
+
+    def _image_kwargs(self) -> dict[str, Any]:
+        """How pixel values are read (kept apart from ``_run_kwargs``, whose users may feed
+        images already converted to float)."""
+        return {"intensity_range": self.intensity_range}
 
     def _run_kwargs(self) -> dict[str, Any]:
         return {

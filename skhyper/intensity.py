@@ -1,0 +1,196 @@
+"""Pixel intensities: which values of an image map to black and white for the backbone.
+
+Backbones take images in ``[0, 1]``. By default the dtype implies the range
+(as ``skimage.util.img_as_float32``): ``uint8`` 0..255 and ``uint16``
+0..65535 map to ``[0, 1]``, floats are taken as they are. Microscopy images
+rarely use their dtype's range (a ``uint16`` camera image often lies in
+100..4000, nearly black once divided by 65535), so ``intensity_range`` sets
+it explicitly:
+
+* ``None`` -- the dtype's range; a warning (:class:`IntensityWarning`) says
+  when an integer image uses less than 1/16 of it, or a float image lies
+  outside ``[0, 1]``;
+* ``(low, high)`` -- a linear rescale of ``low..high`` to ``[0, 1]`` for every
+  image and channel, values outside clipped;
+* ``("percentile", p_low, p_high)`` -- the same with ``low``/``high`` the
+  ``p_low``/``p_high`` percentiles of each image and each of its channels
+  (e.g. ``("percentile", 1, 99.8)``, robust to a few hot pixels).
+
+Used through ``HypercolumnTransformer(intensity_range=...)`` and the
+``intensity_range`` argument of :func:`skhyper.extract_hypercolumns` /
+:func:`skhyper.extract_dense`.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .exceptions import IntensityWarning
+
+__all__ = ["IntensityWarning", "check_intensity_range", "rescale_intensity", "warn_intensity"]
+
+# an integer image whose maximum is below this fraction of its dtype's range is "dark"
+DARK_FRACTION = 1 / 16
+# float images may overshoot [0, 1] by rounding (resizing, filtering) without a warning
+_FLOAT_SLACK = 0.01
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and np.isfinite(x)
+
+
+def check_intensity_range(
+    value: Any, *, param: str = "intensity_range", owner: str = "HypercolumnTransformer"
+) -> tuple | None:
+    """Validate an ``intensity_range``; return it as a tuple (hashable) or None.
+
+    Examples
+    --------
+    >>> check_intensity_range([100, 4000])
+    (100.0, 4000.0)
+    >>> check_intensity_range(("percentile", 1, 99.8))
+    ('percentile', 1.0, 99.8)
+    >>> check_intensity_range((5, 5))
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'intensity_range' parameter of HypercolumnTransformer must be None, ...
+    """
+    if value is None:
+        return None
+    expected = (
+        f"The '{param}' parameter of {owner} must be None, a (low, high) pair of numbers with "
+        "low < high (rescaled to [0, 1], values outside clipped) or ('percentile', p_low, "
+        "p_high) with 0 <= p_low < p_high <= 100, e.g. ('percentile', 1, 99.8)"
+    )
+    items = tuple(value) if isinstance(value, (tuple, list)) else None
+    if items is not None and len(items) == 3 and items[0] == "percentile":
+        lo, hi = items[1:]
+        if _is_number(lo) and _is_number(hi) and 0 <= lo < hi <= 100:
+            return ("percentile", float(lo), float(hi))
+    elif items is not None and len(items) == 2:
+        lo, hi = items
+        if _is_number(lo) and _is_number(hi) and lo < hi:
+            return (float(lo), float(hi))
+    raise ValueError(f"{expected}. Got {value!r} instead.")
+
+
+def _bounds(img: np.ndarray, intensity_range: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` per channel, shape ``(channels,)`` each, for an ``(h, w, c)`` image."""
+    c = img.shape[-1]
+    if intensity_range[0] == "percentile":
+        flat = img.reshape(-1, c)
+        if flat.dtype == bool:
+            flat = flat.view(np.uint8)
+        lo, hi = np.percentile(flat, intensity_range[1:], axis=0)
+        return lo.astype(np.float64), hi.astype(np.float64)
+    lo, hi = intensity_range
+    return np.full(c, lo), np.full(c, hi)
+
+
+def rescale_intensity(img: np.ndarray, intensity_range: Any) -> np.ndarray:
+    """Rescale an ``(height, width, channels)`` image to float32 in ``[0, 1]``.
+
+    ``low`` maps to 0 and ``high`` to 1 (per channel), values outside are
+    clipped. A channel whose percentiles coincide (a constant channel)
+    becomes 0. The arithmetic runs in float64 for integer dtypes wider than
+    16 bits, so large values are not rounded before the subtraction.
+
+    Parameters
+    ----------
+    img : ndarray of shape (height, width, channels)
+    intensity_range : (low, high) or ("percentile", p_low, p_high)
+        See :func:`check_intensity_range`.
+
+    Returns
+    -------
+    ndarray of shape (height, width, channels), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.array([[[100], [2050], [4000], [9000]]], dtype=np.uint16)
+    >>> rescale_intensity(img, (100, 4000)).ravel().tolist()
+    [0.0, 0.5, 1.0, 1.0]
+    >>> img = np.arange(101, dtype=np.uint16).reshape(1, 101, 1)
+    >>> rescale_intensity(img, ("percentile", 10, 90)).ravel()[[0, 10, 50, 90, 100]].tolist()
+    [0.0, 0.0, 0.5, 1.0, 1.0]
+    """
+    rng = check_intensity_range(intensity_range)
+    if rng is None:
+        raise ValueError("rescale_intensity needs an intensity_range; got None.")
+    lo, hi = _bounds(img, rng)
+    span = np.where(hi > lo, hi - lo, np.inf)  # a constant channel becomes 0
+    wide = img.dtype.itemsize > 2 and img.dtype.kind in "iu" or img.dtype == np.float64
+    work = np.float64 if wide else np.float32
+    out = img.astype(work)
+    out -= lo.astype(work)
+    out /= span.astype(work)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out.astype(np.float32, copy=False)
+
+
+def warn_intensity(images: Iterable[np.ndarray], intensity_range: Any = None) -> None:
+    """Warn once when images would come out nearly black or out of range with ``None``.
+
+    With ``intensity_range=None`` an integer image is divided by its dtype's
+    maximum: one whose maximum is below 1/16 of that (a ``uint16`` image in
+    100..4000) turns nearly black. A float image is taken as it is, so values
+    outside ``[0, 1]`` are out of the range the backbone was trained on. Both
+    get one :class:`IntensityWarning` per call that suggests
+    ``intensity_range``. All-zero images and bools do not warn.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_intensity([np.full((4, 4, 1), 4000, dtype=np.uint16)])
+    >>> "intensity_range" in str(caught[0].message)
+    True
+    """
+    if intensity_range is not None:
+        return
+    dark: list[tuple[np.dtype, float]] = []
+    off: list[tuple[float, float]] = []
+    n = 0
+    for img in images:
+        n += 1
+        kind = img.dtype.kind
+        if kind in "iu":
+            top = float(img.max())
+            if 0 < top < (np.iinfo(img.dtype).max + 1) * DARK_FRACTION:
+                dark.append((img.dtype, top))
+        elif kind == "f":
+            lo, hi = float(img.min()), float(img.max())
+            if lo < -_FLOAT_SLACK or hi > 1 + _FLOAT_SLACK:
+                off.append((lo, hi))
+    hint = (
+        "Set intensity_range=(low, high) (rescaled to [0, 1], values outside clipped) or "
+        "intensity_range=('percentile', 1, 99.8) (per image and channel) on "
+        "HypercolumnTransformer (or extract_hypercolumns / extract_dense)."
+    )
+    if dark:
+        dtype = dark[0][0]
+        top = max(t for d, t in dark if d == dtype)
+        warnings.warn(
+            f"{len(dark)} of {n} images are {dtype} with values up to {top:g}, under 1/16 of "
+            f"the {dtype} range: divided by the dtype maximum ({np.iinfo(dtype).max}) they are "
+            f"nearly black for the backbone. {hint}",
+            IntensityWarning,
+            stacklevel=3,
+        )
+    if off:
+        lo, hi = min(a for a, _ in off), max(b for _, b in off)
+        warnings.warn(
+            f"{len(off)} of {n} float images have values outside [0, 1] (from {lo:g} to "
+            f"{hi:g}); float images are taken as they are and the backbone expects [0, 1]. "
+            f"{hint}",
+            IntensityWarning,
+            stacklevel=3,
+        )
