@@ -106,13 +106,14 @@ def clip_boxes(boxes: np.ndarray, shapes: Sequence[tuple[int, int]], *,
 
 
 def crop_frames(images: Sequence[np.ndarray], boxes: np.ndarray, frame_size: int,
-                n_channels: int = 3) -> list[np.ndarray]:
+                n_channels: int = 3, *, intensity_range: Any = None) -> list[np.ndarray]:
     """Crop every box and warp it to a ``frame_size`` x ``frame_size`` float32 frame.
 
     Bilinear sampling with averaging over each output pixel's footprint when shrinking
     (:func:`torchvision.ops.roi_align`, ``aligned=True``), so frame pixel centres map exactly to
     :func:`from_frame` of their coordinates. Boxes must lie inside their images
-    (:func:`clip_boxes`).
+    (:func:`clip_boxes`). Pixel values are read as by :func:`skhyper._validation.to_float_image`
+    (``n_channels``, ``intensity_range``).
 
     Examples
     --------
@@ -123,7 +124,7 @@ def crop_frames(images: Sequence[np.ndarray], boxes: np.ndarray, frame_size: int
     """
     frames = []
     for img, box in zip(images, boxes):
-        x = torch.from_numpy(np.ascontiguousarray(to_float_image(img, n_channels)))
+        x = torch.from_numpy(np.ascontiguousarray(to_float_image(img, n_channels, intensity_range)))
         x = x.permute(2, 0, 1)[None]
         roi = torch.tensor([[0.0, *box]], dtype=torch.float32)
         f = roi_align(x, roi, output_size=(frame_size, frame_size), spatial_scale=1.0,

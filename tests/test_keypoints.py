@@ -238,3 +238,19 @@ def test_faces_beat_the_mean_shape():
     mean_shape = tb[:, None, :2] + rel * (tb[:, 2:] - tb[:, :2])[:, None]
     base = pck(test.keypoints[:n_te], mean_shape, normalizer=test.iod[:n_te])
     assert score > base + 0.2, (score, base)
+
+
+def test_microscopy_channels_and_intensity(data):
+    """2-channel uint16 images: per-channel features, percentile intensity range."""
+    images, kp = data
+    micro = (images[..., :2].astype(np.uint16) * 12 + 100)  # values ~100..3160, 2 channels
+    hc = HypercolumnTransformer("resnet18", layers=["relu", "layer1"], weights=None,
+                                device="cpu", channel_strategy="per_channel",
+                                intensity_range=("percentile", 0.5, 99.5))
+    loc = HypercolumnKeypointLocator(hc, grid_size=1, frame_size=40, radius=0.08,
+                                     random_state=0).fit(micro[:6], kp[:6])
+    assert loc.hypercolumns_.n_channels_in_ == 2
+    pred = loc.predict(micro[6:])
+    assert np.linalg.norm(pred - kp[6:], axis=2).max() < 6
+    with pytest.raises(ValueError, match="channel"):
+        loc.predict(images[6:, ..., :1].repeat(4, axis=-1))

@@ -161,14 +161,18 @@ class HypercolumnKeypointLocator(BaseEstimator):
 
     # -- frames ---------------------------------------------------------------------------
 
-    def _frames(self, images: Any, boxes: Any, n_channels: int) -> tuple[list, np.ndarray]:
-        checked, _ = check_images(images, param="images", n_channels=n_channels)
+    def _frames(self, hc: HypercolumnTransformer, images: Any,
+                boxes: Any) -> tuple[list, np.ndarray]:
+        """Frames of ``boxes`` (clipped to the images), float32 in [0, 1] with the image's
+        channels read by ``hc``'s channel strategy and intensity range."""
+        checked, _ = hc._check_images(images, "images")
         shapes = [img.shape[:2] for img in checked]
         boxes = check_boxes(boxes, checked)
         if boxes is None:
             boxes = np.array([[0, 0, w, h] for h, w in shapes], dtype=np.float64)
         boxes = clip_boxes(boxes, shapes)
-        return crop_frames(checked, boxes, self.frame_size, n_channels), boxes
+        return crop_frames(checked, boxes, self.frame_size, hc.n_channels_in_,
+                           intensity_range=hc.intensity_range), boxes
 
     def _classifier(self) -> Any:
         clf = clone(self.classifier) if self.classifier is not None else default_classifier()
@@ -201,8 +205,9 @@ class HypercolumnKeypointLocator(BaseEstimator):
         hc = clone(self.hypercolumns) if self.hypercolumns is not None else (
             HypercolumnTransformer()
         )
-        hc.set_params(append_location=self.grid_size > 1).fit()
-        checked, _ = check_images(images, param="images", n_channels=hc.backbone_.in_chans)
+        hc.set_params(append_location=self.grid_size > 1)
+        checked, _ = check_images(images, param="images", n_channels=None)
+        hc._fit_images(checked, "images")  # channel strategies learn the channel count
         kp = check_keypoints(keypoints, len(checked))
         missing = np.flatnonzero(np.isnan(kp).any(axis=2).all(axis=0))
         if missing.size:
@@ -210,7 +215,7 @@ class HypercolumnKeypointLocator(BaseEstimator):
                 f"The parameter `keypoints` has keypoints annotated in no image (indices "
                 f"{missing.tolist()}); every keypoint needs examples to be learnt."
             )
-        frames, boxes = self._frames(checked, boxes, hc.backbone_.in_chans)
+        frames, boxes = self._frames(hc, checked, boxes)
         fk = to_frame(kp, boxes, self.frame_size)
         rng = np.random.default_rng(
             self.random_state if not isinstance(self.random_state, np.random.RandomState)
@@ -297,13 +302,13 @@ class HypercolumnKeypointLocator(BaseEstimator):
         pixel ``(r, c)`` lies at :func:`skhyper.keypoints.from_frame` of ``(c, r)`` in the image.
         """
         check_is_fitted(self)
-        frames, _ = self._frames(images, boxes, self.hypercolumns_.backbone_.in_chans)
+        frames, _ = self._frames(self.hypercolumns_, images, boxes)
         return [np.exp(s).astype(np.float32) for s in self._scores(frames)]
 
     def predict(self, images: Any, boxes: Any = None) -> np.ndarray:
         """``(n_images, n_keypoints, 2)`` predicted ``(x, y)`` in image pixel coordinates."""
         check_is_fitted(self)
-        frames, boxes = self._frames(images, boxes, self.hypercolumns_.backbone_.in_chans)
+        frames, boxes = self._frames(self.hypercolumns_, images, boxes)
         peaks = np.stack([heatmap_peaks(s, refine=self.refine) for s in self._scores(frames)])
         return from_frame(peaks, boxes, self.frame_size)
 
@@ -325,8 +330,7 @@ class HypercolumnKeypointLocator(BaseEstimator):
         Keypoints given as NaN are not scored.
         """
         check_is_fitted(self)
-        checked, _ = check_images(images, param="images",
-                                  n_channels=self.hypercolumns_.backbone_.in_chans)
+        checked, _ = self.hypercolumns_._check_images(images, "images")
         kp = check_keypoints(keypoints, len(checked))
         self._check_normalizer(kp)
         pred = self.predict(checked, boxes)
