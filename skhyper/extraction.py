@@ -20,9 +20,11 @@ from tqdm import tqdm  # tqdm.auto warns in notebooks without ipywidgets
 
 from ._validation import check_images, check_positive_int, resolve_device, to_float_image
 from .backbones import Backbone, build_backbone, resolve_layers
+from .bilinear import interp_weights, row_bands, sample_maps
 from .cache import MapCache, backbone_fingerprint, image_digest
 from .intensity import check_intensity_range, warn_intensity
 from .sampling import PixelSet
+from .scales import check_scales, iter_scaled_maps, scaled_info
 from .tiling import needs_tiling, receptive_field, tiled_maps
 
 __all__ = [
@@ -39,12 +41,16 @@ __all__ = [
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def _resized_shape(shape: tuple[int, int], image_size: int | None) -> tuple[int, int]:
-    if image_size is None:
-        return shape
+def _resized_shape(shape: tuple[int, int], image_size: int | None, scale: float = 1.0
+                   ) -> tuple[int, int]:
+    """The fed size: longer side ``image_size`` (if set), then times ``scale``."""
     h, w = shape
-    s = image_size / max(h, w)
-    return max(1, round(h * s)), max(1, round(w * s))
+    if image_size is not None:
+        s = image_size / max(h, w)
+        h, w = max(1, round(h * s)), max(1, round(w * s))
+    if scale != 1.0:
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+    return h, w
 
 
 def forward_maps(
@@ -94,7 +100,7 @@ def _forward(backbone: Backbone, batch: torch.Tensor, layers: Sequence[str], dty
             raise
         raise ValueError(
             f"Images of shape {shape} (fed at {target}) are too small for backbone "
-            f"{backbone.name!r}: {err}. Upscale them or set image_size."
+            f"{backbone.name!r}: {err}. Upscale them, set image_size or use larger scales."
         ) from err
 
 
@@ -113,6 +119,7 @@ def iter_maps(
     tile_size: int | None = None,
     project: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
     intensity_range: Any = None,
+    scales: Sequence[float] | None = None,
 ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     """Yield ``(image index, {layer: (c, h, w) map})`` for checked images.
 
@@ -130,16 +137,52 @@ def iter_maps(
     ``intensity_range`` says which pixel values are black and white
     (:mod:`skhyper.intensity`); with None, images that would come out nearly
     black or outside ``[0, 1]`` get one warning.
+
+    ``scales`` (see :mod:`skhyper.scales`): ``layers`` are then scaled names
+    such as ``"s0.5.layer1"``, each computed on the image resized by its
+    scale (:func:`skhyper.scales.iter_scaled_maps`).
     """
+    settings = dict(
+        device=device, batch_size=batch_size, dtype=dtype, image_size=image_size,
+        indices=indices, verbose=verbose, cache=cache, tile_size=tile_size, project=project,
+        intensity_range=intensity_range,
+    )
+    if scales is not None:
+        yield from iter_scaled_maps(backbone, images, layers, scales, **settings)
+    else:
+        yield from _iter_maps(backbone, images, layers, **settings)
+
+
+def _iter_maps(
+    backbone: Backbone,
+    images: Sequence[np.ndarray],
+    layers: Sequence[str],
+    *,
+    device: torch.device,
+    batch_size: int = 8,
+    dtype: str = "float32",
+    image_size: int | None = None,
+    indices: Sequence[int] | None = None,
+    verbose: bool = False,
+    cache: MapCache | None = None,
+    tile_size: int | None = None,
+    project: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    intensity_range: Any = None,
+    scale: float = 1.0,
+    warn: bool = True,
+) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """:func:`iter_maps` at one ``scale`` (the fed image is resized by it); ``warn``: check
+    the intensities."""
     indices = range(len(images)) if indices is None else indices
     layers = list(layers)
     n_chans = backbone.in_chans
     intensity_range = check_intensity_range(intensity_range, owner="iter_maps")
-    warn_intensity((images[i] for i in indices), intensity_range)
+    if warn:
+        warn_intensity((images[i] for i in indices), intensity_range)
     finish = project if project is not None else (lambda maps: maps)
     compute = layers
     if cache is not None:
-        base = (backbone_fingerprint(backbone), dtype, image_size, intensity_range)
+        base = (backbone_fingerprint(backbone), dtype, image_size, scale, intensity_range)
         compute = list(dict.fromkeys([*layers, *backbone.stages()]))
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     tiled: list[int] = []
@@ -147,7 +190,7 @@ def iter_maps(
     rf: tuple[int, int] | None = None
     for i in indices:
         shape = images[i].shape[:2]
-        fed = _resized_shape(shape, image_size)
+        fed = _resized_shape(shape, image_size, scale)
         if tile_size is not None and max(fed) > tile_size:
             rf = rf or receptive_field(backbone, layers)
             if needs_tiling(fed, tile_size, *rf):
@@ -166,8 +209,8 @@ def iter_maps(
         for k in range(0, len(idx), batch_size)
     ]
     for shape, idx in tqdm(batches, disable=not verbose, desc="hypercolumns", unit="batch"):
-        batch = _load_batch(images, idx, _resized_shape(shape, image_size), n_chans, device,
-                            intensity_range)
+        batch = _load_batch(images, idx, _resized_shape(shape, image_size, scale), n_chans,
+                            device, intensity_range)
         maps = _forward(backbone, batch, compute, dtype, shape)
         del batch
         for k, i in enumerate(idx):
@@ -184,123 +227,20 @@ def iter_maps(
 
         for i in tqdm(tiled, disable=not verbose, desc="tiled images", unit="image"):
             shape = images[i].shape[:2]
-            image = _load_batch(images, [i], _resized_shape(shape, image_size), n_chans,
-                                device, intensity_range)[0]
+            image = _load_batch(images, [i], _resized_shape(shape, image_size, scale),
+                                n_chans, device, intensity_range)[0]
             yield i, tiled_maps(fwd, image, info, tile_size=tile_size, halo=halo,
                                 stride=stride, project=project)
 
 
-def interp_weights(
-    pos: torch.Tensor, in_size: int, out_size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Neighbour indices and weights along one axis, as ``F.interpolate`` computes them.
-
-    For output positions ``pos`` of an axis upsampled from ``in_size`` to
-    ``out_size`` (bilinear, ``align_corners=False``): ``(i0, i1, w0, w1)``.
-    """
-    scale = torch.tensor(in_size / out_size, dtype=torch.float32)
-    src = ((pos.to(torch.float32) + 0.5) * scale - 0.5).clamp_(min=0.0)
-    i0 = src.to(torch.int64).clamp_(max=in_size - 1)
-    i1 = (i0 + 1).clamp_(max=in_size - 1)
-    lam1 = (src - i0).clamp_(0.0, 1.0)
-    return i0, i1, 1.0 - lam1, lam1
-
-
-def sample_maps(
-    maps: dict[str, torch.Tensor] | Sequence[torch.Tensor],
-    rows: torch.Tensor | np.ndarray,
-    cols: torch.Tensor | np.ndarray,
-    image_shape: tuple[int, int],
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Bilinearly sample ``(c, h, w)`` maps at pixels of an image of ``image_shape``.
-
-    Equals ``F.interpolate(map[None], size=image_shape, mode="bilinear",
-    align_corners=False)[0][:, rows, cols].T`` concatenated over maps, without
-    ever building the upsampled maps: one fused gather of the 4 neighbours'
-    rows (``embedding_bag``) on the channels-last view of each map.
-
-    Parameters
-    ----------
-    maps : dict or sequence of Tensor of shape (c, h, w)
-    rows, cols : integer arrays of shape (n_pixels,)
-    image_shape : (height, width) of the image the pixels belong to.
-    out : Tensor of shape (n_pixels, sum of c), optional
-        Filled in place when given.
-
-    Returns
-    -------
-    Tensor of shape (n_pixels, sum of c), float32, on the maps' device.
-
-    Examples
-    --------
-    >>> import torch
-    >>> m = torch.arange(4.0).view(1, 2, 2)
-    >>> sample_maps([m], [0, 3], [0, 3], (4, 4)).ravel().tolist()
-    [0.0, 3.0]
-    >>> sample_maps([m], [1], [1], (4, 4)).item()  # 1/4 of the way to the next cells
-    0.75
-    """
-    tensors = list(maps.values()) if isinstance(maps, dict) else list(maps)
-    device = tensors[0].device
-    rows = torch.as_tensor(rows, device=device)
-    cols = torch.as_tensor(cols, device=device)
-    n = rows.shape[0]
-    total = sum(t.shape[0] for t in tensors)
-    if out is None:
-        out = torch.empty((n, total), dtype=torch.float32, device=device)
-    H, W = image_shape
-    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-    start = 0
-    for m in tensors:
-        c, h, w = m.shape
-        dst = out[:, start : start + c]
-        start += c
-        if h == 1 and w == 1:
-            dst.copy_(m.reshape(1, c).expand(n, c))
-            continue
-        if (h, w) not in cache:
-            y0, y1, wy0, wy1 = interp_weights(rows, h, H)
-            x0, x1, wx0, wx1 = interp_weights(cols, w, W)
-            idx = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], 1)
-            wts = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], 1)
-            cache[(h, w)] = idx, wts
-        idx, wts = cache[(h, w)]
-        # One fused gather + weighted sum of the 4 neighbours' rows of the
-        # (h*w, c) channels-last view (a view, not a copy, for channels-last maps).
-        flat = m.permute(1, 2, 0).reshape(h * w, c)
-        vals = torch.nn.functional.embedding_bag(
-            idx, flat, per_sample_weights=wts.to(flat.dtype), mode="sum"
-        )
-        dst.copy_(vals)
-    return out
-
-
-def row_bands(
-    shape: tuple[int, int], chunk_pixels: int
-) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
-    """Bands of whole rows of about ``chunk_pixels`` pixels: ``(r0, r1, rows, cols)``.
-
-    ``rows``/``cols`` are the pixel coordinates of rows ``r0:r1`` in raster order.
-
-    Examples
-    --------
-    >>> [(r0, r1, len(rows)) for r0, r1, rows, _ in row_bands((5, 4), 8)]
-    [(0, 2, 8), (2, 4, 8), (4, 5, 4)]
-    """
-    H, W = shape
-    band = max(1, chunk_pixels // W)
-    cols = torch.arange(W)
-    for r0 in range(0, H, band):
-        r1 = min(H, r0 + band)
-        yield r0, r1, torch.arange(r0, r1).repeat_interleave(W), cols.repeat(r1 - r0)
-
-
 def _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size, intensity_range,
-             owner):
+             scales, owner):
     check_intensity_range(intensity_range, owner=owner)
+    scales = check_scales(scales, owner=owner)
     bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone)
     info = resolve_layers(bb, layers)
+    if scales is not None:
+        info = scaled_info(info, scales)
     dev = resolve_device(device)
     if dtype not in DTYPES:
         raise ValueError(f"The 'dtype' parameter must be one of {sorted(DTYPES)}; got {dtype!r}.")
@@ -308,7 +248,7 @@ def _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size,
     check_positive_int(image_size, "image_size", allow_none=True)
     check_positive_int(tile_size, "tile_size", allow_none=True)
     bb = bb.to(dev).eval()
-    return bb, info, dev
+    return bb, info, dev, scales
 
 
 def extract_hypercolumns(
@@ -324,6 +264,7 @@ def extract_hypercolumns(
     cache: MapCache | None = None,
     tile_size: int | None = None,
     intensity_range: Any = None,
+    scales: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Hypercolumns of the pixels of a :class:`~skhyper.sampling.PixelSet`.
 
@@ -358,6 +299,10 @@ def extract_hypercolumns(
     intensity_range : None, (low, high) or ("percentile", p_low, p_high), default=None
         Pixel values mapped to ``[0, 1]`` (values outside clipped); None: the
         dtype's range. See :mod:`skhyper.intensity`.
+    scales : sequence of float, default=None
+        Multi-scale hypercolumns (:mod:`skhyper.scales`): every layer of
+        ``layers`` at every scale, the image resized by the scale factor
+        before the forward pass, scale-major. None: the image as fed.
 
     Returns
     -------
@@ -375,14 +320,16 @@ def extract_hypercolumns(
     >>> bb = build_backbone("resnet18", weights=None)
     >>> extract_hypercolumns(X, bb, ["layer1", "fc"]).shape
     (14, 1064)
+    >>> extract_hypercolumns(X, bb, ["layer1", "fc"], scales=(1.0, 0.5)).shape
+    (14, 2128)
     """
     if not isinstance(X, PixelSet):
         raise TypeError(
             "The parameter `X` must be a PixelSet (e.g. from skhyper.sample_pixels or "
             f"skhyper.grid_pixels); got {type(X).__name__}."
         )
-    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size,
-                             intensity_range, "extract_hypercolumns")
+    bb, info, dev, scales = _prepare(backbone, layers, device, batch_size, dtype, image_size,
+                                     tile_size, intensity_range, scales, "extract_hypercolumns")
     images, _ = check_images(X.images, param="X.images", n_channels=bb.in_chans)
     coords = X.coords
     names = [d["name"] for d in info]
@@ -396,7 +343,7 @@ def extract_hypercolumns(
     for i, maps in iter_maps(
         bb, images, names, device=dev, batch_size=batch_size, dtype=dtype,
         image_size=image_size, indices=img_ids.tolist(), verbose=verbose, cache=cache,
-        tile_size=tile_size, intensity_range=intensity_range,
+        tile_size=tile_size, intensity_range=intensity_range, scales=scales,
     ):
         a, b = bounds[i]
         sel = order[a:b]
@@ -426,6 +373,7 @@ def extract_dense(
     cache: MapCache | None = None,
     tile_size: int | None = None,
     intensity_range: Any = None,
+    scales: Sequence[float] | None = None,
 ) -> list[np.ndarray] | np.ndarray:
     """Dense hypercolumns ``(height, width, n_features)`` of whole images, for analysis.
 
@@ -445,9 +393,11 @@ def extract_dense(
     >>> bb = build_backbone("resnet18", weights=None)
     >>> extract_dense(np.zeros((33, 47, 3)), bb, ["layer2", "layer4"]).shape
     (33, 47, 640)
+    >>> extract_dense(np.zeros((33, 47, 3)), bb, ["layer2"], scales=(2, 1)).shape
+    (33, 47, 256)
     """
-    bb, info, dev = _prepare(backbone, layers, device, batch_size, dtype, image_size, tile_size,
-                             intensity_range, "extract_dense")
+    bb, info, dev, scales = _prepare(backbone, layers, device, batch_size, dtype, image_size,
+                                     tile_size, intensity_range, scales, "extract_dense")
     checked, batched = check_images(images, param="images", n_channels=bb.in_chans)
     check_positive_int(chunk_pixels, "chunk_pixels")
     names = [d["name"] for d in info]
@@ -456,7 +406,7 @@ def extract_dense(
     for i, maps in iter_maps(
         bb, checked, names, device=dev, batch_size=batch_size, dtype=dtype,
         image_size=image_size, verbose=verbose, cache=cache, tile_size=tile_size,
-        intensity_range=intensity_range,
+        intensity_range=intensity_range, scales=scales,
     ):
         H, W = checked[i].shape[:2]
         dense = np.empty((H, W, total), dtype=np.float32)

@@ -24,6 +24,7 @@ from ..folding import LOCATION
 from ..intensity import check_intensity_range
 from ..location import frame_of, location_map, pixel_locations
 from ..sampling import PixelSet, check_boxes
+from ..scales import check_scales, scaled_info
 
 __all__ = ["HypercolumnTransformer"]
 
@@ -105,6 +106,15 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         ``(100, 4000)`` for a ``uint16`` camera. ``("percentile", 1, 99.8)``:
         the same with the 1st and 99.8th percentiles of each image and
         channel.
+    scales : list or tuple of float, default=None
+        Multi-scale hypercolumns (see :mod:`skhyper.scales`): each image is
+        resized by every factor (antialiased bilinear; after ``image_size``)
+        and goes through the backbone; every layer's map at every scale is
+        read in original image coordinates and the blocks are concatenated,
+        scale-major (names ``s0.5.layer3.c017``). Distinct positive numbers;
+        1.0 need not be among them. None: one scale, the image as fed. Dense
+        prediction still folds (one 1x1 head per scale and layer), tiling
+        tiles each resized image, and the cache keys hold the scale.
 
     Attributes
     ----------
@@ -118,6 +128,12 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         ``channel_strategy="per_channel"`` a layer's ``num_chs`` counts all
         image channels (``n_channels_in_`` times the layer's width): its block
         of the hypercolumn holds the layer for channel 0, then channel 1...
+        With ``scales``, one dict per scale and layer (scale-major), named
+        ``s<scale>.<layer>`` with the keys ``layer`` and ``scale`` added and
+        ``reduction`` in original image pixels (the layer's divided by the
+        scale).
+    scales_ : tuple of float or None
+        The validated ``scales``.
     n_features_out_ : int
         Length of a hypercolumn.
     n_channels_in_ : int
@@ -161,6 +177,16 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
     ((100, 128), 2)
     >>> hc.get_feature_names_out()[[0, 64]].tolist()
     ['ch0.layer1.c000', 'ch1.layer1.c000']
+
+    An image pyramid: each layer at full, half and quarter size:
+
+    >>> hc = HypercolumnTransformer("resnet18", layers=["layer1"], weights=None, device="cpu",
+    ...                             scales=(1.0, 0.5, 0.25))
+    >>> X, y = sample_pixels(images, masks, n_per_image=20, random_state=0)
+    >>> hc.fit_transform(X).shape
+    (60, 192)
+    >>> hc.get_feature_names_out()[[0, 64, 128]].tolist()
+    ['s1.0.layer1.c000', 's0.5.layer1.c000', 's0.25.layer1.c000']
     """
 
     _parameter_constraints: dict = {
@@ -177,6 +203,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         "append_location": ["boolean"],
         "channel_strategy": [StrOptions(set(CHANNEL_STRATEGIES)), None],
         "intensity_range": [tuple, list, None],
+        "scales": [tuple, list, None],
     }
 
     def __init__(
@@ -195,6 +222,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         append_location: bool = False,
         channel_strategy: str | None = None,
         intensity_range: tuple | list | None = None,
+        scales: tuple | list | None = None,
     ) -> None:
         self.backbone = backbone
         self.layers = layers
@@ -209,6 +237,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         self.append_location = append_location
         self.channel_strategy = channel_strategy
         self.intensity_range = intensity_range
+        self.scales = scales
 
     def fit(self, X: PixelSet | None = None, y: Any = None) -> HypercolumnTransformer:
         """Build the backbone and validate the layers.
@@ -234,12 +263,15 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         """``fit`` on images (or None): what HypercolumnSegmenter calls with its images."""
         self._validate_params()
         check_intensity_range(self.intensity_range)
+        scales = check_scales(self.scales)
         self.device_ = resolve_device(self.device)
         bb = build_backbone(self.backbone, weights=self.weights)
         self.n_channels_in_ = fit_channels(images, self.channel_strategy, bb.in_chans,
                                            param=param)
         bb = prepare_backbone(bb, self.channel_strategy, self.n_channels_in_)
-        self.feature_info_ = resolve_layers(bb, self.layers)
+        info = resolve_layers(bb, self.layers)
+        self.scales_ = scales
+        self.feature_info_ = info if scales is None else scaled_info(info, scales)
         self.backbone_ = bb.to(self.device_)
         self.n_features_out_ = sum(d["num_chs"] for d in self._blocks())
         return self
@@ -263,7 +295,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         _check_pixelset(X)
         self._check_images(X.images, param="X.images")
-        out = extract_hypercolumns(X, self.backbone_, self._layer_names(), **self._run_kwargs(),
+        out = extract_hypercolumns(X, self.backbone_, self._base_layers(), **self._run_kwargs(),
                                    **self._image_kwargs())
         if self.append_location:
             out = np.hstack([out, pixel_locations(X).astype(np.float32)])
@@ -278,7 +310,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self._check_images(images, param="images")
-        out = extract_dense(images, self.backbone_, self._layer_names(), **self._run_kwargs(),
+        out = extract_dense(images, self.backbone_, self._base_layers(), **self._run_kwargs(),
                             **self._image_kwargs())
         if not self.append_location:
             return out
@@ -296,7 +328,8 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         """Names ``"<layer>.c<channel>"``, e.g. ``"layer3.c017"``, in output order.
 
         With ``channel_strategy="per_channel"`` the image channel comes first:
-        ``"ch1.layer3.c017"``.
+        ``"ch1.layer3.c017"``; with ``scales`` the layer carries its scale:
+        ``"s0.5.layer3.c017"``.
         """
         check_is_fitted(self)
         names = []
@@ -317,7 +350,12 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         return [*self.feature_info_, LOCATION] if self.append_location else list(self.feature_info_)
 
     def _layer_names(self) -> list[str]:
+        """Names of the maps, one per block: ``s<scale>.<layer>`` with scales."""
         return [d["name"] for d in self.feature_info_]
+
+    def _base_layers(self) -> list[str]:
+        """The backbone layers, once each (what ``layers`` resolved to)."""
+        return list(dict.fromkeys(d.get("layer", d["name"]) for d in self.feature_info_))
 
     def _image_kwargs(self) -> dict[str, Any]:
         """How pixel values are read (kept apart from ``_run_kwargs``, whose users may feed
@@ -333,6 +371,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
             "verbose": self.verbose,
             "cache": self.cache,
             "tile_size": self.tile_size,
+            "scales": getattr(self, "scales_", None),
         }
 
     def __getstate__(self) -> dict[str, Any]:

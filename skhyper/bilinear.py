@@ -1,0 +1,123 @@
+"""Bilinear reads of native-resolution maps at image pixels, as ``F.interpolate`` upsamples.
+
+``interp_weights`` gives the neighbours and weights along one axis
+(``align_corners=False``), ``sample_maps`` reads ``(c, h, w)`` maps at pixels
+of the image without upsampling them, ``row_bands`` cuts an image into bands
+of rows for dense work in bounded memory. Re-exported by
+:mod:`skhyper.extraction`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["interp_weights", "sample_maps", "row_bands"]
+
+
+def interp_weights(
+    pos: torch.Tensor, in_size: int, out_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Neighbour indices and weights along one axis, as ``F.interpolate`` computes them.
+
+    For output positions ``pos`` of an axis upsampled from ``in_size`` to
+    ``out_size`` (bilinear, ``align_corners=False``): ``(i0, i1, w0, w1)``.
+    """
+    scale = torch.tensor(in_size / out_size, dtype=torch.float32)
+    src = ((pos.to(torch.float32) + 0.5) * scale - 0.5).clamp_(min=0.0)
+    i0 = src.to(torch.int64).clamp_(max=in_size - 1)
+    i1 = (i0 + 1).clamp_(max=in_size - 1)
+    lam1 = (src - i0).clamp_(0.0, 1.0)
+    return i0, i1, 1.0 - lam1, lam1
+
+
+def sample_maps(
+    maps: dict[str, torch.Tensor] | Sequence[torch.Tensor],
+    rows: torch.Tensor | np.ndarray,
+    cols: torch.Tensor | np.ndarray,
+    image_shape: tuple[int, int],
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Bilinearly sample ``(c, h, w)`` maps at pixels of an image of ``image_shape``.
+
+    Equals ``F.interpolate(map[None], size=image_shape, mode="bilinear",
+    align_corners=False)[0][:, rows, cols].T`` concatenated over maps, without
+    ever building the upsampled maps: one fused gather of the 4 neighbours'
+    rows (``embedding_bag``) on the channels-last view of each map.
+
+    Parameters
+    ----------
+    maps : dict or sequence of Tensor of shape (c, h, w)
+    rows, cols : integer arrays of shape (n_pixels,)
+    image_shape : (height, width) of the image the pixels belong to.
+    out : Tensor of shape (n_pixels, sum of c), optional
+        Filled in place when given.
+
+    Returns
+    -------
+    Tensor of shape (n_pixels, sum of c), float32, on the maps' device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = torch.arange(4.0).view(1, 2, 2)
+    >>> sample_maps([m], [0, 3], [0, 3], (4, 4)).ravel().tolist()
+    [0.0, 3.0]
+    >>> sample_maps([m], [1], [1], (4, 4)).item()  # 1/4 of the way to the next cells
+    0.75
+    """
+    tensors = list(maps.values()) if isinstance(maps, dict) else list(maps)
+    device = tensors[0].device
+    rows = torch.as_tensor(rows, device=device)
+    cols = torch.as_tensor(cols, device=device)
+    n = rows.shape[0]
+    total = sum(t.shape[0] for t in tensors)
+    if out is None:
+        out = torch.empty((n, total), dtype=torch.float32, device=device)
+    H, W = image_shape
+    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    start = 0
+    for m in tensors:
+        c, h, w = m.shape
+        dst = out[:, start : start + c]
+        start += c
+        if h == 1 and w == 1:
+            dst.copy_(m.reshape(1, c).expand(n, c))
+            continue
+        if (h, w) not in cache:
+            y0, y1, wy0, wy1 = interp_weights(rows, h, H)
+            x0, x1, wx0, wx1 = interp_weights(cols, w, W)
+            idx = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], 1)
+            wts = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], 1)
+            cache[(h, w)] = idx, wts
+        idx, wts = cache[(h, w)]
+        # One fused gather + weighted sum of the 4 neighbours' rows of the
+        # (h*w, c) channels-last view (a view, not a copy, for channels-last maps).
+        flat = m.permute(1, 2, 0).reshape(h * w, c)
+        vals = torch.nn.functional.embedding_bag(
+            idx, flat, per_sample_weights=wts.to(flat.dtype), mode="sum"
+        )
+        dst.copy_(vals)
+    return out
+
+
+def row_bands(
+    shape: tuple[int, int], chunk_pixels: int
+) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """Bands of whole rows of about ``chunk_pixels`` pixels: ``(r0, r1, rows, cols)``.
+
+    ``rows``/``cols`` are the pixel coordinates of rows ``r0:r1`` in raster order.
+
+    Examples
+    --------
+    >>> [(r0, r1, len(rows)) for r0, r1, rows, _ in row_bands((5, 4), 8)]
+    [(0, 2, 8), (2, 4, 8), (4, 5, 4)]
+    """
+    H, W = shape
+    band = max(1, chunk_pixels // W)
+    cols = torch.arange(W)
+    for r0 in range(0, H, band):
+        r1 = min(H, r0 + band)
+        yield r0, r1, torch.arange(r0, r1).repeat_interleave(W), cols.repeat(r1 - r0)

@@ -1,0 +1,223 @@
+"""Multi-scale hypercolumns: the hypercolumns of an image pyramid, concatenated.
+
+``HypercolumnTransformer(scales=(1.0, 0.5, 0.25))`` feeds each image resized
+by every scale factor (antialiased bilinear, on the ``[0, 1]`` float image,
+before the backbone's normalization) through the backbone. Each chosen
+layer's map at each scale is a block of the hypercolumn, read bilinearly in
+original image coordinates, i.e. conceptually upsampled to the image, like
+the maps of ``image_size``. A (scale, layer) pair is just another map, named
+``s<scale>.<layer>`` (``s0.5.blocks.2``) in ``feature_info_`` (scale-major:
+every layer at the first scale, then at the second...). So the rest of the
+package needs nothing new:
+
+* folding (:func:`skhyper.folding.split_by_layer`,
+  :func:`skhyper.prediction.folded_predict`) gets one 1x1 head per
+  (scale, layer) map, and dense prediction upsamples only score maps;
+* tiling is exact: each resized image is tiled on its own
+  (:func:`skhyper.tiling.tiled_maps`), so tiled maps equal the maps of the
+  whole resized image;
+* the :class:`~skhyper.cache.MapCache` key holds the scale, so one cache
+  serves searches over scale sets (scale 1.0 is shared with ``scales=None``).
+
+``scales=None`` (the default) is the single-scale hypercolumn of the image as
+fed (``image_size`` applies first, then each scale).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from numbers import Real
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+__all__ = [
+    "check_scales",
+    "iter_scaled_maps",
+    "scale_prefix",
+    "scaled_info",
+    "split_scaled",
+]
+
+Project = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def check_scales(scales: Any, owner: str = "HypercolumnTransformer") -> tuple[float, ...] | None:
+    """Validated ``scales``: None, or a tuple of distinct positive finite floats.
+
+    Examples
+    --------
+    >>> check_scales([1, 0.5])
+    (1.0, 0.5)
+    >>> check_scales(None) is None
+    True
+    >>> check_scales((1.0, 0.5, 1))
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'scales' parameter of HypercolumnTransformer must be None or a non-empty ...
+    """
+    if scales is None:
+        return None
+    ok = isinstance(scales, (list, tuple, np.ndarray)) and len(scales) > 0
+    values: list[float] = []
+    if ok:
+        for s in scales:
+            if isinstance(s, (bool, np.bool_)) or not isinstance(s, Real):
+                ok = False
+                break
+            values.append(float(s))
+        ok = ok and all(math.isfinite(v) and v > 0 for v in values)
+        ok = ok and len(set(values)) == len(values)
+    if not ok:
+        raise ValueError(
+            f"The 'scales' parameter of {owner} must be None or a non-empty list or tuple of "
+            f"distinct positive numbers (image resize factors, e.g. (1.0, 0.5, 0.25)). Got "
+            f"{scales!r} instead."
+        )
+    return tuple(values)
+
+
+def scale_prefix(scale: float) -> str:
+    """The name prefix of a scale's maps.
+
+    Examples
+    --------
+    >>> scale_prefix(0.5), scale_prefix(1), scale_prefix(2.0)
+    ('s0.5.', 's1.0.', 's2.0.')
+    """
+    return f"s{float(scale)!r}."
+
+
+def scaled_info(info: Sequence[dict], scales: Sequence[float]) -> list[dict]:
+    """``feature_info`` of every (scale, layer) map, scale-major.
+
+    Each entry keeps the layer's ``num_chs`` and ``kind``; ``name`` gets the
+    scale prefix, ``reduction`` is the stride in original image pixels
+    (the layer's divided by the scale), and ``layer`` / ``scale`` say where
+    the map comes from.
+
+    Examples
+    --------
+    >>> info = [{"name": "layer1", "num_chs": 64, "reduction": 4.0, "kind": "map"}]
+    >>> [(d["name"], d["reduction"]) for d in scaled_info(info, (1.0, 0.5))]
+    [('s1.0.layer1', 4.0), ('s0.5.layer1', 8.0)]
+    """
+    return [
+        {
+            **d,
+            "name": scale_prefix(s) + d["name"],
+            "reduction": None if d["reduction"] is None else d["reduction"] / s,
+            "layer": d["name"],
+            "scale": float(s),
+        }
+        for s in scales
+        for d in info
+    ]
+
+
+def split_scaled(layers: Sequence[str], scales: Sequence[float]) -> list[tuple[float, list[str]]]:
+    """Group scaled map names by scale: ``[(scale, [layer, ...]), ...]`` in ``scales`` order.
+
+    Scales without any requested map are left out.
+
+    Examples
+    --------
+    >>> split_scaled(["s1.0.layer1", "s0.5.layer1", "s0.5.fc"], (1.0, 0.5))
+    [(1.0, ['layer1']), (0.5, ['layer1', 'fc'])]
+    """
+    by_scale: dict[float, list[str]] = {float(s): [] for s in scales}
+    for name in layers:
+        for s in by_scale:
+            prefix = scale_prefix(s)
+            if name.startswith(prefix):
+                by_scale[s].append(name[len(prefix):])
+                break
+        else:
+            raise ValueError(
+                f"Map {name!r} carries none of the scales {list(by_scale)}: with scales, maps "
+                "are named '<scale prefix><layer>', e.g. 's0.5.layer1' (see "
+                "skhyper.scales.scaled_info)."
+            )
+    return [(s, names) for s, names in by_scale.items() if names]
+
+
+def _renamed(project: Project | None, prefix: str) -> Project | None:
+    """``project`` for maps named by layer, when it expects scaled names."""
+    if project is None:
+        return None
+
+    def run(maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = project({prefix + k: v for k, v in maps.items()})
+        return {k[len(prefix):]: v for k, v in out.items()}
+
+    return run
+
+
+def iter_scaled_maps(
+    backbone: Any,
+    images: Sequence[np.ndarray],
+    layers: Sequence[str],
+    scales: Sequence[float],
+    *,
+    indices: Sequence[int] | None = None,
+    batch_size: int = 8,
+    image_size: int | None = None,
+    tile_size: int | None = None,
+    project: Project | None = None,
+    verbose: bool = False,
+    intensity_range: Any = None,
+    **settings: Any,
+) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """Yield ``(image index, {scaled name: map})``: :func:`~skhyper.extraction.iter_maps` per scale.
+
+    ``layers`` are scaled names (``"s0.5.layer1"``, see :func:`scaled_info`).
+    Images of one shape go ``batch_size`` at a time (one at a time when they
+    are tiled at some scale); for each such chunk every scale is computed
+    (resized, cached and tiled by the single-scale pass) and the chunk's maps
+    are yielded, so memory holds one chunk's maps at all scales. Other
+    settings are those of :func:`~skhyper.extraction.iter_maps`.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skhyper.backbones import build_backbone
+    >>> bb = build_backbone("resnet18", weights=None)
+    >>> (i, maps), = iter_scaled_maps(bb, [np.zeros((64, 96, 3))], ["s1.0.layer1", "s0.5.layer1"],
+    ...                               (1.0, 0.5), device=torch.device("cpu"))
+    >>> {k: tuple(v.shape) for k, v in maps.items()}
+    {'s1.0.layer1': (64, 16, 24), 's0.5.layer1': (64, 8, 12)}
+    """
+    from .extraction import _iter_maps, _resized_shape  # extraction dispatches here
+    from .intensity import check_intensity_range, warn_intensity
+
+    scales = check_scales(scales, owner="iter_maps")
+    plan = split_scaled(layers, scales)
+    indices = list(range(len(images)) if indices is None else indices)
+    intensity_range = check_intensity_range(intensity_range, owner="iter_maps")
+    warn_intensity((images[i] for i in indices), intensity_range)
+    top = max(s for s, _ in plan)
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i in indices:
+        groups[images[i].shape[:2]].append(i)
+    chunks = []
+    for shape, idx in groups.items():
+        big = tile_size is not None and max(_resized_shape(shape, image_size, top)) > tile_size
+        step = 1 if big else batch_size
+        chunks.extend(idx[k : k + step] for k in range(0, len(idx), step))
+    for chunk in tqdm(chunks, disable=not verbose, desc="multi-scale hypercolumns", unit="batch"):
+        found: dict[int, dict[str, torch.Tensor]] = {i: {} for i in chunk}
+        for scale, names in plan:
+            prefix = scale_prefix(scale)
+            for i, maps in _iter_maps(
+                backbone, images, names, indices=chunk, scale=scale, warn=False,
+                batch_size=batch_size, image_size=image_size, tile_size=tile_size,
+                project=_renamed(project, prefix), intensity_range=intensity_range, **settings,
+            ):
+                found[i].update((prefix + k, v) for k, v in maps.items())
+        for i in chunk:
+            maps = found.pop(i)
+            yield i, {name: maps[name] for name in layers}
