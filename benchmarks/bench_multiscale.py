@@ -6,7 +6,9 @@ The Weizmann horses (needs ``../shared/data/weizmann_horse``), standard split
 n_pixels_per_image=1000, random_state=0)``: EfficientNet-Lite0 (bundled
 ImageNet weights), its 5 stages, ``StandardScaler -> LogisticRegression(C=0.01)``
 -- for the scale sets ``(1.0,)`` (single scale, the default's output),
-``(1.0, 0.5)``, ``(1.0, 0.5, 0.25)`` and ``(2.0, 1.0)``. Test predictions are
+``(1.0, 0.5)``, ``(1.0, 0.5, 0.25)``, ``(2.0,)`` (upsampling alone, the same
+as ``image_size`` = twice the longer side), ``(2.0, 1.0)`` and
+``(2.0, 1.0, 0.5)``. Test predictions are
 folded (``prediction_path_``). Reported: foreground IoU, mean over test images
 (:func:`skhyper.metrics.foreground_iou` with ``average="image"``) and pooled
 over all test pixels; fit and predict seconds, and predict time relative to
@@ -14,7 +16,7 @@ single scale (no cache: every configuration pays its own forward passes).
 
 Run::
 
-    python benchmarks/bench_multiscale.py           # ~15-30 min on 2 shared CPU cores
+    python benchmarks/bench_multiscale.py           # ~15 min on 2 shared CPU cores
 
 Prints a table and writes JSON with the machine description to
 ``benchmarks/results/multiscale_<device>.json``.
@@ -44,7 +46,7 @@ from _common import loadavg, machine_info  # noqa: E402
 
 RESULTS = HERE / "results"
 HORSES = HERE.parents[1] / "shared" / "data" / "weizmann_horse"
-DEFAULT_SCALES = "1;1,0.5;1,0.5,0.25;2,1"
+DEFAULT_SCALES = "1;1,0.5;1,0.5,0.25;2;2,1;2,1,0.5"
 
 
 def parse_scales(text: str) -> list[tuple[float, ...]]:

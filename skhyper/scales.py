@@ -21,6 +21,12 @@ package needs nothing new:
 
 ``scales=None`` (the default) is the single-scale hypercolumn of the image as
 fed (``image_size`` applies first, then each scale).
+
+Measured (``benchmarks/bench_multiscale.py``, Weizmann horses of about
+210 x 265 pixels, default segmenter): downscaled levels hurt (foreground IoU
+0.814 at ``(1.0,)``, 0.808 at ``(1.0, 0.5)``, 0.787 at ``(1.0, 0.5, 0.25)``),
+an upscaled level helps (0.857 at ``(2.0, 1.0)``), but no more than feeding
+the image at twice its size alone (0.859 at ``(2.0,)``).
 """
 
 from __future__ import annotations
