@@ -17,15 +17,13 @@ from sklearn.exceptions import NotFittedError
 
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer, MapCache
 from skhyper.datasets import load_horses
-from skhyper.parallel import (
-    SlowWorkerWarning,
+from skhyper.parallel import SlowWorkerWarning, predict_collection, predict_large
+from skhyper.parallel._common import (
     _cluster_threads,
     _Shipped,
     _threads_here,
     _torch_threads,
     _without_cache,
-    predict_collection,
-    predict_large,
 )
 from tests.conftest import make_tiny_net
 
@@ -378,6 +376,10 @@ def test_large_errors(tiny, seg):
     resized.hypercolumns_.image_size = 64
     with pytest.raises(ValueError, match="image_size"):
         predict_large(resized, img)
+    multiscale = HypercolumnTransformer(make_tiny_net(), layers=["conv2"], device="cpu",
+                                        scales=(1.0, 0.5)).fit()
+    with pytest.raises(ValueError, match="multi-scale"):
+        predict_large(multiscale, img, method="transform_dense")
     pooled = HypercolumnTransformer(make_tiny_net(), layers=["conv2", "fc"], device="cpu").fit()
     with pytest.raises(ValueError, match="cannot chunk layers"):
         predict_large(pooled, img, method="transform_dense")

@@ -1,0 +1,233 @@
+"""Many images on a Dask cluster: :func:`predict_collection`."""
+
+from __future__ import annotations
+
+import copy
+import operator
+import uuid
+from itertools import islice
+from typing import Any
+
+import numpy as np
+
+from .._validation import resolve_device
+from ._common import (
+    _check_collection,
+    _check_fitted,
+    _check_method,
+    _check_positive,
+    _cluster_threads,
+    _hypercolumns_of,
+    _import_dask,
+    _model_ref,
+    _run_batch,
+    _run_stack,
+    _to_device,
+    _without_cache,
+)
+
+
+def predict_collection(
+    model: Any,
+    images: Any,
+    *,
+    method: str = "predict",
+    client: Any = None,
+    batch_size: int = 4,
+    n_threads: int | None = None,
+    device: Any = None,
+    compute: bool = True,
+) -> list[np.ndarray] | np.ndarray | Any:
+    """Apply a fitted model to many images, in-process or on a Dask cluster.
+
+    The model is pickled once and sent once to every worker
+    (``client.scatter(..., broadcast=True)``, about 0.2 s per call for the
+    default segmenter: pass a large collection in one call); batches of
+    ``batch_size`` images stream through as tasks, at most two per worker
+    thread in flight, and the results come back in the order of ``images``.
+    The model travels without the contents of its :class:`~skhyper.MapCache`
+    and runs without a cache (the images are new).
+
+    Parameters
+    ----------
+    model : fitted estimator
+        A :class:`~skhyper.HypercolumnSegmenter`, a
+        :class:`~skhyper.HypercolumnTransformer` (``method="transform_dense"``)
+        or any object whose ``method`` takes a list of images and returns one
+        result per image.
+    images : list of ndarray or of str / path, ndarray or dask array
+        ``(height, width[, channels])`` images of any sizes, file paths (read
+        with PIL on the workers: 8/16-bit grayscale and RGB are kept, other
+        modes become RGB), a mix of both, a stack ``(n_images, height, width,
+        channels)``, or a dask array stack ``(n_images, height, width[,
+        channels])`` whose batches are computed on the workers.
+    method : {"predict", "predict_proba", "decision_function", "transform_dense"}, \
+default="predict"
+    client : distributed.Client, default=None
+        The cluster; None runs in this process (no dask needed).
+    batch_size : int, default=4
+        Images per task (the model batches equal-sized images in one forward
+        pass).
+    n_threads : int, default=None
+        ``torch.set_num_threads`` inside each task. None: on a cluster, each
+        worker host's cores divided by the threads of its workers; in-process,
+        torch's current setting.
+    device : str, default=None
+        Move the model to this device before predicting (on each worker, or a
+        copy in-process), e.g. ``"cuda"`` on a dask-cuda cluster. None keeps
+        the fitted device (a CUDA-fitted model falls back to the CPU where there
+        is no GPU). Needs a skhyper model.
+    compute : bool, default=True
+        False returns without waiting: a list of futures (with ``client``) or
+        of ``dask.delayed`` objects (without), one per image, or a lazy dask
+        array for a dask array stack.
+
+    Returns
+    -------
+    list of ndarray, or ndarray
+        One result per image, as ``getattr(model, method)(image)``; a stack
+        ``(n_images, ...)`` when ``images`` is a stack (numpy or dask).
+
+    See Also
+    --------
+    predict_large : one image too large for memory.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhyper import HypercolumnSegmenter, HypercolumnTransformer
+    >>> from skhyper.parallel import predict_collection
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.random((6, 40, 52, 3)).astype(np.float32) * 0.3
+    >>> masks = np.zeros((6, 40, 52), dtype=int)
+    >>> masks[:, 10:30, 15:40] = 1
+    >>> images[masks == 1] += 0.6
+    >>> seg = HypercolumnSegmenter(
+    ...     HypercolumnTransformer("resnet18", layers=["relu", "layer1"], weights=None,
+    ...                            device="cpu"),
+    ...     n_pixels_per_image=200, random_state=0,
+    ... ).fit(images[:4], masks[:4])
+    >>> labels = predict_collection(seg, list(images), batch_size=2)  # in-process
+    >>> len(labels), labels[0].shape, all(np.array_equal(a, b)
+    ...                                   for a, b in zip(labels, seg.predict(list(images))))
+    (6, (40, 52), True)
+
+    On a cluster (not run here)::
+
+        from distributed import Client, LocalCluster
+        with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, \\
+                Client(cluster) as client:
+            labels = predict_collection(seg, paths, client=client)
+    """
+    owner = "predict_collection"
+    _check_method(model, method, owner)
+    _check_fitted(model)
+    _check_positive(batch_size, "batch_size", owner)
+    _check_positive(n_threads, "n_threads", owner, allow_none=True)
+    if device is not None:
+        if _hypercolumns_of(model) is None:
+            raise ValueError(
+                f"The 'device' parameter of {owner} needs a skhyper model (a fitted "
+                f"HypercolumnSegmenter or HypercolumnTransformer); got {type(model).__name__}."
+            )
+        resolve_device(device)  # fail early on a bad name
+    images, kind = _check_collection(images)
+    n = images.shape[0] if kind == "dask" else len(images)
+    spans = [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
+    model = _without_cache(model)
+    if client is None and device is not None:
+        model = _to_device(copy.deepcopy(model), device)
+        device = None
+
+    if client is None and compute:
+        out: list[np.ndarray] = []
+        for s, e in spans:
+            batch = images[s:e].compute() if kind == "dask" else images[s:e]
+            out.extend(_run_batch(model, batch, method, n_threads, None))
+        return np.stack(out) if kind in ("stack", "dask") else out
+
+    dask, da = _import_dask(f"{owner}(client=..., compute=False)")
+    token = uuid.uuid4().hex[:12]
+    threads: Any = n_threads
+    model_ref = _model_ref(dask, model, client, token)
+    if client is not None:
+        threads = _cluster_threads(client, n_threads, model, device)
+
+    if kind == "dask" and not compute:
+        return _lazy_stack(dask, da, model, model_ref, images, spans, method, threads, device,
+                           token)
+    if client is None:  # compute=False, in-process: delayed objects
+        per_image = []
+        for b, (s, e) in enumerate(spans):
+            batch = images[s:e]
+            d = dask.delayed(_run_batch, pure=True)(
+                model_ref, batch, method, threads, device,
+                dask_key_name=f"skhyper-batch-{token}-{b}")
+            per_image += [dask.delayed(operator.getitem, pure=True)(
+                d, j, dask_key_name=f"skhyper-image-{token}-{s + j}") for j in range(e - s)]
+        return per_image
+
+    def submit(b: int) -> Any:
+        s, e = spans[b]
+        if kind == "dask":
+            payload = client.compute(images[s:e])
+        elif any(isinstance(x, np.ndarray) for x in images[s:e]):
+            payload = client.scatter(images[s:e], hash=False)
+        else:
+            payload = images[s:e]
+        return client.submit(_run_batch, model_ref, payload, method, threads, device,
+                             key=f"skhyper-batch-{token}-{b}", pure=False)
+
+    if not compute:
+        futures = [submit(b) for b in range(len(spans))]
+        return [client.submit(operator.getitem, f, j, key=f"skhyper-image-{token}-{s + j}",
+                              pure=False)
+                for f, (s, e) in zip(futures, spans) for j in range(e - s)]
+
+    from distributed import as_completed
+
+    results: list[list[np.ndarray] | None] = [None] * len(spans)
+    window = 2 * max(1, sum(client.nthreads().values()))
+    todo = iter(range(len(spans)))
+    running = {}
+    for b in islice(todo, window):
+        f = submit(b)
+        running[f.key] = (b, f)
+    pending = as_completed([f for _, f in running.values()])
+    try:
+        for fut in pending:
+            b, _ = running.pop(fut.key)
+            results[b] = fut.result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                f = submit(nxt)
+                running[f.key] = (nxt, f)
+                pending.add(f)
+    finally:
+        if running:
+            client.cancel([f for _, f in running.values()])
+    out = [r for batch in results for r in batch]
+    return np.stack(out) if kind in ("stack", "dask") else out
+
+
+def _lazy_stack(dask: Any, da: Any, model: Any, model_ref: Any, stack: Any, spans: list,
+                method: str, threads: Any, device: Any, token: str) -> Any:
+    """A lazy dask array of the results of a dask array stack, one task per batch."""
+    probe = np.asarray(stack[0, :64, :64].compute())
+    res = np.asarray(getattr(_to_device(copy.deepcopy(model), device) if device else model,
+                             method)([probe])[0])
+    dtype = np.dtype(np.float64) if method == "decision_function" else res.dtype
+    trail = res.shape[2:]
+    _, H, W = stack.shape[:3]
+    parts = []
+    for b, (s, e) in enumerate(spans):
+        d = dask.delayed(_run_stack, pure=True)(
+            model_ref, stack[s:e], method, threads, device, dtype,
+            dask_key_name=f"skhyper-batch-{token}-{b}")
+        parts.append(da.from_delayed(d, shape=(e - s, H, W, *trail), dtype=dtype))
+    return da.concatenate(parts, axis=0)
+
+
+# ----------------------------------------------------------------------------- huge images
+
+
