@@ -1,0 +1,6 @@
+"""Bundled demo sample and loaders: horse images with masks, face keypoints."""
+
+from ._faces import load_face_keypoints, simulate_detector_boxes
+from ._images import load_horses, load_image_folder
+
+__all__ = ["load_face_keypoints", "load_horses", "load_image_folder", "simulate_detector_boxes"]
