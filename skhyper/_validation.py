@@ -302,3 +302,50 @@ def check_positive_int(value: Any, param: str, *, allow_none: bool = False) -> i
         expected = "a positive integer" + (" or None" if allow_none else "")
         raise ValueError(f"The '{param}' parameter must be {expected}; got {value!r}.")
     return int(value)
+
+
+def check_keypoint_array(
+    y: Any, param: str, func: str | None = None, *, allow_inf: bool = False
+) -> np.ndarray:
+    """Return ``y`` as a float64 ``(n_images, n_keypoints, 2)`` array of (x, y) coordinates.
+
+    NaN marks a keypoint that is not annotated; infinite values raise unless ``allow_inf``.
+    Errors name ``param`` (and the function ``func`` when given).
+
+    Examples
+    --------
+    >>> check_keypoint_array([[[1.0, 2.0], [float("nan"), 3.0]]], "keypoints").shape
+    (1, 2, 2)
+    """
+    where = (f"The '{param}' parameter of {func}" if func is not None
+             else f"The parameter `{param}`")
+    try:
+        arr = np.asarray(y)
+    except Exception as err:  # ragged nested lists and the like
+        raise TypeError(
+            f"{where} must be a numeric array of shape (n_images, n_keypoints, 2); got "
+            f"{type(y).__name__} that numpy cannot convert ({err})."
+        ) from err
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{where} must be a numeric array of shape (n_images, n_keypoints, 2) holding real "
+            f"(x, y) pixel coordinates; got {type(y).__name__} of dtype {arr.dtype}."
+        )
+    if arr.ndim != 3 or arr.shape[-1] != 2:
+        hint = (f" For a single image, pass {param}[np.newaxis]."
+                if arr.ndim == 2 and arr.shape[-1] == 2 else "")
+        raise ValueError(
+            f"{where} must have shape (n_images, n_keypoints, 2) holding (x, y) pixel "
+            f"coordinates per keypoint; got shape {arr.shape}.{hint}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(
+            f"{where} must hold at least one image and one keypoint; got shape {arr.shape}."
+        )
+    arr = arr.astype(np.float64, copy=False)
+    if not allow_inf and np.isinf(arr).any():
+        raise ValueError(
+            f"{where} holds infinite coordinates; use NaN to mark a keypoint that is not "
+            "annotated."
+        )
+    return arr

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
-from ._validation import to_float_image
+from ._validation import check_keypoint_array, to_float_image
 from .folding import FoldedHead
 from .location import FoldedGrid
 
@@ -45,26 +45,12 @@ def check_keypoints(keypoints: Any, n_images: int, *, param: str = "keypoints") 
     >>> check_keypoints([[[1.0, 2.0], [float("nan"), float("nan")]]], 1).shape
     (1, 2, 2)
     """
-    try:
-        kp = np.asarray(keypoints, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"The parameter `{param}` must be a numeric array of shape (n_images, n_keypoints, 2) "
-            f"holding (x, y) pixel coordinates; got {type(keypoints).__name__}."
-        ) from err
-    if kp.ndim != 3 or kp.shape[2] != 2 or kp.shape[1] == 0:
-        raise ValueError(
-            f"The parameter `{param}` must have shape (n_images, n_keypoints, 2) with (x, y) "
-            f"pixel coordinates per keypoint; got shape {kp.shape}."
-        )
+    kp = check_keypoint_array(keypoints, param)
     if kp.shape[0] != n_images:
         raise ValueError(
             f"The parameter `{param}` has {kp.shape[0]} rows but there are {n_images} images; "
             "give one (n_keypoints, 2) array per image (NaN for a keypoint that is not annotated)."
         )
-    if np.isinf(kp).any():
-        raise ValueError(f"The parameter `{param}` holds infinite values; use NaN for missing "
-                         "keypoints.")
     return kp
 
 

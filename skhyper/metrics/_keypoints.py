@@ -7,51 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_keypoint_array
+
 __all__ = ["pck", "nme", "inter_ocular_distance"]
 
 
-def _check_keypoints(y: Any, param: str, func: str, *, allow_inf: bool = False) -> np.ndarray:
-    """Return ``y`` as a float64 array of shape (n_images, n_keypoints, 2)."""
-    try:
-        arr = np.asarray(y)
-    except Exception as err:  # ragged nested lists and the like
-        raise TypeError(
-            f"The '{param}' parameter of {func} must be an array of shape "
-            f"(n_images, n_keypoints, 2); got {type(y).__name__} that numpy cannot convert "
-            f"({err})."
-        ) from err
-    if arr.dtype == bool or arr.dtype.kind not in "iuf":
-        raise TypeError(
-            f"The '{param}' parameter of {func} must hold real (x, y) pixel coordinates; got "
-            f"dtype {arr.dtype}."
-        )
-    if arr.ndim != 3 or arr.shape[-1] != 2:
-        hint = (
-            f" For a single image, pass {param}[np.newaxis]."
-            if arr.ndim == 2 and arr.shape[-1] == 2
-            else ""
-        )
-        raise ValueError(
-            f"The '{param}' parameter of {func} must be an array of shape "
-            f"(n_images, n_keypoints, 2) holding (x, y) coordinates; got shape {arr.shape}.{hint}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(
-            f"The '{param}' parameter of {func} must hold at least one image and one keypoint; "
-            f"got shape {arr.shape}."
-        )
-    arr = arr.astype(np.float64, copy=False)
-    if not allow_inf and np.isinf(arr).any():
-        raise ValueError(
-            f"The '{param}' parameter of {func} holds infinite coordinates; use NaN to mark a "
-            "keypoint that is not annotated."
-        )
-    return arr
-
-
 def _check_pair(y_true: Any, y_pred: Any, func: str) -> tuple[np.ndarray, np.ndarray]:
-    y_true = _check_keypoints(y_true, "y_true", func)
-    y_pred = _check_keypoints(y_pred, "y_pred", func, allow_inf=True)
+    y_true = check_keypoint_array(y_true, "y_true", func)
+    y_pred = check_keypoint_array(y_pred, "y_pred", func, allow_inf=True)
     if y_pred.shape != y_true.shape:
         raise ValueError(
             f"The 'y_pred' parameter of {func} has shape {y_pred.shape} but 'y_true' has shape "
@@ -341,7 +304,7 @@ def inter_ocular_distance(keypoints: Any, *, left: int, right: int) -> np.ndarra
     array([50., nan])
     """
     func = "inter_ocular_distance"
-    keypoints = _check_keypoints(keypoints, "keypoints", func)
+    keypoints = check_keypoint_array(keypoints, "keypoints", func)
     n_keypoints = keypoints.shape[1]
     for name, value in (("left", left), ("right", right)):
         if (
