@@ -4,15 +4,21 @@ Hariharan, Arbelaez, Girshick, Malik, *Hypercolumns for object segmentation
 and fine-grained localization*, CVPR 2015.
 """
 
-from .backbones import Backbone, build_backbone, list_layers
-from .cache import MapCache
 from .estimators import (
     GridLocationClassifier,
     HypercolumnKeypointLocator,
     HypercolumnSegmenter,
     HypercolumnTransformer,
 )
-from .extraction import extract_dense, extract_hypercolumns
+from .features import (
+    Backbone,
+    FeatureEngine,
+    MapCache,
+    build_backbone,
+    extract_dense,
+    extract_hypercolumns,
+    list_layers,
+)
 from .sampling import PixelSet, grid_pixels, sample_pixels
 from .stacks import split_planes, stack_planes
 
@@ -20,6 +26,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Backbone",
+    "FeatureEngine",
     "GridLocationClassifier",
     "HypercolumnKeypointLocator",
     "HypercolumnSegmenter",

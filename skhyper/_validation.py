@@ -1,4 +1,12 @@
-"""Input checks shared by the functions and estimators, with messages that name the parameter."""
+"""Input checks at the public boundary, with messages that name the parameter.
+
+A leaf module: it imports nothing from skhyper. Public functions and
+estimators validate their inputs here, once per call, and pass the checked
+values to cores that trust them. Checked images come back as a
+:class:`CheckedImages` list: checking it again costs nothing (no second scan
+of the pixels), so an image is scanned once however many layers of the
+package it passes through.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +17,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from .intensity import rescale_intensity
-
 __all__ = [
+    "CheckedImages",
+    "check_boxes",
     "check_images",
+    "check_keypoint_array",
     "check_masks",
-    "to_float_image",
     "resolve_device",
 ]
+
+
+class CheckedImages(list):
+    """Validated images: a list of ``(height, width, channels)`` arrays.
+
+    ``batched`` is False when a single image was passed. :func:`check_images`
+    returns its input unchanged (after the cheap channel-count rule) when it
+    is already a ``CheckedImages``.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray] = (), batched: bool = True) -> None:
+        super().__init__(images)
+        self.batched = batched
+
+
+def _check_finite(arr: np.ndarray, where: str) -> None:
+    """The one scan of a float image's pixels: NaN and infinities raise."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(
+            f"The parameter `{where}` contains NaN or infinite values; images must be finite."
+        )
 
 
 def _describe(x: Any) -> str:
@@ -56,8 +85,9 @@ def check_images(
     a list of such arrays (any sizes), or a stacked
     ``(n_images, height, width[, channels])`` array. Grayscale (one channel)
     is accepted for an RGB backbone and replicated later by
-    :func:`to_float_image`. ``n_channels=None`` accepts any channel count.
-    Pixels are not converted here (no copy). A 3-D array is always one
+    :func:`skhyper.features.to_float_image`. ``n_channels=None`` accepts any channel count.
+    Pixels are not converted here (no copy). An already checked
+    :class:`CheckedImages` is returned as it is (only the channel count is checked). A 3-D array is always one
     ``(height, width, channels)`` image: split z-stacks, time series and
     channel-first arrays with :func:`skhyper.stacks.split_planes`.
 
@@ -78,6 +108,11 @@ def check_images(
     ...
     ValueError: The parameter `images` must hold at least one image; got an empty list.
     """
+    if isinstance(images, CheckedImages):
+        for i, arr in enumerate(images):
+            _check_channels(arr, n_channels, f"{param}[{i}]" if images.batched else param,
+                            images.batched)
+        return images, images.batched
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
             raise ValueError(
@@ -115,68 +150,30 @@ def check_images(
         h, w, c = arr.shape
         if h == 0 or w == 0:
             raise ValueError(f"The parameter `{where}` is an empty image of shape {arr.shape}.")
-        if n_channels is not None and c not in (1, n_channels):
-            stack_hint = (
-                " A 3-D array is read as one (height, width, channels) image: pass a stack of "
-                "grayscale images as a list or with shape (n_images, height, width, 1), e.g. "
-                "skhyper.stacks.split_planes(stack, axes='ZYX')."
-                if not batched and arr.ndim == 3 and c > 4
-                else ""
-            )
-            raise ValueError(
-                f"The parameter `{where}` has {c} channels, but the backbone takes {n_channels} "
-                f"(or 1, replicated) and no channel strategy was given. Set "
-                "HypercolumnTransformer(channel_strategy='per_channel') (each channel through "
-                "the backbone as a grayscale image) or channel_strategy='first_conv' (the first "
-                "convolution adapted to the channel count), or convert the image first (e.g. "
-                f"`img[..., :3]` to drop alpha, or pick one channel).{stack_hint}"
-            )
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ValueError(
-                f"The parameter `{where}` contains NaN or infinite values; images must be finite."
-            )
+        _check_channels(arr, n_channels, where, batched)
+        _check_finite(arr, where)
         out.append(arr)
-    return out, batched
+    return CheckedImages(out, batched), batched
 
 
-def to_float_image(
-    img: np.ndarray, n_channels: int = 3, intensity_range: Any = None
-) -> np.ndarray:
-    """Convert a checked ``(h, w, c)`` image to float32 in ``[0, 1]`` with ``n_channels``.
-
-    With ``intensity_range=None`` the dtype implies the range (as
-    ``skimage.util.img_as_float32``): unsigned integers are divided by their
-    maximum, signed integers map to ``[-1, 1]``, floats are kept as they are
-    (expected in ``[0, 1]``), bools become 0/1. A ``(low, high)`` pair or
-    ``("percentile", p_low, p_high)`` rescales ``low..high`` to ``[0, 1]``
-    and clips (:func:`skhyper.intensity.rescale_intensity`). A 1-channel
-    image is then replicated to ``n_channels``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = np.array([[100, 4000]], dtype=np.uint16)[..., None]
-    >>> to_float_image(img).shape
-    (1, 2, 3)
-    >>> to_float_image(img, 1, (100, 4000)).ravel().tolist()
-    [0.0, 1.0]
-    """
-    if intensity_range is not None:
-        out = rescale_intensity(img, intensity_range)
-    elif img.dtype == bool:
-        out = img.astype(np.float32)
-    elif np.issubdtype(img.dtype, np.unsignedinteger):
-        out = img.astype(np.float32)
-        out /= np.float32(np.iinfo(img.dtype).max)  # in place: one float copy of the image
-    elif np.issubdtype(img.dtype, np.signedinteger):
-        out = img.astype(np.float32)
-        out /= np.float32(np.iinfo(img.dtype).max)
-        np.maximum(out, -1.0, out=out)
-    else:
-        out = img.astype(np.float32, copy=False)
-    if out.shape[2] == 1 and n_channels != 1:
-        out = np.repeat(out, n_channels, axis=2)
-    return out
+def _check_channels(arr: np.ndarray, n_channels: int | None, where: str, batched: bool) -> None:
+    c = arr.shape[2]
+    if n_channels is not None and c not in (1, n_channels):
+        stack_hint = (
+            " A 3-D array is read as one (height, width, channels) image: pass a stack of "
+            "grayscale images as a list or with shape (n_images, height, width, 1), e.g. "
+            "skhyper.stacks.split_planes(stack, axes='ZYX')."
+            if not batched and c > 4
+            else ""
+        )
+        raise ValueError(
+            f"The parameter `{where}` has {c} channels, but the backbone takes {n_channels} "
+            f"(or 1, replicated) and no channel strategy was given. Set "
+            "HypercolumnTransformer(channel_strategy='per_channel') (each channel through "
+            "the backbone as a grayscale image) or channel_strategy='first_conv' (the first "
+            "convolution adapted to the channel count), or convert the image first (e.g. "
+            f"`img[..., :3]` to drop alpha, or pick one channel).{stack_hint}"
+        )
 
 
 def check_masks(
@@ -256,6 +253,48 @@ def as_labels(labels: np.ndarray, where: str) -> np.ndarray:
             f"The parameter `{where}` must hold integer class labels; got dtype {labels.dtype}."
         )
     return labels
+
+
+def check_boxes(boxes: Any, images: Sequence[Any], param: str = "boxes") -> np.ndarray | None:
+    """Validate ``(n_images, 4)`` frames ``(x0, y0, x1, y1)``; None stays None.
+
+    ``images`` (arrays or ``(height, width)`` shapes) give the expected count.
+
+    Examples
+    --------
+    >>> check_boxes([[0, 0, 5, 4]], [(4, 5)]).tolist()
+    [[0.0, 0.0, 5.0, 4.0]]
+    >>> check_boxes([[3, 0, 3, 4]], [(4, 5)])
+    Traceback (most recent call last):
+    ...
+    ValueError: The parameter `boxes` has empty boxes (x1 <= x0 or y1 <= y0) at rows [0]: ...
+    """
+    if boxes is None:
+        return None
+    try:
+        boxes = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"The parameter `{param}` must be an array of (x0, y0, x1, y1) numbers; got "
+            f"{type(boxes).__name__} ({err})."
+        ) from err
+    if boxes.ndim == 1 and boxes.shape == (4,) and len(images) == 1:
+        boxes = boxes[None]
+    if boxes.shape != (len(images), 4):
+        raise ValueError(
+            f"The parameter `{param}` must have shape (n_images, 4) = ({len(images)}, 4) holding "
+            f"(x0, y0, x1, y1); got shape {boxes.shape}."
+        )
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"The parameter `{param}` contains NaN or infinite values.")
+    bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    if bad.any():
+        first = boxes[np.argmax(bad)].tolist()
+        raise ValueError(
+            f"The parameter `{param}` has empty boxes (x1 <= x0 or y1 <= y0) at rows "
+            f"{np.flatnonzero(bad).tolist()}: e.g. {first}; boxes are (x0, y0, x1, y1)."
+        )
+    return boxes
 
 
 def resolve_device(device: Any, *, param: str = "device") -> torch.device:

@@ -21,9 +21,8 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
-from ._validation import check_keypoint_array, to_float_image
-from .folding import FoldedHead
-from .location import FoldedGrid
+from ._validation import check_keypoint_array
+from .features import to_float_image
 
 __all__ = [
     "check_keypoints",
@@ -32,7 +31,6 @@ __all__ = [
     "to_frame",
     "from_frame",
     "keypoint_targets",
-    "stack_heads",
     "heatmap_peaks",
 ]
 
@@ -98,7 +96,7 @@ def crop_frames(images: Sequence[np.ndarray], boxes: np.ndarray, frame_size: int
     Bilinear sampling with averaging over each output pixel's footprint when shrinking
     (:func:`torchvision.ops.roi_align`, ``aligned=True``), so frame pixel centres map exactly to
     :func:`from_frame` of their coordinates. Boxes must lie inside their images
-    (:func:`clip_boxes`). Pixel values are read as by :func:`skhyper._validation.to_float_image`
+    (:func:`clip_boxes`). Pixel values are read as by :func:`skhyper.features.to_float_image`
     (``n_channels``, ``intensity_range``).
 
     Examples
@@ -191,33 +189,6 @@ def keypoint_targets(
     keep = rng.choice(len(r), min(n_negatives, len(r)), replace=False)
     picked_r.append(r[keep]), picked_c.append(c[keep]), labels.append(np.zeros(len(keep), int))
     return np.stack([np.concatenate(picked_r), np.concatenate(picked_c)]), np.concatenate(labels)
-
-
-def stack_heads(heads: Sequence[FoldedHead]) -> FoldedHead:
-    """Stack single-output folded heads (one binary classifier each) into one head.
-
-    Output ``j`` of the stacked head is the score of ``heads[j]``, so one pass over the native
-    maps scores every keypoint. Grids must share their ``grid_size``; the stacked grid orders
-    its columns cell by cell, as :class:`~skhyper.location.FoldedGrid` expects.
-    """
-    if any(h.n_outputs != 1 for h in heads):
-        raise ValueError("stack_heads takes single-output (binary) heads.")
-    sizes = {h.grid_size if isinstance(h, FoldedGrid) else 1 for h in heads}
-    if len(sizes) != 1:
-        raise ValueError(f"Heads with different grid sizes cannot be stacked: {sorted(sizes)}.")
-    K = sizes.pop()
-    k = len(heads)
-    n_layers = len(heads[0].blocks)
-    # cell c of head j is column c of its blocks; the stack puts it at column c * k + j
-    blocks = [np.stack([h.blocks[layer] for h in heads], axis=-1).reshape(
-        heads[0].blocks[layer].shape[0], K * K * k) for layer in range(n_layers)]
-    bias = np.stack([h.bias for h in heads], axis=-1).reshape(K * K * k)
-    classes = np.arange(k)
-    if K > 1:
-        return FoldedGrid(blocks, bias, classes, None, grid_size=K)
-    locations = [h.location for h in heads]
-    location = None if locations[0] is None else np.hstack(locations)
-    return FoldedHead(blocks, bias, classes, None, location)
 
 
 def heatmap_peaks(scores: np.ndarray, *, refine: bool = True) -> np.ndarray:

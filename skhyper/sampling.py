@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._validation import check_images, check_masks
+from ._validation import check_boxes, check_images, check_masks
 
-__all__ = ["PixelSet", "check_boxes", "sample_pixels", "grid_pixels"]
+__all__ = ["PixelSet", "sample_pixels", "grid_pixels"]
 
 
 class PixelSet:
@@ -136,48 +136,6 @@ class PixelSet:
 
     def __repr__(self) -> str:
         return f"PixelSet(n_pixels={len(self)}, n_images={self.n_images})"
-
-
-def check_boxes(boxes: Any, images: Sequence[Any], param: str = "boxes") -> np.ndarray | None:
-    """Validate ``(n_images, 4)`` frames ``(x0, y0, x1, y1)``; None stays None.
-
-    ``images`` (arrays or ``(height, width)`` shapes) give the expected count.
-
-    Examples
-    --------
-    >>> check_boxes([[0, 0, 5, 4]], [(4, 5)]).tolist()
-    [[0.0, 0.0, 5.0, 4.0]]
-    >>> check_boxes([[3, 0, 3, 4]], [(4, 5)])
-    Traceback (most recent call last):
-    ...
-    ValueError: The parameter `boxes` has empty boxes (x1 <= x0 or y1 <= y0) at rows [0]: ...
-    """
-    if boxes is None:
-        return None
-    try:
-        boxes = np.asarray(boxes, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"The parameter `{param}` must be an array of (x0, y0, x1, y1) numbers; got "
-            f"{type(boxes).__name__} ({err})."
-        ) from err
-    if boxes.ndim == 1 and boxes.shape == (4,) and len(images) == 1:
-        boxes = boxes[None]
-    if boxes.shape != (len(images), 4):
-        raise ValueError(
-            f"The parameter `{param}` must have shape (n_images, 4) = ({len(images)}, 4) holding "
-            f"(x0, y0, x1, y1); got shape {boxes.shape}."
-        )
-    if not np.isfinite(boxes).all():
-        raise ValueError(f"The parameter `{param}` contains NaN or infinite values.")
-    bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-    if bad.any():
-        first = boxes[np.argmax(bad)].tolist()
-        raise ValueError(
-            f"The parameter `{param}` has empty boxes (x1 <= x0 or y1 <= y0) at rows "
-            f"{np.flatnonzero(bad).tolist()}: e.g. {first}; boxes are (x0, y0, x1, y1)."
-        )
-    return boxes
 
 
 def _balanced_counts(counts: np.ndarray, n: int) -> np.ndarray:

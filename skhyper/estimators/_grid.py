@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from ..folding import LINKS, find_link
+from ..heads import LINKS, find_link
 from ..location import cell_weights, check_locations
 
 __all__ = ["GridLocationClassifier"]

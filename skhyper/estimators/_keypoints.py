@@ -11,8 +11,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_images
-from ..folding import LINKS, NotFoldableError, fold_classifier
+from .._validation import CheckedImages, check_boxes, check_images
+from ..heads import LINKS, fold_head, predict_dense, stack_heads
 from ..keypoints import (
     check_keypoints,
     clip_boxes,
@@ -20,13 +20,10 @@ from ..keypoints import (
     from_frame,
     heatmap_peaks,
     keypoint_targets,
-    stack_heads,
     to_frame,
 )
-from ..location import fold_grid
 from ..metrics import inter_ocular_distance, pck
-from ..prediction import chunked_predict, folded_predict
-from ..sampling import PixelSet, check_boxes
+from ..sampling import PixelSet
 from ._grid import GridLocationClassifier
 from ._segmenter import default_classifier
 from ._transformer import HypercolumnTransformer
@@ -43,7 +40,7 @@ class HypercolumnKeypointLocator(BaseEstimator):
     and the keypoints, with ``"per_keypoint"`` (the paper's) one binary classifier each; either
     way the classifier is made location-specific with a ``grid_size`` x ``grid_size``
     :class:`~skhyper.GridLocationClassifier` over the frame. Linear classifiers fold
-    (:func:`skhyper.location.fold_grid`): the heatmaps of all keypoints come from one pass of 1x1
+    (:func:`skhyper.heads.fold_grid`): the heatmaps of all keypoints come from one pass of 1x1
     heads over each frame's native maps, never from the full hypercolumn. A keypoint's
     prediction is the peak of its heatmap (sub-pixel refined), mapped back to the image.
 
@@ -161,18 +158,25 @@ class HypercolumnKeypointLocator(BaseEstimator):
 
     # -- frames ---------------------------------------------------------------------------
 
-    def _frames(self, hc: HypercolumnTransformer, images: Any,
+    def _frames(self, hc: HypercolumnTransformer, checked: list,
                 boxes: Any) -> tuple[list, np.ndarray]:
-        """Frames of ``boxes`` (clipped to the images), float32 in [0, 1] with the image's
-        channels read by ``hc``'s channel strategy and intensity range."""
-        checked, _ = hc._check_images(images, "images")
+        """Frames of ``boxes`` (clipped to the checked images), float32 in [0, 1] with the
+        image's channels read by ``hc``'s channel strategy and intensity range."""
         shapes = [img.shape[:2] for img in checked]
         boxes = check_boxes(boxes, checked)
         if boxes is None:
             boxes = np.array([[0, 0, w, h] for h, w in shapes], dtype=np.float64)
         boxes = clip_boxes(boxes, shapes)
-        return crop_frames(checked, boxes, self.frame_size, hc.n_channels_in_,
-                           intensity_range=hc.intensity_range), boxes
+        engine = hc.engine_
+        frames = crop_frames(checked, boxes, self.frame_size, engine.n_channels,
+                             intensity_range=engine.intensity_range)
+        return CheckedImages(frames), boxes  # made here: float32 in [0, 1], finite
+
+    @staticmethod
+    def _frame_engine(hc: HypercolumnTransformer) -> Any:
+        """The engine for frames: already read into [0, 1] (no intensity range), new arrays
+        on every call (no cache)."""
+        return hc.engine_.replace(cache=None, intensity_range=None)
 
     def _classifier(self) -> Any:
         clf = clone(self.classifier) if self.classifier is not None else default_classifier()
@@ -207,7 +211,8 @@ class HypercolumnKeypointLocator(BaseEstimator):
         )
         hc.set_params(append_location=self.grid_size > 1)
         checked, _ = check_images(images, param="images", n_channels=None)
-        hc._fit_images(checked, "images")  # channel strategies learn the channel count
+        hc.fit_images(checked, param="images")  # channel strategies learn the channel count
+        checked = hc.engine_.check_images(checked, param="images")
         kp = check_keypoints(keypoints, len(checked))
         missing = np.flatnonzero(np.isnan(kp).any(axis=2).all(axis=0))
         if missing.size:
@@ -227,7 +232,7 @@ class HypercolumnKeypointLocator(BaseEstimator):
                                      n_negatives=self.n_negatives_per_image, rng=rng)
             coords.append(np.column_stack([np.full(rc.shape[1], i), rc.T]))
             labels.append(y)
-        X = hc.transform(PixelSet(frames, np.concatenate(coords)))
+        X = self._frame_engine(hc).sample(PixelSet(frames, np.concatenate(coords)))
         y = np.concatenate(labels)
         n_kp = kp.shape[1]
         if self.strategy == "multiclass":
@@ -243,11 +248,8 @@ class HypercolumnKeypointLocator(BaseEstimator):
         return self
 
     def _fold(self) -> Any:
-        hc = self.hypercolumns_
-        try:
-            heads = [fold_grid(est, hc.feature_info_) if self.grid_size > 1
-                     else fold_classifier(est, hc._blocks()) for est in self.estimators_]
-        except NotFoldableError:
+        heads = [fold_head(est, self.hypercolumns_.engine_.blocks) for est in self.estimators_]
+        if any(h is None for h in heads):
             return None
         return heads[0] if self.strategy == "multiclass" else stack_heads(heads)
 
@@ -255,13 +257,10 @@ class HypercolumnKeypointLocator(BaseEstimator):
 
     def _scores(self, frames: list) -> list[np.ndarray]:
         """Per frame ``(n_keypoints, S, S)`` log-probabilities (or scores) of the keypoints."""
-        hc = self.hypercolumns_
-        forward = hc._run_kwargs()
-        forward["cache"] = None  # frames are new arrays on every call
-        layers = hc._layer_names()
+        engine = self._frame_engine(self.hypercolumns_)
         if self.folded_ is not None:
-            raw = folded_predict(frames, hc.backbone_, layers, self.folded_,
-                                 output="decision_function", **forward)
+            raw = predict_dense(engine, frames, head=self.folded_,
+                                output="decision_function")
             out = []
             for r in raw:
                 s = np.asarray(r, dtype=np.float64).reshape(self.frame_size, self.frame_size, -1)
@@ -279,9 +278,7 @@ class HypercolumnKeypointLocator(BaseEstimator):
         per_est = []
         for est in self.estimators_:
             method = "predict_proba" if hasattr(est, "predict_proba") else "decision_function"
-            res = chunked_predict(frames, hc.backbone_, layers, est, output=method,
-                                  append_location=hc.append_location, **forward)
-            per_est.append(res)
+            per_est.append(predict_dense(engine, frames, classifier=est, output=method))
         out = []
         for i in range(len(frames)):
             if self.strategy == "multiclass":
@@ -302,13 +299,15 @@ class HypercolumnKeypointLocator(BaseEstimator):
         pixel ``(r, c)`` lies at :func:`skhyper.keypoints.from_frame` of ``(c, r)`` in the image.
         """
         check_is_fitted(self)
-        frames, _ = self._frames(self.hypercolumns_, images, boxes)
+        checked = self.hypercolumns_.engine_.check_images(images, param="images")
+        frames, _ = self._frames(self.hypercolumns_, checked, boxes)
         return [np.exp(s).astype(np.float32) for s in self._scores(frames)]
 
     def predict(self, images: Any, boxes: Any = None) -> np.ndarray:
         """``(n_images, n_keypoints, 2)`` predicted ``(x, y)`` in image pixel coordinates."""
         check_is_fitted(self)
-        frames, boxes = self._frames(self.hypercolumns_, images, boxes)
+        checked = self.hypercolumns_.engine_.check_images(images, param="images")
+        frames, boxes = self._frames(self.hypercolumns_, checked, boxes)
         peaks = np.stack([heatmap_peaks(s, refine=self.refine) for s in self._scores(frames)])
         return from_frame(peaks, boxes, self.frame_size)
 
@@ -330,7 +329,7 @@ class HypercolumnKeypointLocator(BaseEstimator):
         Keypoints given as NaN are not scored.
         """
         check_is_fitted(self)
-        checked, _ = self.hypercolumns_._check_images(images, "images")
+        checked = self.hypercolumns_.engine_.check_images(images, param="images")
         kp = check_keypoints(keypoints, len(checked))
         self._check_normalizer(kp)
         pred = self.predict(checked, boxes)

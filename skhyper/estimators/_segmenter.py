@@ -14,12 +14,10 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_images, check_masks
-from ..folding import NotFoldableError, fold_classifier
-from ..location import fold_grid
+from .._validation import check_boxes, check_images, check_masks
+from ..heads import fold_head, predict_dense
 from ..metrics import mean_iou
-from ..prediction import chunked_predict, folded_predict
-from ..sampling import check_boxes, sample_pixels
+from ..sampling import sample_pixels
 from ._grid import GridLocationClassifier
 from ._transformer import HypercolumnTransformer
 
@@ -62,7 +60,7 @@ class HypercolumnSegmenter(BaseEstimator):
     sees each pixel's location in its frame (``boxes=`` in ``fit`` /
     ``predict``, by default the whole image); a
     :class:`~skhyper.GridLocationClassifier` of linear chains folds too
-    (:func:`skhyper.location.fold_grid`).
+    (:func:`skhyper.heads.fold_grid`).
 
     Parameters
     ----------
@@ -106,7 +104,7 @@ class HypercolumnSegmenter(BaseEstimator):
 
     See Also
     --------
-    skhyper.folding.fold_classifier : the folding and its checks.
+    skhyper.heads.fold_head : the folding and its checks.
     skhyper.metrics.mean_iou : the ``score``.
 
     Examples
@@ -190,7 +188,8 @@ class HypercolumnSegmenter(BaseEstimator):
         if self.batch_size is not None:
             hc.set_params(batch_size=self.batch_size)
         checked, batched = check_images(images, param="images", n_channels=None)
-        hc._fit_images(checked, param="images")  # channel strategies learn the channel count
+        hc.fit_images(checked, param="images")  # channel strategies learn the channel count
+        checked = hc.engine_.check_images(checked, param="images")
         checked_masks = check_masks(masks, checked, param="masks", batched=batched)
         boxes = check_boxes(boxes, checked)
         clf = clone(self.classifier) if self.classifier is not None else default_classifier()
@@ -217,15 +216,8 @@ class HypercolumnSegmenter(BaseEstimator):
         self.hypercolumns_ = hc
         self.classifier_ = clf
         self.classes_ = np.asarray(clf.classes_)
-        try:
-            if isinstance(clf, GridLocationClassifier):
-                self.folded_ = fold_grid(clf, hc.feature_info_)
-            else:
-                self.folded_ = fold_classifier(clf, hc._blocks())
-            self.prediction_path_ = "folded"
-        except NotFoldableError:
-            self.folded_ = None
-            self.prediction_path_ = "chunked"
+        self.folded_ = fold_head(clf, hc.engine_.blocks)
+        self.prediction_path_ = "folded" if self.folded_ is not None else "chunked"
         return self
 
     def predict(self, images: Any, boxes: Any = None) -> np.ndarray | list[np.ndarray]:
@@ -271,19 +263,12 @@ class HypercolumnSegmenter(BaseEstimator):
 
     def _dense(self, images: Any, output: str, boxes: Any) -> np.ndarray | list[np.ndarray]:
         check_is_fitted(self)
-        hc = self.hypercolumns_
-        checked, batched = hc._check_images(images, param="images")
-        forward = {**hc._run_kwargs(), **hc._image_kwargs()}
-        forward["boxes"] = check_boxes(boxes, checked)
-        head = self.folded_
-        layers = hc._layer_names()
-        if head is not None and (output != "predict_proba" or head.link is not None):
-            out = folded_predict(checked, hc.backbone_, layers, head, output=output, **forward)
-        else:
-            out = chunked_predict(checked, hc.backbone_, layers, self.classifier_,
-                                  output=output, chunk_pixels=self.chunk_pixels,
-                                  append_location=hc.append_location, **forward)
-        if not batched:
+        engine = self.hypercolumns_.engine_
+        checked = engine.check_images(images, param="images")
+        out = predict_dense(engine, checked, head=self.folded_, classifier=self.classifier_,
+                            output=output, boxes=check_boxes(boxes, checked),
+                            chunk_pixels=self.chunk_pixels)
+        if not checked.batched:
             return out[0]
         if isinstance(images, np.ndarray):
             return np.stack(out)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import os
-import warnings
 from numbers import Integral
 from typing import Any
 
@@ -14,17 +12,18 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import resolve_device
-from ..backbones import DEFAULT_BACKBONE, build_backbone, resolve_layers
-from ..cache import MapCache
-from ..channels import CHANNEL_STRATEGIES, check_channels, fit_channels, prepare_backbone
-from ..exceptions import DeviceWarning
-from ..extraction import DTYPES, extract_dense, extract_hypercolumns
-from ..folding import LOCATION
-from ..intensity import check_intensity_range
-from ..location import frame_of, location_map, pixel_locations
-from ..sampling import PixelSet, check_boxes
-from ..scales import check_scales, scaled_info
+from .._validation import check_boxes, check_images
+from ..features import (
+    CHANNEL_STRATEGIES,
+    DEFAULT_BACKBONE,
+    DTYPES,
+    Backbone,
+    MapCache,
+    build_engine,
+    check_intensity_range,
+    check_scales,
+)
+from ..sampling import PixelSet
 
 __all__ = ["HypercolumnTransformer"]
 
@@ -45,9 +44,9 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         A model name (``"efficientnet_lite0"``: timm ``tf_efficientnet_lite0``
         with bundled ImageNet weights, offline; torchvision ``"vgg16"``,
         ``"resnet18"``, ``"resnet50"``, ...; timm names) or a module, see
-        :func:`skhyper.backbones.build_backbone`. ``fit`` copies it.
+        :func:`skhyper.features.build_backbone`. ``fit`` copies it.
     layers : list of str or int, default=None
-        Layer names (see :func:`skhyper.backbones.list_layers`) or indices
+        Layer names (see :func:`skhyper.features.list_layers`) or indices
         into the backbone's stages. None takes all stages.
     weights : None, "imagenet" or str or path, default="imagenet"
         Weights for a named backbone: None for random (seeded) initialization,
@@ -68,13 +67,13 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
     tile_size : int or None, default=768
         Images larger than one window (``tile_size`` plus the receptive-field
         halo on both sides) go through the backbone in tiles whose maps equal
-        the whole-image maps (:mod:`skhyper.tiling`); this bounds memory for
+        the whole-image maps (:func:`skhyper.features.tiled_maps`); this bounds memory for
         large images (a 4096 x 4096 ``predict`` with the default backbone
         stays near 2.6 GB on CPU; larger tiles are faster and use more).
         None never tiles (needed for image-level layers such as
         ``global_pool`` on large images).
     cache : MapCache or None, default=None
-        A :class:`skhyper.cache.MapCache` shared by all clones: native maps of
+        A :class:`skhyper.features.MapCache` shared by all clones: native maps of
         images already seen are reused, e.g. across a GridSearchCV over
         ``layers``.
     append_location : bool, default=False
@@ -84,7 +83,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         :class:`~skhyper.GridLocationClassifier` needs.
     channel_strategy : {"replicate", "per_channel", "first_conv"} or None, default=None
         How images whose channels differ from the backbone's 3 are fed (see
-        :mod:`skhyper.channels`). None: a 1-channel image is replicated, other
+        :mod:`skhyper.features`). None: a 1-channel image is replicated, other
         counts must match the backbone. ``"replicate"``: grayscale images only,
         replicated. ``"per_channel"``: each channel goes through the backbone
         as a replicated grayscale image and the hypercolumns of the channels
@@ -92,12 +91,12 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         ``ch0.layer1.c000``...; ``n_channels_in_`` times the features).
         ``"first_conv"``: the first convolution is adapted to the channel
         count from its pretrained RGB weights
-        (:func:`skhyper.channels.adapt_first_conv`). For the last two the
+        (:func:`skhyper.features.adapt_first_conv`). For the last two the
         channel count is learnt in ``fit`` from ``X.images`` (3 when ``fit``
         gets no ``X``) and images with another count raise.
     intensity_range : None, (low, high) or ("percentile", p_low, p_high), default=None
         Which pixel values map to black and white (see
-        :mod:`skhyper.intensity`). None: the dtype's range (integers divided
+        :func:`skhyper.features.rescale_intensity`). None: the dtype's range (integers divided
         by their dtype's maximum, floats taken as they are, expected in
         ``[0, 1]``), with an :class:`~skhyper.exceptions.IntensityWarning`
         when an integer image uses less than 1/16 of its range or a float
@@ -107,7 +106,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         the same with the 1st and 99.8th percentiles of each image and
         channel.
     scales : list or tuple of float, default=None
-        Multi-scale hypercolumns (see :mod:`skhyper.scales`): each image is
+        Multi-scale hypercolumns (see :func:`skhyper.features.scaled_info`): each image is
         resized by every factor (antialiased bilinear; after ``image_size``)
         and goes through the backbone; every layer's map at every scale is
         read in original image coordinates and the blocks are concatenated,
@@ -118,7 +117,12 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    backbone_ : skhyper.backbones.Backbone
+    engine_ : skhyper.features.FeatureEngine
+        The fitted feature engine: everything that runs the network, built
+        once here and shared by every estimator that holds this transformer
+        (native maps, sampled rows, dense hypercolumns). Safe to use from
+        several threads at once. The attributes below read from it.
+    backbone_ : skhyper.features.Backbone
         The fitted copy of the backbone, in eval mode on ``device_``.
     device_ : torch.device
         The device used.
@@ -144,7 +148,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
     See Also
     --------
     skhyper.sample_pixels : draw labelled pixels, the ``(X, y)`` for ``fit``.
-    skhyper.extract_hypercolumns : the function behind ``transform``.
+    skhyper.features.extract_hypercolumns : the same as a function.
 
     Examples
     --------
@@ -240,7 +244,7 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         self.scales = scales
 
     def fit(self, X: PixelSet | None = None, y: Any = None) -> HypercolumnTransformer:
-        """Build the backbone and validate the layers.
+        """Build the feature engine: copy the backbone, resolve the layers and settings.
 
         Parameters
         ----------
@@ -254,31 +258,55 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         -------
         self : HypercolumnTransformer
         """
-        self._validate_params()
         if X is not None:
             _check_pixelset(X)
-        return self._fit_images(None if X is None else X.images, param="X.images")
+        return self.fit_images(None if X is None else X.images, param="X.images")
 
-    def _fit_images(self, images: Any, param: str) -> HypercolumnTransformer:
-        """``fit`` on images (or None): what HypercolumnSegmenter calls with its images."""
+    def fit_images(self, images: Any = None, *, param: str = "images") -> HypercolumnTransformer:
+        """``fit`` from images (or None) instead of a PixelSet: what image-level estimators
+        call with the images they are fitted on.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray, default=None
+            Validated here (once: checked images pass through unscanned); only their channel
+            count is learnt, for the ``"per_channel"`` / ``"first_conv"`` strategies.
+        param : str, default="images"
+            The name of ``images`` in error messages.
+
+        Returns
+        -------
+        self : HypercolumnTransformer
+        """
         self._validate_params()
-        check_intensity_range(self.intensity_range)
+        intensity_range = check_intensity_range(self.intensity_range)
         scales = check_scales(self.scales)
-        self.device_ = resolve_device(self.device)
-        bb = build_backbone(self.backbone, weights=self.weights)
-        self.n_channels_in_ = fit_channels(images, self.channel_strategy, bb.in_chans,
-                                           param=param)
-        bb = prepare_backbone(bb, self.channel_strategy, self.n_channels_in_)
-        info = resolve_layers(bb, self.layers)
-        self.scales_ = scales
-        self.feature_info_ = info if scales is None else scaled_info(info, scales)
-        self.backbone_ = bb.to(self.device_)
-        self.n_features_out_ = sum(d["num_chs"] for d in self._blocks())
+        checked = None
+        if images is not None:
+            in_chans = self.backbone.in_chans if isinstance(self.backbone, Backbone) else 3
+            strict = self.channel_strategy is None
+            checked, _ = check_images(images, param=param, n_channels=in_chans if strict else None)
+        self.engine_ = build_engine(
+            self.backbone, layers=self.layers, weights=self.weights, device=self.device,
+            dtype=self.dtype, batch_size=self.batch_size, image_size=self.image_size,
+            tile_size=self.tile_size, cache=self.cache, scales=scales,
+            channel_strategy=self.channel_strategy, intensity_range=intensity_range,
+            append_location=self.append_location, verbose=self.verbose, images=checked,
+            param=param,
+        )
         return self
 
-    def _check_images(self, images: Any, param: str) -> tuple[list[np.ndarray], bool]:
-        """Checked images that follow the fitted channel strategy, and whether batched."""
-        return check_channels(images, self.channel_strategy, self.n_channels_in_, param=param)
+    # Fitted attributes, read from the engine (one source of truth, pickled once).
+    backbone_ = property(lambda self: self.engine_.backbone,
+                         doc="The fitted copy of the backbone (``engine_.backbone``).")
+    device_ = property(lambda self: self.engine_.device, doc="The device used.")
+    feature_info_ = property(lambda self: self.engine_.feature_info,
+                             doc="One dict per map (``engine_.feature_info``).")
+    scales_ = property(lambda self: self.engine_.scales, doc="The validated ``scales``.")
+    n_features_out_ = property(lambda self: self.engine_.n_features,
+                               doc="Length of a hypercolumn.")
+    n_channels_in_ = property(lambda self: self.engine_.n_channels,
+                              doc="Image channels taken.")
 
     def transform(self, X: PixelSet) -> np.ndarray:
         """Hypercolumns of the pixels in ``X``.
@@ -291,15 +319,13 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_pixels, n_features_out_), float32
+            With ``append_location``, the last two columns are the pixels'
+            locations ``(u, v)`` in their frames (``X.boxes``, or whole images).
         """
         check_is_fitted(self)
         _check_pixelset(X)
-        self._check_images(X.images, param="X.images")
-        out = extract_hypercolumns(X, self.backbone_, self._base_layers(), **self._run_kwargs(),
-                                   **self._image_kwargs())
-        if self.append_location:
-            out = np.hstack([out, pixel_locations(X).astype(np.float32)])
-        return out
+        self.engine_.check_images(X.images, param="X.images")
+        return self.engine_.sample(X)
 
     def transform_dense(self, images: Any, boxes: Any = None) -> np.ndarray | list[np.ndarray]:
         """Dense hypercolumns ``(height, width, n_features_out_)`` of whole images.
@@ -309,92 +335,19 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
         ``boxes`` (``(n_images, 4)``) are the frames of the location columns.
         """
         check_is_fitted(self)
-        self._check_images(images, param="images")
-        out = extract_dense(images, self.backbone_, self._base_layers(), **self._run_kwargs(),
-                            **self._image_kwargs())
-        if not self.append_location:
-            return out
-        single = isinstance(out, np.ndarray)
-        maps = [out] if single else out
-        frames = check_boxes(boxes, maps)
-        frames = [None] * len(maps) if frames is None else frames
-        maps = [
-            np.concatenate([m, location_map(m.shape[:2], frame_of(b, m.shape[:2]))], axis=-1)
-            for m, b in zip(maps, frames)
-        ]
-        return maps[0] if single else maps
+        checked = self.engine_.check_images(images, param="images")
+        out = self.engine_.dense(checked, boxes=check_boxes(boxes, checked))
+        return out if checked.batched else out[0]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names ``"<layer>.c<channel>"``, e.g. ``"layer3.c017"``, in output order.
 
         With ``channel_strategy="per_channel"`` the image channel comes first:
         ``"ch1.layer3.c017"``; with ``scales`` the layer carries its scale:
-        ``"s0.5.layer3.c017"``.
+        ``"s0.5.layer3.c017"``; location columns are ``location.u``, ``location.v``.
         """
         check_is_fitted(self)
-        names = []
-        per_channel = self.channel_strategy == "per_channel"
-        n_img = self.n_channels_in_ if per_channel else 1
-        for d in self.feature_info_:
-            n = d["num_chs"] // n_img
-            width = max(3, len(str(n - 1)))
-            for k in range(n_img):
-                prefix = f"ch{k}." if per_channel else ""
-                names.extend(f"{prefix}{d['name']}.c{j:0{width}d}" for j in range(n))
-        if self.append_location:
-            names.extend(["location.u", "location.v"])
-        return np.asarray(names, dtype=object)
-
-    def _blocks(self) -> list[dict]:
-        """``feature_info_`` plus :data:`~skhyper.folding.LOCATION` when locations are appended."""
-        return [*self.feature_info_, LOCATION] if self.append_location else list(self.feature_info_)
-
-    def _layer_names(self) -> list[str]:
-        """Names of the maps, one per block: ``s<scale>.<layer>`` with scales."""
-        return [d["name"] for d in self.feature_info_]
-
-    def _base_layers(self) -> list[str]:
-        """The backbone layers, once each (what ``layers`` resolved to)."""
-        return list(dict.fromkeys(d.get("layer", d["name"]) for d in self.feature_info_))
-
-    def _image_kwargs(self) -> dict[str, Any]:
-        """How pixel values are read (kept apart from ``_run_kwargs``, whose users may feed
-        images already converted to float)."""
-        return {"intensity_range": self.intensity_range}
-
-    def _run_kwargs(self) -> dict[str, Any]:
-        return {
-            "device": self.device_,
-            "batch_size": self.batch_size,
-            "dtype": self.dtype,
-            "image_size": self.image_size,
-            "verbose": self.verbose,
-            "cache": self.cache,
-            "tile_size": self.tile_size,
-            "scales": getattr(self, "scales_", None),
-        }
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        bb = state.get("backbone_")
-        if bb is not None and bb.mean.device.type != "cpu":
-            state["backbone_"] = copy.deepcopy(bb).cpu()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        dev = getattr(self, "device_", None)
-        if dev is not None and dev.type == "cuda":
-            if torch.cuda.is_available():
-                self.backbone_.to(dev)
-            else:
-                warnings.warn(
-                    f"This HypercolumnTransformer was fitted on {dev} but CUDA is not "
-                    "available here; it runs on the CPU.",
-                    DeviceWarning,
-                    stacklevel=2,
-                )
-                self.device_ = torch.device("cpu")
+        return np.asarray(self.engine_.feature_names(), dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from .backbones import Backbone
+from ._backbone import Backbone
 
 __all__ = ["receptive_field", "plan_axis", "needs_tiling", "tiled_maps", "NotTileableError"]
 
@@ -55,7 +55,7 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
 
     Examples
     --------
-    >>> from skhyper.backbones import build_backbone
+    >>> from skhyper.features import build_backbone
     >>> receptive_field(build_backbone("vgg16", weights=None), ["features.8"])
     (8, 2)
     """
@@ -157,7 +157,7 @@ def needs_tiling(shape: tuple[int, int], tile_size: int, halo: int, stride: int)
 def tiled_maps(
     forward: Callable[[torch.Tensor], dict[str, torch.Tensor]],
     image: torch.Tensor,
-    layers: Sequence[dict],
+    reductions: dict[str, int],
     *,
     tile_size: int,
     halo: int,
@@ -172,8 +172,9 @@ def tiled_maps(
         ``forward(batch) -> {layer: (1, c, h, w) map}`` for a ``(1, channels,
         h, w)`` batch (the backbone pass).
     image : Tensor of shape (channels, height, width)
-    layers : list of dict
-        ``feature_info`` entries (``name``, ``reduction``) of the layers.
+    reductions : dict of str to int
+        Each layer's stride in pixels (its ``reduction``, rounded), keyed by
+        the names ``forward`` returns.
     tile_size : int
         Core size in pixels, rounded down to a multiple of ``stride``.
     halo, stride : int
@@ -192,7 +193,7 @@ def tiled_maps(
     core = _core(tile_size, stride)
     rows = plan_axis(H, core, halo, stride)
     cols = plan_axis(W, core, halo, stride)
-    red = {d["name"]: max(1, round(d["reduction"])) for d in layers}
+    red = reductions
     out: dict[str, torch.Tensor] = {}
     sizes: dict[str, list[int]] = {}
     for ri, (r0, r1, cr0, cr1) in enumerate(rows):

@@ -37,8 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_images
-from .backbones import Backbone, _import_timm
+from .._validation import check_images
+from ._backbone import Backbone
+from ._build import import_timm
 
 __all__ = [
     "CHANNEL_STRATEGIES",
@@ -73,7 +74,7 @@ class PerChannelBackbone(Backbone):
     Examples
     --------
     >>> import torch
-    >>> from skhyper.backbones import build_backbone
+    >>> from skhyper.features import build_backbone
     >>> bb = PerChannelBackbone(build_backbone("resnet18", weights=None), 2)
     >>> bb.in_chans, [d["num_chs"] for d in bb.layer_table() if d["name"] == "layer1"]
     (2, [128])
@@ -91,11 +92,11 @@ class PerChannelBackbone(Backbone):
             backbone.model,
             mean=backbone.mean.flatten().tolist(),
             std=backbone.std.flatten().tolist(),
-            stages=backbone._stages,
+            stages=backbone.stages(),
             name=backbone.name,
+            table=[{**d, "num_chs": d["num_chs"] * int(n_channels)} for d in table],
         )
         self.n_channels = int(n_channels)
-        self._table = [{**d, "num_chs": d["num_chs"] * self.n_channels} for d in table]
 
     @property
     def in_chans(self) -> int:
@@ -129,7 +130,7 @@ def find_first_conv(backbone: Backbone) -> tuple[str, nn.Conv2d]:
 
     Examples
     --------
-    >>> from skhyper.backbones import build_backbone
+    >>> from skhyper.features import build_backbone
     >>> find_first_conv(build_backbone("resnet18", weights=None))[0]
     'conv1'
     """
@@ -183,7 +184,7 @@ def adapt_first_conv(backbone: Backbone, n_channels: int) -> Backbone:
     Examples
     --------
     >>> import torch
-    >>> from skhyper.backbones import build_backbone
+    >>> from skhyper.features import build_backbone
     >>> bb = adapt_first_conv(build_backbone("resnet18", weights=None), 2)
     >>> bb.in_chans, tuple(bb.model.conv1.weight.shape)
     (2, (64, 2, 7, 7))
@@ -203,7 +204,7 @@ def adapt_first_conv(backbone: Backbone, n_channels: int) -> Backbone:
             f"{bb.name!r}, but {name!r} takes {conv.in_channels} channels in {conv.groups} "
             f"groups, not the {base} image channels. Use channel_strategy='per_channel'."
         )
-    adapt_input_conv = _import_timm().models.adapt_input_conv
+    adapt_input_conv = import_timm().models.adapt_input_conv
     weight = adapt_input_conv(n_channels, conv.weight.detach().clone(), base_chans=base)
     conv.weight = nn.Parameter(weight.contiguous(), requires_grad=conv.weight.requires_grad)
     conv.in_channels = n_channels
@@ -213,8 +214,9 @@ def adapt_first_conv(backbone: Backbone, n_channels: int) -> Backbone:
     else:
         mean = [mean[k % base] for k in range(n_channels)]
         std = [std[k % base] for k in range(n_channels)]
-    adapted = Backbone(bb.model, mean=mean, std=std, stages=bb._stages, name=bb.name)
-    adapted._table = table  # same layers and widths: only the input changed
+    # same layers and widths: only the input changed
+    adapted = Backbone(bb.model, mean=mean, std=std, stages=bb.stages(), name=bb.name,
+                       table=table)
     return adapted.to(backbone.mean.device)
 
 
@@ -223,7 +225,7 @@ def prepare_backbone(backbone: Backbone, strategy: str | None, n_channels: int) 
 
     Examples
     --------
-    >>> from skhyper.backbones import build_backbone
+    >>> from skhyper.features import build_backbone
     >>> prepare_backbone(build_backbone("resnet18", weights=None), "per_channel", 4).in_chans
     4
     """

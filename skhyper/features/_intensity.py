@@ -17,8 +17,8 @@ it explicitly:
   (e.g. ``("percentile", 1, 99.8)``, robust to a few hot pixels).
 
 Used through ``HypercolumnTransformer(intensity_range=...)`` and the
-``intensity_range`` argument of :func:`skhyper.extract_hypercolumns` /
-:func:`skhyper.extract_dense`.
+``intensity_range`` argument of :func:`skhyper.features.extract_hypercolumns` /
+:func:`skhyper.features.extract_dense`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import IntensityWarning
+from ..exceptions import IntensityWarning
 
-__all__ = ["IntensityWarning", "check_intensity_range", "rescale_intensity", "warn_intensity"]
+__all__ = [
+    "IntensityWarning",
+    "check_intensity_range",
+    "rescale_intensity",
+    "to_float_image",
+    "warn_intensity",
+]
 
 # an integer image whose maximum is below this fraction of its dtype's range is "dark"
 DARK_FRACTION = 1 / 16
@@ -194,3 +200,43 @@ def warn_intensity(images: Iterable[np.ndarray], intensity_range: Any = None) ->
             IntensityWarning,
             stacklevel=3,
         )
+
+
+def to_float_image(
+    img: np.ndarray, n_channels: int = 3, intensity_range: Any = None
+) -> np.ndarray:
+    """Convert a checked ``(h, w, c)`` image to float32 in ``[0, 1]`` with ``n_channels``.
+
+    With ``intensity_range=None`` the dtype implies the range (as
+    ``skimage.util.img_as_float32``): unsigned integers are divided by their
+    maximum, signed integers map to ``[-1, 1]``, floats are kept as they are
+    (expected in ``[0, 1]``), bools become 0/1. A ``(low, high)`` pair or
+    ``("percentile", p_low, p_high)`` rescales ``low..high`` to ``[0, 1]``
+    and clips (:func:`rescale_intensity`). A 1-channel
+    image is then replicated to ``n_channels``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.array([[100, 4000]], dtype=np.uint16)[..., None]
+    >>> to_float_image(img).shape
+    (1, 2, 3)
+    >>> to_float_image(img, 1, (100, 4000)).ravel().tolist()
+    [0.0, 1.0]
+    """
+    if intensity_range is not None:
+        out = rescale_intensity(img, intensity_range)
+    elif img.dtype == bool:
+        out = img.astype(np.float32)
+    elif np.issubdtype(img.dtype, np.unsignedinteger):
+        out = img.astype(np.float32)
+        out /= np.float32(np.iinfo(img.dtype).max)  # in place: one float copy of the image
+    elif np.issubdtype(img.dtype, np.signedinteger):
+        out = img.astype(np.float32)
+        out /= np.float32(np.iinfo(img.dtype).max)
+        np.maximum(out, -1.0, out=out)
+    else:
+        out = img.astype(np.float32, copy=False)
+    if out.shape[2] == 1 and n_channels != 1:
+        out = np.repeat(out, n_channels, axis=2)
+    return out

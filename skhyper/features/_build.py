@@ -1,13 +1,4 @@
-"""Feature backbones: a CNN that returns ``{layer name: activation map}``.
-
-A backbone is built from a name (torchvision or timm) or wraps any
-:class:`torch.nn.Module`. Layers are picked by their dotted module name (the
-names of ``model.named_modules()``, as torchvision's feature extraction uses
-them), or by an integer index into the backbone's *stages* (its feature
-pyramid, as timm's ``feature_info`` describes it). Fully connected and globally
-pooled layers are valid layers too: their ``(n, channels)`` output is returned
-as a ``(n, channels, 1, 1)`` map.
-"""
+"""Backbones from names: torchvision and timm models, weights (pretrained, files, offline)."""
 
 from __future__ import annotations
 
@@ -16,27 +7,17 @@ import difflib
 import functools
 import os
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from .exceptions import WeightsUnavailableError
+from ..exceptions import WeightsUnavailableError
+from ._backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
 
-__all__ = [
-    "Backbone",
-    "WeightsUnavailableError",
-    "build_backbone",
-    "list_layers",
-    "resolve_layers",
-    "DEFAULT_BACKBONE",
-]
+__all__ = ["DEFAULT_BACKBONE", "build_backbone", "import_timm", "list_layers"]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_PROBE_SIZE = 224
 _PRETRAINED = ("imagenet", "DEFAULT", "default")
 
 # Stages (the feature pyramid used when ``layers=None``) of the torchvision
@@ -48,197 +29,6 @@ _VGG_STAGES = {
     "vgg19": ["features.3", "features.8", "features.17", "features.26", "features.35"],
 }
 _RESNET_STAGES = ["relu", "layer1", "layer2", "layer3", "layer4"]
-
-
-class _StopForward(Exception):
-    """Raised by a hook once every requested layer has been captured."""
-
-
-class Backbone(nn.Module):
-    """A CNN wrapped to return the activation maps of named layers.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        The network. Its forward takes a normalized ``(n, 3, height, width)``
-        tensor.
-    mean, std : sequence of float, default=ImageNet statistics
-        Per-channel normalization applied to images in ``[0, 1]``.
-    stages : list of str, default=None
-        The layers used when no layers are chosen (the feature pyramid).
-        ``None`` takes the model's top-level children that return maps.
-    name : str, default=None
-        A label used in messages and reprs.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from torch import nn
-    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-    >>> bb = Backbone(net, name="tiny")
-    >>> [(d["name"], d["num_chs"], d["reduction"]) for d in bb.layer_table()]
-    [('0', 4, 1.0), ('1', 4, 1.0), ('2', 4, 2.0)]
-    >>> maps = bb(torch.rand(1, 3, 8, 8), ["0", "2"])
-    >>> tuple(maps["2"].shape)
-    (1, 4, 4, 4)
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        stages: Sequence[str] | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"Backbone expects a torch.nn.Module, got {type(model).__name__}.")
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        self.name = name if name is not None else type(model).__name__
-        self._stages = list(stages) if stages is not None else None
-        self._table: list[dict[str, Any]] | None = None
-        # Captured maps must not be overwritten by a later in-place activation.
-        for module in model.modules():
-            if getattr(module, "inplace", False) is True:
-                module.inplace = False
-
-    @property
-    def in_chans(self) -> int:
-        return int(self.mean.shape[1])
-
-    def layer_table(self) -> list[dict[str, Any]]:
-        """Valid layers in execution order: ``name``, ``num_chs``, ``reduction``, ``kind``.
-
-        A layer is valid when its module runs once per forward pass and returns
-        a ``(n, c, h, w)`` map (``kind="map"``) or an ``(n, c)`` vector
-        (``kind="vector"``, used as a 1x1 map). ``reduction`` is the input size
-        over the map size for a ``224x224`` input (``None`` for vectors).
-        """
-        if self._table is None:
-            self._table = _probe(self)
-        return [dict(d) for d in self._table]
-
-    def stages(self) -> list[str]:
-        """The layers used when none are chosen (the feature pyramid)."""
-        valid = [d["name"] for d in self.layer_table()]
-        if self._stages is not None:
-            missing = [s for s in self._stages if s not in valid]
-            if missing:
-                raise ValueError(
-                    f"The stages {missing} of backbone {self.name!r} are not valid layers."
-                )
-            return list(self._stages)
-        top = [
-            d["name"]
-            for d in self.layer_table()
-            if "." not in d["name"] and d["kind"] == "map"
-        ]
-        return top or valid
-
-    def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Maps of ``layers`` for images ``x`` in ``[0, 1]``, shape ``(n, 3, h, w)``.
-
-        The forward pass stops as soon as the last requested layer has run.
-        Vectors come back as ``(n, c, 1, 1)`` maps.
-        """
-        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        return _run_hooked(self.model, x, list(layers))
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}"
-
-
-def _run_hooked(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-    modules = dict(model.named_modules())
-    out: dict[str, torch.Tensor] = {}
-    wanted = set(layers)
-
-    def make_hook(name):
-        def hook(module, args, output):
-            if name in out:  # called twice: not a valid layer, caught by validation
-                raise RuntimeError(f"layer {name!r} ran more than once in one forward pass")
-            if output.ndim == 2:
-                output = output[:, :, None, None]
-            out[name] = output
-            if len(out) == len(wanted):
-                raise _StopForward
-
-        return hook
-
-    handles = [modules[name].register_forward_hook(make_hook(name)) for name in wanted]
-    try:
-        model(x)
-    except _StopForward:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-    missing = wanted - set(out)
-    if missing:
-        raise RuntimeError(f"layers {sorted(missing)} did not run in the forward pass")
-    return {name: out[name] for name in layers}
-
-
-def _probe(backbone: Backbone) -> list[dict[str, Any]]:
-    """Run one small forward pass with hooks on every module; record what each returns."""
-    model = backbone.model
-    records: dict[str, dict[str, Any]] = {}
-    order: list[str] = []
-
-    def make_hook(name):
-        def hook(module, args, output):
-            rec = records.get(name)
-            if rec is not None:
-                rec["calls"] += 1
-                return
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
-            records[name] = {"calls": 1, "shape": shape}
-            order.append(name)
-
-        return hook
-
-    handles = [
-        m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if n != ""
-    ]
-    was_training = model.training
-    device = backbone.mean.device
-    try:
-        model.eval()
-        with torch.inference_mode():
-            x = torch.rand(1, backbone.in_chans, _PROBE_SIZE, _PROBE_SIZE, device=device)
-            model((x - backbone.mean) / backbone.std)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-
-    table = []
-    for name in order:
-        rec = records[name]
-        shape = rec["shape"]
-        if rec["calls"] != 1 or shape is None or shape[0] != 1:
-            continue
-        if len(shape) == 4:
-            table.append(
-                {
-                    "name": name,
-                    "num_chs": int(shape[1]),
-                    "reduction": round(_PROBE_SIZE / shape[2], 3),
-                    "kind": "map",
-                }
-            )
-        elif len(shape) == 2:
-            table.append({"name": name, "num_chs": int(shape[1]), "reduction": None,
-                          "kind": "vector"})
-    return table
-
-
-# ---------------------------------------------------------------------------
-# Building backbones from names
 
 
 def _torchvision_names() -> list[str]:
@@ -331,7 +121,7 @@ def _seeded(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def _import_timm() -> Any:
+def import_timm() -> Any:
     """Import timm without the warning its hub client's ``tqdm.auto`` gives in Jupyter.
 
     (``huggingface_hub`` imports ``tqdm.auto``, which warns "IProgress not found" in a notebook
@@ -348,7 +138,7 @@ def _import_timm() -> Any:
 
 
 def _build_timm(arch: str, name: str, weights: Any) -> Backbone:
-    timm = _import_timm()
+    timm = import_timm()
 
     pretrained = isinstance(weights, str) and weights in _PRETRAINED
     try:
@@ -409,7 +199,7 @@ def _build_torchvision(arch: str, weights: Any) -> Backbone:
 
 @functools.lru_cache(maxsize=8)
 def _build_cached(name: str, weights_key: Any) -> Backbone:
-    built = _build_uncached(name, weights_key)
+    built = _build_uncached(name, weights_key).out_of_place()
     built.eval().layer_table()  # probe once; copies keep the table
     return built
 
@@ -479,9 +269,9 @@ def build_backbone(
     ['relu', 'layer1', 'layer2', 'layer3', 'layer4']
     """
     if isinstance(backbone, Backbone):
-        built = copy.deepcopy(backbone)
+        built = copy.deepcopy(backbone).out_of_place()
     elif isinstance(backbone, nn.Module):
-        built = Backbone(copy.deepcopy(backbone))
+        built = Backbone(copy.deepcopy(backbone)).out_of_place()
     elif isinstance(backbone, str):
         _check_name(backbone)
         if not (weights is None or isinstance(weights, (str, os.PathLike))) and not hasattr(
@@ -531,59 +321,3 @@ def list_layers(backbone: str | nn.Module = DEFAULT_BACKBONE) -> list[dict[str, 
     return [{**d, "stage": d["name"] in stages} for d in bb.layer_table()]
 
 
-def resolve_layers(backbone: Backbone, layers: Sequence[str | int] | None) -> list[dict[str, Any]]:
-    """Validate ``layers`` (names or stage indices) and describe them.
-
-    Returns the ``feature_info`` list: one dict per layer with ``name``,
-    ``num_chs``, ``reduction`` and ``kind``, in the order given. ``None``
-    selects all stages.
-    """
-    table = {d["name"]: d for d in backbone.layer_table()}
-    stages = backbone.stages()
-    if layers is None:
-        names = list(stages)
-    else:
-        if isinstance(layers, (str, int)):
-            raise TypeError(
-                "The 'layers' parameter must be a list or tuple of layer names or stage "
-                f"indices, e.g. [{layers!r}]; got {layers!r}."
-            )
-        names = []
-        for layer in layers:
-            if isinstance(layer, bool) or not isinstance(layer, (str, int)):
-                raise TypeError(
-                    "The 'layers' parameter must hold layer names (str) or stage indices (int); "
-                    f"got {layer!r} of type {type(layer).__name__}."
-                )
-            if isinstance(layer, int):
-                if not -len(stages) <= layer < len(stages):
-                    raise ValueError(
-                        f"The 'layers' parameter got stage index {layer}, but backbone "
-                        f"{backbone.name!r} has {len(stages)} stages: {stages}."
-                    )
-                layer = stages[layer]
-            names.append(layer)
-        if not names:
-            raise ValueError(
-                "The 'layers' parameter must name at least one layer; got an empty list. "
-                f"Stages of backbone {backbone.name!r}: {stages}."
-            )
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        valid = list(table)
-        close = sorted({c for n in unknown for c in difflib.get_close_matches(n, valid, n=3)})
-        listing = (
-            f"Valid names: {valid}."
-            if len(valid) <= 80
-            else f"Stages: {stages}; {len(valid)} valid names in all."
-        )
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(
-            f"The 'layers' parameter got unknown layers {unknown} for backbone "
-            f"{backbone.name!r}.{hint} {listing} See skhyper.backbones.list_layers() "
-            "for names, channels and strides."
-        )
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"The 'layers' parameter lists {dupes} more than once.")
-    return [dict(table[n]) for n in names]

@@ -11,6 +11,7 @@ backbone once per search.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -82,39 +83,48 @@ class MapCache:
     def __init__(self, max_bytes: int = 2**31) -> None:
         self.max_bytes = max_bytes
         self._store: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+        self._lock = threading.Lock()  # one model may be used from several threads
         self.nbytes = 0
         self.hits = self.misses = self.n_forward_images = 0
 
     def get(self, key: tuple, layers: list[str]) -> dict[str, torch.Tensor] | None:
         """The maps of ``layers`` for ``key``, or None if any is missing."""
-        entry = self._store.get(key)
-        if entry is None or any(name not in entry for name in layers):
-            self.misses += 1
-            return None
-        self._store.move_to_end(key)
-        self.hits += 1
-        return {name: entry[name] for name in layers}
+        with self._lock:
+            entry = self._store.get(key)
+            if entry is None or any(name not in entry for name in layers):
+                self.misses += 1
+                return None
+            self._store.move_to_end(key)
+            self.hits += 1
+            return {name: entry[name] for name in layers}
 
-    def put(self, key: tuple, maps: dict[str, torch.Tensor]) -> None:
-        """Store ``maps`` (copied to the CPU) under ``key``, evicting old entries."""
-        entry = self._store.pop(key, {})
-        self.nbytes -= sum(t.nbytes for t in entry.values())
-        for name, t in maps.items():
-            entry[name] = t.detach().to("cpu", copy=True)
-        size = sum(t.nbytes for t in entry.values())
-        if size > self.max_bytes:
-            return
-        self._store[key] = entry
-        self.nbytes += size
-        while self.nbytes > self.max_bytes:
-            _, old = self._store.popitem(last=False)
-            self.nbytes -= sum(t.nbytes for t in old.values())
+    def put(self, key: tuple, maps: dict[str, torch.Tensor], *, forward: bool = False) -> None:
+        """Store ``maps`` (copied to the CPU) under ``key``, evicting old entries.
+
+        ``forward``: the maps were just computed for the cache (counted in
+        ``n_forward_images``).
+        """
+        copied = {name: t.detach().to("cpu", copy=True) for name, t in maps.items()}
+        with self._lock:
+            self.n_forward_images += bool(forward)
+            entry = self._store.pop(key, {})
+            self.nbytes -= sum(t.nbytes for t in entry.values())
+            entry.update(copied)
+            size = sum(t.nbytes for t in entry.values())
+            if size > self.max_bytes:
+                return
+            self._store[key] = entry
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                _, old = self._store.popitem(last=False)
+                self.nbytes -= sum(t.nbytes for t in old.values())
 
     def clear(self) -> None:
         """Drop all maps and reset the counters."""
-        self._store.clear()
-        self.nbytes = 0
-        self.hits = self.misses = self.n_forward_images = 0
+        with self._lock:
+            self._store.clear()
+            self.nbytes = 0
+            self.hits = self.misses = self.n_forward_images = 0
 
     def __len__(self) -> int:
         return len(self._store)

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..location import LOCATION
+
 __all__ = [
     "FoldedHead",
-    "LOCATION",
+    "LINKS",
     "NotFoldableError",
     "affine_of",
     "fold_chain",
@@ -31,10 +33,6 @@ __all__ = [
     "split_by_layer",
     "upsample_sum",
 ]
-
-
-# feature_info entry of the two location columns (u, v) appended to a hypercolumn
-LOCATION = {"name": "location", "num_chs": 2, "reduction": None, "kind": "location"}
 
 
 class NotFoldableError(TypeError):

@@ -3,8 +3,7 @@
 ``interp_weights`` gives the neighbours and weights along one axis
 (``align_corners=False``), ``sample_maps`` reads ``(c, h, w)`` maps at pixels
 of the image without upsampling them, ``row_bands`` cuts an image into bands
-of rows for dense work in bounded memory. Re-exported by
-:mod:`skhyper.extraction`.
+of rows for dense work in bounded memory.
 """
 
 from __future__ import annotations
@@ -39,6 +38,8 @@ def sample_maps(
     cols: torch.Tensor | np.ndarray,
     image_shape: tuple[int, int],
     out: torch.Tensor | None = None,
+    *,
+    windows: Sequence[tuple[int, int, int, int] | None] | None = None,
 ) -> torch.Tensor:
     """Bilinearly sample ``(c, h, w)`` maps at pixels of an image of ``image_shape``.
 
@@ -54,6 +55,12 @@ def sample_maps(
     image_shape : (height, width) of the image the pixels belong to.
     out : Tensor of shape (n_pixels, sum of c), optional
         Filled in place when given.
+    windows : list of (row0, col0, full_h, full_w) or None, optional
+        Per map: the map is a window of a larger map of ``(full_h, full_w)``
+        cells that starts at cell ``(row0, col0)`` (the maps of an image
+        window, see :func:`skhyper.parallel.predict_large`); the pixels are
+        read with the larger map's bilinear weights, so that the result
+        equals sampling the larger map. None: each map covers the image.
 
     Returns
     -------
@@ -77,22 +84,29 @@ def sample_maps(
     if out is None:
         out = torch.empty((n, total), dtype=torch.float32, device=device)
     H, W = image_shape
-    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
     start = 0
-    for m in tensors:
+    windows = [None] * len(tensors) if windows is None else list(windows)
+    for m, win in zip(tensors, windows):
         c, h, w = m.shape
         dst = out[:, start : start + c]
         start += c
-        if h == 1 and w == 1:
+        if h == 1 and w == 1 and win is None:
             dst.copy_(m.reshape(1, c).expand(n, c))
             continue
-        if (h, w) not in cache:
-            y0, y1, wy0, wy1 = interp_weights(rows, h, H)
-            x0, x1, wx0, wx1 = interp_weights(cols, w, W)
+        key = (h, w, win)
+        if key not in cache:
+            r0, c0, fh, fw = (0, 0, h, w) if win is None else win
+            y0, y1, wy0, wy1 = interp_weights(rows, fh, H)
+            x0, x1, wx0, wx1 = interp_weights(cols, fw, W)
+            y0, y1, x0, x1 = y0 - r0, y1 - r0, x0 - c0, x1 - c0
+            if win is not None and (int(y0.min()) < 0 or int(y1.max()) >= h
+                                    or int(x0.min()) < 0 or int(x1.max()) >= w):
+                raise ValueError("sample_maps: a window map does not cover the pixels' neighbours.")
             idx = torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], 1)
             wts = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], 1)
-            cache[(h, w)] = idx, wts
-        idx, wts = cache[(h, w)]
+            cache[key] = idx, wts
+        idx, wts = cache[key]
         # One fused gather + weighted sum of the 4 neighbours' rows of the
         # (h*w, c) channels-last view (a view, not a copy, for channels-last maps).
         flat = m.permute(1, 2, 0).reshape(h * w, c)

@@ -10,13 +10,12 @@ the maps of ``image_size``. A (scale, layer) pair is just another map, named
 every layer at the first scale, then at the second...). So the rest of the
 package needs nothing new:
 
-* folding (:func:`skhyper.folding.split_by_layer`,
-  :func:`skhyper.prediction.folded_predict`) gets one 1x1 head per
-  (scale, layer) map, and dense prediction upsamples only score maps;
+* folding (:mod:`skhyper.heads`) gets one 1x1 head per (scale, layer)
+  map, and dense prediction upsamples only score maps;
 * tiling is exact: each resized image is tiled on its own
-  (:func:`skhyper.tiling.tiled_maps`), so tiled maps equal the maps of the
+  (:func:`skhyper.features.tiled_maps`), so tiled maps equal the maps of the
   whole resized image;
-* the :class:`~skhyper.cache.MapCache` key holds the scale, so one cache
+* the :class:`~skhyper.features.MapCache` key holds the scale, so one cache
   serves searches over scale sets (scale 1.0 is shared with ``scales=None``).
 
 ``scales=None`` (the default) is the single-scale hypercolumn of the image as
@@ -32,24 +31,13 @@ the image at twice its size alone (0.859 at ``(2.0,)``).
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from numbers import Real
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
-__all__ = [
-    "check_scales",
-    "iter_scaled_maps",
-    "scale_prefix",
-    "scaled_info",
-    "split_scaled",
-]
-
-Project = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+__all__ = ["check_scales", "scale_prefix", "scaled_info", "split_scaled"]
 
 
 def check_scales(scales: Any, owner: str = "HypercolumnTransformer") -> tuple[float, ...] | None:
@@ -149,81 +137,3 @@ def split_scaled(layers: Sequence[str], scales: Sequence[float]) -> list[tuple[f
                 "skhyper.scales.scaled_info)."
             )
     return [(s, names) for s, names in by_scale.items() if names]
-
-
-def _renamed(project: Project | None, prefix: str) -> Project | None:
-    """``project`` for maps named by layer, when it expects scaled names."""
-    if project is None:
-        return None
-
-    def run(maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = project({prefix + k: v for k, v in maps.items()})
-        return {k[len(prefix):]: v for k, v in out.items()}
-
-    return run
-
-
-def iter_scaled_maps(
-    backbone: Any,
-    images: Sequence[np.ndarray],
-    layers: Sequence[str],
-    scales: Sequence[float],
-    *,
-    indices: Sequence[int] | None = None,
-    batch_size: int = 8,
-    image_size: int | None = None,
-    tile_size: int | None = None,
-    project: Project | None = None,
-    verbose: bool = False,
-    intensity_range: Any = None,
-    **settings: Any,
-) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-    """Yield ``(image index, {scaled name: map})``: :func:`~skhyper.extraction.iter_maps` per scale.
-
-    ``layers`` are scaled names (``"s0.5.layer1"``, see :func:`scaled_info`).
-    Images of one shape go ``batch_size`` at a time (one at a time when they
-    are tiled at some scale); for each such chunk every scale is computed
-    (resized, cached and tiled by the single-scale pass) and the chunk's maps
-    are yielded, so memory holds one chunk's maps at all scales. Other
-    settings are those of :func:`~skhyper.extraction.iter_maps`.
-
-    Examples
-    --------
-    >>> import numpy as np, torch
-    >>> from skhyper.backbones import build_backbone
-    >>> bb = build_backbone("resnet18", weights=None)
-    >>> (i, maps), = iter_scaled_maps(bb, [np.zeros((64, 96, 3))], ["s1.0.layer1", "s0.5.layer1"],
-    ...                               (1.0, 0.5), device=torch.device("cpu"))
-    >>> {k: tuple(v.shape) for k, v in maps.items()}
-    {'s1.0.layer1': (64, 16, 24), 's0.5.layer1': (64, 8, 12)}
-    """
-    from .extraction import _iter_maps, _resized_shape  # extraction dispatches here
-    from .intensity import check_intensity_range, warn_intensity
-
-    scales = check_scales(scales, owner="iter_maps")
-    plan = split_scaled(layers, scales)
-    indices = list(range(len(images)) if indices is None else indices)
-    intensity_range = check_intensity_range(intensity_range, owner="iter_maps")
-    warn_intensity((images[i] for i in indices), intensity_range)
-    top = max(s for s, _ in plan)
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i in indices:
-        groups[images[i].shape[:2]].append(i)
-    chunks = []
-    for shape, idx in groups.items():
-        big = tile_size is not None and max(_resized_shape(shape, image_size, top)) > tile_size
-        step = 1 if big else batch_size
-        chunks.extend(idx[k : k + step] for k in range(0, len(idx), step))
-    for chunk in tqdm(chunks, disable=not verbose, desc="multi-scale hypercolumns", unit="batch"):
-        found: dict[int, dict[str, torch.Tensor]] = {i: {} for i in chunk}
-        for scale, names in plan:
-            prefix = scale_prefix(scale)
-            for i, maps in _iter_maps(
-                backbone, images, names, indices=chunk, scale=scale, warn=False,
-                batch_size=batch_size, image_size=image_size, tile_size=tile_size,
-                project=_renamed(project, prefix), intensity_range=intensity_range, **settings,
-            ):
-                found[i].update((prefix + k, v) for k, v in maps.items())
-        for i in chunk:
-            maps = found.pop(i)
-            yield i, {name: maps[name] for name in layers}

@@ -1,0 +1,362 @@
+"""Feature backbones: a network that returns ``{layer name: activation map}``, thread-safely.
+
+A :class:`Backbone` wraps any :class:`torch.nn.Module`. Layers are picked by
+their dotted module name (the names of ``model.named_modules()``, as
+torchvision's feature extraction uses them), or by an integer index into the
+backbone's *stages* (its feature pyramid, as timm's ``feature_info``
+describes it). Fully connected and globally pooled layers are valid layers
+too: their ``(n, channels)`` output is returned as a ``(n, channels, 1, 1)``
+map.
+
+Layer capture
+-------------
+Each requested layer's module carries one forward hook, registered once (the
+module-level function :func:`_tap`, so the backbone still pickles and
+deep-copies). A call to :meth:`Backbone.forward` puts a fresh capture record
+into a :class:`contextvars.ContextVar`, which every thread (and every asyncio
+task) sees on its own; the hooks write into the record of the call that runs
+them and ignore modules it did not ask for. Once the deepest requested layer
+has run, the hook ends that pass early. So concurrent calls on one backbone
+never see each other's maps, and no lock serializes forward passes. The
+wrapped module is never changed beyond these hooks: modules that act in place
+keep doing so, and a captured map that a later in-place module could
+overwrite is copied.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Backbone", "resolve_layers", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_PROBE_SIZE = 224
+_TAP_LOCK = threading.Lock()
+
+
+class _StopForward(BaseException):
+    """Ends a forward pass once every requested layer has been captured.
+
+    A ``BaseException`` so that a model's own ``except Exception`` cannot swallow it.
+    """
+
+
+class _Capture:
+    """The maps of one forward pass: which modules to record, and what they returned."""
+
+    __slots__ = ("names", "out", "copy")
+
+    def __init__(self, names: dict[int, str], copy: bool) -> None:
+        self.names = names  # id(module) -> layer name
+        self.out: dict[str, torch.Tensor] = {}
+        self.copy = copy
+
+
+_ACTIVE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar(
+    "skhyper_capture", default=None
+)
+
+
+def _tap(module: nn.Module, args: Any, output: Any) -> None:
+    """The forward hook of every captured layer: record into the running call's capture."""
+    cap = _ACTIVE.get()
+    if cap is None:
+        return
+    name = cap.names.get(id(module))
+    if name is None:
+        return
+    if name in cap.out:  # not a valid layer (validation excludes modules that run twice)
+        raise RuntimeError(f"layer {name!r} ran more than once in one forward pass")
+    if output.ndim == 2:
+        output = output[:, :, None, None]
+    cap.out[name] = output.clone() if cap.copy else output
+    if len(cap.out) == len(cap.names):
+        raise _StopForward
+
+
+class Backbone(nn.Module):
+    """A CNN wrapped to return the activation maps of named layers.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network. Its forward takes a normalized ``(n, 3, height, width)``
+        tensor.
+    mean, std : sequence of float, default=ImageNet statistics
+        Per-channel normalization applied to images in ``[0, 1]``.
+    stages : list of str, default=None
+        The layers used when no layers are chosen (the feature pyramid).
+        ``None`` takes the model's top-level children that return maps.
+    name : str, default=None
+        A label used in messages and reprs.
+    table : list of dict, default=None
+        A precomputed :meth:`layer_table` (for a backbone whose layers are
+        known, e.g. an adapted copy); None probes the model on first use.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    >>> bb = Backbone(net, name="tiny")
+    >>> [(d["name"], d["num_chs"], d["reduction"]) for d in bb.layer_table()]
+    [('0', 4, 1.0), ('1', 4, 1.0), ('2', 4, 2.0)]
+    >>> maps = bb(torch.rand(1, 3, 8, 8), ["0", "2"])
+    >>> tuple(maps["2"].shape)
+    (1, 4, 4, 4)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        stages: Sequence[str] | None = None,
+        name: str | None = None,
+        table: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Backbone expects a torch.nn.Module, got {type(model).__name__}.")
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.name = name if name is not None else type(model).__name__
+        self._stages = list(stages) if stages is not None else None
+        self._table: list[dict[str, Any]] | None = (
+            [dict(d) for d in table] if table is not None else None
+        )
+        # A captured map must not be overwritten by a later in-place activation: copy the maps
+        # of models that have in-place modules (the caller's module is never changed; copies
+        # made by build_backbone are switched to out-of-place and need no copy).
+        self._copy_maps = any(getattr(m, "inplace", False) is True for m in model.modules())
+
+    def out_of_place(self) -> Backbone:
+        """Switch the model's in-place modules off, so captured maps need no copy; ``self``.
+
+        This changes the wrapped module: :func:`~skhyper.features.build_backbone`
+        calls it on its own copies only.
+        """
+        for module in self.model.modules():
+            if getattr(module, "inplace", False) is True:
+                module.inplace = False
+        self._copy_maps = False
+        return self
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.mean.shape[1])
+
+    def layer_table(self) -> list[dict[str, Any]]:
+        """Valid layers in execution order: ``name``, ``num_chs``, ``reduction``, ``kind``.
+
+        A layer is valid when its module runs once per forward pass and returns
+        a ``(n, c, h, w)`` map (``kind="map"``) or an ``(n, c)`` vector
+        (``kind="vector"``, used as a 1x1 map). ``reduction`` is the input size
+        over the map size for a ``224x224`` input (``None`` for vectors).
+        """
+        if self._table is None:
+            self._table = _probe(self)
+        return [dict(d) for d in self._table]
+
+    def stages(self) -> list[str]:
+        """The layers used when none are chosen (the feature pyramid)."""
+        valid = [d["name"] for d in self.layer_table()]
+        if self._stages is not None:
+            missing = [s for s in self._stages if s not in valid]
+            if missing:
+                raise ValueError(
+                    f"The stages {missing} of backbone {self.name!r} are not valid layers."
+                )
+            return list(self._stages)
+        top = [
+            d["name"]
+            for d in self.layer_table()
+            if "." not in d["name"] and d["kind"] == "map"
+        ]
+        return top or valid
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Maps of ``layers`` for images ``x`` in ``[0, 1]``, shape ``(n, in_chans, h, w)``.
+
+        The forward pass stops as soon as the last requested layer has run.
+        Vectors come back as ``(n, c, 1, 1)`` maps. Safe to call from several
+        threads at once (see the module notes).
+        """
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        return self.capture(x, layers)
+
+    def capture(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Run the wrapped model on an already normalized batch; return the maps of ``layers``."""
+        layers = list(layers)
+        modules = self.tap(layers)
+        cap = _Capture({id(m): name for name, m in zip(layers, modules)}, self._copy_maps)
+        token = _ACTIVE.set(cap)
+        try:
+            self.model(x)
+        except _StopForward:
+            pass
+        finally:
+            _ACTIVE.reset(token)
+        missing = [name for name in layers if name not in cap.out]
+        if missing:
+            raise RuntimeError(f"layers {missing} did not run in the forward pass")
+        return {name: cap.out[name] for name in layers}
+
+    def tap(self, layers: Sequence[str]) -> list[nn.Module]:
+        """The modules of ``layers``, each with the capture hook (registered once, idempotent).
+
+        Engines tap their layers when they are built, so that inference never
+        registers hooks.
+        """
+        found = dict(self.model.named_modules())
+        modules = []
+        for name in layers:
+            module = found.get(name)
+            if module is None:
+                raise ValueError(
+                    f"Backbone {self.name!r} has no layer {name!r}. See "
+                    "skhyper.features.list_layers() for valid names."
+                )
+            modules.append(module)
+        untapped = [m for m in modules if not _has_tap(m)]
+        if untapped:
+            with _TAP_LOCK:
+                for m in untapped:
+                    if not _has_tap(m):
+                        m.register_forward_hook(_tap)
+        return modules
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+def _has_tap(module: nn.Module) -> bool:
+    return any(h is _tap for h in module._forward_hooks.values())
+
+
+def _probe(backbone: Backbone) -> list[dict[str, Any]]:
+    """Run one small forward pass with hooks on every module; record what each returns."""
+    model = backbone.model
+    records: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+
+    def make_hook(name):
+        def hook(module, args, output):
+            rec = records.get(name)
+            if rec is not None:
+                rec["calls"] += 1
+                return
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+            records[name] = {"calls": 1, "shape": shape}
+            order.append(name)
+
+        return hook
+
+    with _TAP_LOCK:  # temporary hooks: no other probe may run on this model meanwhile
+        return _probe_locked(backbone, make_hook, records, order)
+
+
+def _probe_locked(backbone: Backbone, make_hook: Any, records: dict, order: list) -> list[dict]:
+    model = backbone.model
+    handles = [
+        m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if n != ""
+    ]
+    was_training = model.training
+    device = backbone.mean.device
+    try:
+        model.eval()
+        with torch.inference_mode():
+            x = torch.rand(1, backbone.in_chans, _PROBE_SIZE, _PROBE_SIZE, device=device)
+            model((x - backbone.mean) / backbone.std)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+
+    table = []
+    for name in order:
+        rec = records[name]
+        shape = rec["shape"]
+        if rec["calls"] != 1 or shape is None or shape[0] != 1:
+            continue
+        if len(shape) == 4:
+            table.append(
+                {
+                    "name": name,
+                    "num_chs": int(shape[1]),
+                    "reduction": round(_PROBE_SIZE / shape[2], 3),
+                    "kind": "map",
+                }
+            )
+        elif len(shape) == 2:
+            table.append({"name": name, "num_chs": int(shape[1]), "reduction": None,
+                          "kind": "vector"})
+    return table
+
+
+def resolve_layers(backbone: Backbone, layers: Sequence[str | int] | None) -> list[dict[str, Any]]:
+    """Validate ``layers`` (names or stage indices) and describe them.
+
+    Returns the ``feature_info`` list: one dict per layer with ``name``,
+    ``num_chs``, ``reduction`` and ``kind``, in the order given. ``None``
+    selects all stages.
+    """
+    table = {d["name"]: d for d in backbone.layer_table()}
+    stages = backbone.stages()
+    if layers is None:
+        names = list(stages)
+    else:
+        if isinstance(layers, (str, int)):
+            raise TypeError(
+                "The 'layers' parameter must be a list or tuple of layer names or stage "
+                f"indices, e.g. [{layers!r}]; got {layers!r}."
+            )
+        names = []
+        for layer in layers:
+            if isinstance(layer, bool) or not isinstance(layer, (str, int)):
+                raise TypeError(
+                    "The 'layers' parameter must hold layer names (str) or stage indices (int); "
+                    f"got {layer!r} of type {type(layer).__name__}."
+                )
+            if isinstance(layer, int):
+                if not -len(stages) <= layer < len(stages):
+                    raise ValueError(
+                        f"The 'layers' parameter got stage index {layer}, but backbone "
+                        f"{backbone.name!r} has {len(stages)} stages: {stages}."
+                    )
+                layer = stages[layer]
+            names.append(layer)
+        if not names:
+            raise ValueError(
+                "The 'layers' parameter must name at least one layer; got an empty list. "
+                f"Stages of backbone {backbone.name!r}: {stages}."
+            )
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        valid = list(table)
+        close = sorted({c for n in unknown for c in difflib.get_close_matches(n, valid, n=3)})
+        listing = (
+            f"Valid names: {valid}."
+            if len(valid) <= 80
+            else f"Stages: {stages}; {len(valid)} valid names in all."
+        )
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(
+            f"The 'layers' parameter got unknown layers {unknown} for backbone "
+            f"{backbone.name!r}.{hint} {listing} See skhyper.backbones.list_layers() "
+            "for names, channels and strides."
+        )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"The 'layers' parameter lists {dupes} more than once.")
+    return [dict(table[n]) for n in names]

@@ -1,0 +1,430 @@
+"""The fitted feature engine: images -> native maps -> hypercolumns, for every consumer.
+
+:class:`FeatureEngine` is built once (by :class:`~skhyper.HypercolumnTransformer`'s ``fit``,
+exposed as ``engine_``, or by :func:`build_engine`) and holds everything that turns images
+into features: the backbone copy with its capture hooks, the resolved layers, device, dtype,
+batching, resizing and scales, tiling, the map cache, the channel strategy and intensity
+range, and whether location columns are appended. Its public methods are all that the
+estimators, the heads, :mod:`skhyper.parallel`, :mod:`skhyper.inspection` and the benchmarks
+use: :meth:`~FeatureEngine.iter_maps` (native maps per image),
+:meth:`~FeatureEngine.sample` (hypercolumn rows at pixels), :meth:`~FeatureEngine.dense` and
+:meth:`~FeatureEngine.bands` (dense hypercolumns, whole or in bands of rows).
+
+An engine does not change after it is built, so one engine serves many threads at once: the
+backbone's layer capture is per call (see :mod:`skhyper.features`), the receptive field and
+the cache key are computed at build, and the :class:`~skhyper.features.MapCache` locks.
+Images reach the engine checked (:meth:`~FeatureEngine.check_images`, at the public boundary);
+its methods do not scan them again.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import CheckedImages, resolve_device
+from ..exceptions import DeviceWarning
+from ..location import LOCATION, frame_of, location_columns
+from ..sampling import PixelSet
+from ._backbone import Backbone, resolve_layers
+from ._bilinear import row_bands, sample_maps
+from ._build import DEFAULT_BACKBONE, build_backbone
+from ._cache import MapCache, backbone_fingerprint
+from ._channels import check_channels, fit_channels, prepare_backbone
+from ._intensity import warn_intensity
+from ._maps import Project, iter_maps
+from ._scales import scaled_info
+from ._tiling import NotTileableError, receptive_field
+
+__all__ = ["FeatureEngine", "build_engine"]
+
+
+class FeatureEngine:
+    """Images to native maps and hypercolumns, with fixed settings; thread-safe.
+
+    Build it with :func:`build_engine` (or read ``HypercolumnTransformer.engine_``).
+
+    Attributes
+    ----------
+    backbone : skhyper.features.Backbone
+        The engine's own backbone (a copy, in eval mode, on ``device``).
+    feature_info : list of dict
+        One dict per map: ``name``, ``num_chs``, ``reduction``, ``kind`` (and ``layer``,
+        ``scale`` with scales), as ``HypercolumnTransformer.feature_info_``.
+    blocks : list of dict
+        ``feature_info`` plus :data:`skhyper.location.LOCATION` when location columns are
+        appended: the layout of a hypercolumn, one block per map (what heads fold onto).
+    map_names : list of str
+        The names of the maps, one per entry of ``feature_info``.
+    layers : list of str
+        The backbone layers, once each.
+    n_features : int
+        Length of a hypercolumn (location columns included).
+    n_channels : int
+        Image channels taken.
+    device : torch.device
+    dtype, batch_size, image_size, tile_size, cache, scales, channel_strategy, \
+intensity_range, append_location, verbose
+        The settings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhyper.features import build_engine
+    >>> engine = build_engine("resnet18", layers=["layer1", "fc"], weights=None, device="cpu")
+    >>> images = engine.check_images([np.zeros((40, 52, 3))])
+    >>> (i, maps), = engine.iter_maps(images)
+    >>> {k: tuple(v.shape) for k, v in maps.items()}
+    {'layer1': (64, 10, 13), 'fc': (1000, 1, 1)}
+    >>> engine.dense(images)[0].shape
+    (40, 52, 1064)
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        feature_info: Sequence[dict],
+        *,
+        device: torch.device,
+        dtype: str = "float32",
+        batch_size: int = 8,
+        image_size: int | None = None,
+        tile_size: int | None = 768,
+        cache: MapCache | None = None,
+        scales: tuple[float, ...] | None = None,
+        channel_strategy: str | None = None,
+        n_channels: int = 3,
+        intensity_range: tuple | None = None,
+        append_location: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        self.backbone = backbone
+        self.feature_info = [dict(d) for d in feature_info]
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.tile_size = tile_size
+        self.cache = cache
+        self.scales = scales
+        self.channel_strategy = channel_strategy
+        self.n_channels = n_channels
+        self.intensity_range = intensity_range
+        self.append_location = append_location
+        self.verbose = verbose
+        self.map_names = [d["name"] for d in self.feature_info]
+        self.layers = list(dict.fromkeys(d.get("layer", d["name"]) for d in self.feature_info))
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Everything inference would otherwise compute lazily (and race on): hooks, the
+        cache key, the receptive field."""
+        bb = self.backbone
+        self._cache_layers = bb.stages() if self.cache is not None else []
+        bb.tap([*self.layers, *self._cache_layers])
+        if self.cache is not None:
+            backbone_fingerprint(bb)
+        self._tiling: tuple[int, int, dict[str, int]] | None = None
+        self._tiling_error: str | None = None
+        if self.tile_size is not None:
+            table = {d["name"]: d for d in bb.layer_table()}
+            try:
+                halo, stride = receptive_field(bb, self.layers)
+            except NotTileableError as err:
+                self._tiling_error = str(err)
+            else:
+                red = {n: max(1, round(table[n]["reduction"])) for n in self.layers}
+                self._tiling = (halo, stride, red)
+
+    # -- description ------------------------------------------------------------------------
+
+    @property
+    def blocks(self) -> list[dict]:
+        return [*self.feature_info, LOCATION] if self.append_location else list(self.feature_info)
+
+    @property
+    def n_features(self) -> int:
+        return sum(d["num_chs"] for d in self.blocks)
+
+    def feature_names(self) -> list[str]:
+        """``"<map>.c<channel>"`` per feature (``ch<k>.`` first for ``per_channel``), then
+        ``location.u``, ``location.v``."""
+        names = []
+        per_channel = self.channel_strategy == "per_channel"
+        n_img = self.n_channels if per_channel else 1
+        for d in self.feature_info:
+            n = d["num_chs"] // n_img
+            width = max(3, len(str(n - 1)))
+            for k in range(n_img):
+                prefix = f"ch{k}." if per_channel else ""
+                names.extend(f"{prefix}{d['name']}.c{j:0{width}d}" for j in range(n))
+        if self.append_location:
+            names.extend(["location.u", "location.v"])
+        return names
+
+    def receptive_field(self) -> tuple[int, int]:
+        """``(halo, stride)`` of the engine's layers (see :func:`skhyper.features.receptive_field`).
+
+        Raises
+        ------
+        NotTileableError
+            When a layer sees the whole image (pooled vectors), so windows cannot reproduce it.
+        """
+        if self._tiling is None:
+            if self._tiling_error is None:
+                halo, stride = receptive_field(self.backbone, self.layers)
+                return halo, stride
+            raise NotTileableError(self._tiling_error)
+        return self._tiling[0], self._tiling[1]
+
+    def _tiling_info(self) -> tuple[int, int, dict[str, int]]:
+        if self._tiling is None:
+            raise NotTileableError(self._tiling_error)
+        return self._tiling
+
+    # -- images -----------------------------------------------------------------------------
+
+    def check_images(self, images: Any, *, param: str = "images") -> CheckedImages:
+        """Validate images once, with the engine's channel rule; a :class:`CheckedImages` list.
+
+        Checking an already checked list again is free (no pixel scan).
+        """
+        checked, _ = check_channels(images, self.channel_strategy, self.n_channels, param=param)
+        return checked
+
+    def iter_maps(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        indices: Sequence[int] | None = None,
+        project: Project | None = None,
+    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Yield ``(image index, {map name: (c, h, w) map})`` for checked images.
+
+        Maps are native resolution, on ``device``, in the order of ``map_names``. ``project``
+        maps them before they are yielded (per tile when tiling), e.g. the 1x1 heads of a
+        folded classifier. Images that would reach the backbone nearly black or outside
+        ``[0, 1]`` get one :class:`~skhyper.exceptions.IntensityWarning` per call.
+        """
+        todo = range(len(images)) if indices is None else indices
+        warn_intensity((images[i] for i in todo), self.intensity_range)
+        yield from iter_maps(
+            self.backbone, images, self.map_names, device=self.device,
+            batch_size=self.batch_size, dtype=self.dtype, image_size=self.image_size,
+            indices=indices, verbose=self.verbose, cache=self.cache,
+            cache_layers=self._cache_layers, tile_size=self.tile_size,
+            tiling=self._tiling_info, project=project, intensity_range=self.intensity_range,
+            scales=self.scales,
+        )
+
+    # -- hypercolumns -----------------------------------------------------------------------
+
+    def fill(
+        self,
+        maps: dict[str, torch.Tensor],
+        rows: torch.Tensor | np.ndarray,
+        cols: torch.Tensor | np.ndarray,
+        image_shape: tuple[int, int],
+        out: np.ndarray,
+        *,
+        frame: tuple[float, ...] | None = None,
+        windows: Sequence[tuple[int, int, int, int] | None] | None = None,
+    ) -> np.ndarray:
+        """Write the hypercolumns of pixels ``(rows, cols)`` into ``out`` ``(n, n_features)``.
+
+        The one place where hypercolumns are assembled from maps: the bilinear reads of every
+        map (:func:`~skhyper.features.sample_maps`, with ``windows`` for window maps) and, with
+        ``append_location``, the pixels' locations in ``frame`` (default: the whole image).
+        """
+        n_maps = out.shape[1] - (2 if self.append_location else 0)
+        dst = out[:, :n_maps]
+        tensors = [maps[name] for name in self.map_names]
+        if tensors[0].device.type == "cpu":  # straight into the result (a strided view)
+            sample_maps(tensors, rows, cols, image_shape, out=torch.from_numpy(dst),
+                        windows=windows)
+        else:
+            dst[:] = sample_maps(tensors, rows, cols, image_shape, windows=windows).cpu().numpy()
+        if self.append_location:
+            frame = frame_of(None, image_shape) if frame is None else frame
+            out[:, n_maps:] = location_columns(np.asarray(rows), np.asarray(cols), image_shape,
+                                               frame)
+        return out
+
+    def sample(self, X: PixelSet) -> np.ndarray:
+        """Hypercolumn rows ``(n_pixels, n_features)`` float32 of the pixels of ``X``.
+
+        Each image with pixels in ``X`` runs through the backbone once; each native map is
+        read bilinearly at the pixels. ``X.images`` must be checked.
+        """
+        coords = X.coords
+        out = np.empty((len(coords), self.n_features), dtype=np.float32)
+        if len(coords) == 0:
+            return out
+        images = X.images
+        order = np.argsort(coords[:, 0], kind="stable")
+        img_ids, starts = np.unique(coords[order, 0], return_index=True)
+        bounds = dict(zip(img_ids.tolist(), zip(starts, [*starts[1:], len(order)])))
+        for i, maps in self.iter_maps(images, indices=img_ids.tolist()):
+            a, b = bounds[i]
+            sel = order[a:b]
+            rows = torch.from_numpy(coords[sel, 1])
+            cols = torch.from_numpy(coords[sel, 2])
+            shape = images[i].shape[:2]
+            frame = frame_of(None if X.boxes is None else X.boxes[i], shape)
+            first = int(sel[0])
+            if (np.diff(sel) == 1).all():  # one block of rows: write straight into the result
+                self.fill(maps, rows, cols, shape, out[first : first + len(sel)], frame=frame)
+            else:
+                out[sel] = self.fill(maps, rows, cols, shape,
+                                     np.empty((len(sel), out.shape[1]), np.float32), frame=frame)
+        return out
+
+    def bands(
+        self,
+        maps: dict[str, torch.Tensor],
+        image_shape: tuple[int, int],
+        *,
+        chunk_pixels: int = 65536,
+        frame: tuple[float, ...] | None = None,
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Dense hypercolumns of one image's maps in bands of whole rows: ``(r0, r1, feats)``.
+
+        ``feats`` is ``((r1 - r0) * width, n_features)`` float32, about ``chunk_pixels`` rows
+        each, so no full-resolution hypercolumn of the image exists at once.
+        """
+        H, W = image_shape
+        for r0, r1, rows, cols in row_bands((H, W), chunk_pixels):
+            feats = np.empty(((r1 - r0) * W, self.n_features), dtype=np.float32)
+            yield r0, r1, self.fill(maps, rows, cols, (H, W), feats, frame=frame)
+
+    def dense(self, images: Sequence[np.ndarray], *, boxes: np.ndarray | None = None,
+              chunk_pixels: int = 65536) -> list[np.ndarray]:
+        """Dense hypercolumns ``(height, width, n_features)`` of checked images (a list).
+
+        Computed in bands of rows: the only full-resolution array is the result itself.
+        ``boxes`` (``(n_images, 4)``, checked) frame the location columns.
+        """
+        results: list[np.ndarray | None] = [None] * len(images)
+        for i, maps in self.iter_maps(images):
+            H, W = images[i].shape[:2]
+            frame = frame_of(None if boxes is None else boxes[i], (H, W))
+            dense = np.empty((H, W, self.n_features), dtype=np.float32)
+            for r0, r1, rows, cols in row_bands((H, W), chunk_pixels):
+                self.fill(maps, rows, cols, (H, W),
+                          dense[r0:r1].reshape((r1 - r0) * W, self.n_features), frame=frame)
+            results[i] = dense
+        return results
+
+    # -- copies, devices, pickling -------------------------------------------------------------
+
+    def replace(self, **settings: Any) -> FeatureEngine:
+        """A copy with other run settings (``batch_size``, ``tile_size``, ``cache``,
+        ``verbose``, ``dtype``, or ``intensity_range=None`` for images already read into
+        ``[0, 1]``), sharing the backbone.
+
+        Examples
+        --------
+        >>> from skhyper.features import build_engine
+        >>> engine = build_engine("resnet18", layers=["layer1"], weights=None, device="cpu")
+        >>> engine.replace(tile_size=None).tile_size is None, engine.tile_size
+        (True, 768)
+        """
+        allowed = {"batch_size", "tile_size", "cache", "verbose", "dtype", "intensity_range"}
+        unknown = sorted(set(settings) - allowed)
+        if settings.get("intensity_range", None) is not None:
+            unknown.append("intensity_range")
+        if unknown:
+            raise ValueError(
+                f"FeatureEngine.replace takes the run settings {sorted(allowed)}; got "
+                f"{unknown}. Other settings change the features: build a new engine."
+            )
+        new = copy.copy(self)
+        new.__dict__.update(settings)
+        new._prepare()
+        return new
+
+    def to(self, device: Any) -> FeatureEngine:
+        """Move the backbone to ``device`` (in place; not while other threads use the engine)."""
+        dev = resolve_device(device)
+        if dev != self.device:
+            self.backbone.to(dev)
+            self.device = dev
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self.backbone.mean.device.type != "cpu":
+            state["backbone"] = copy.deepcopy(self.backbone).cpu()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        dev = self.device
+        if dev.type == "cuda":
+            if torch.cuda.is_available():
+                self.backbone.to(dev)
+            else:
+                warnings.warn(
+                    f"This model was fitted on {dev} but CUDA is not available here; it runs "
+                    "on the CPU.",
+                    DeviceWarning,
+                    stacklevel=2,
+                )
+                self.device = torch.device("cpu")
+
+    def __repr__(self) -> str:
+        return (f"FeatureEngine(backbone={self.backbone.name!r}, maps={self.map_names}, "
+                f"device={self.device}, n_features={self.n_features})")
+
+
+def build_engine(
+    backbone: str | torch.nn.Module = DEFAULT_BACKBONE,
+    *,
+    layers: Sequence[str | int] | None = None,
+    weights: Any = "imagenet",
+    device: Any = "auto",
+    dtype: str = "float32",
+    batch_size: int = 8,
+    image_size: int | None = None,
+    tile_size: int | None = 768,
+    cache: MapCache | None = None,
+    scales: tuple[float, ...] | None = None,
+    channel_strategy: str | None = None,
+    intensity_range: tuple | None = None,
+    append_location: bool = False,
+    verbose: bool = False,
+    images: Sequence[np.ndarray] | None = None,
+    param: str = "images",
+) -> FeatureEngine:
+    """Build a :class:`FeatureEngine` from settings that the caller has validated.
+
+    ``backbone`` is built by :func:`~skhyper.features.build_backbone` (a copy) unless it is a
+    :class:`~skhyper.features.Backbone`, which is used as it is. ``images`` (checked, or None)
+    teach the channel count to the ``"per_channel"`` / ``"first_conv"`` strategies.
+    ``scales`` and ``intensity_range`` are the validated tuples
+    (:func:`~skhyper.features.check_scales`, :func:`~skhyper.features.check_intensity_range`).
+
+    Examples
+    --------
+    >>> from skhyper.features import build_engine
+    >>> build_engine("resnet18", layers=[1, 3], weights=None, device="cpu").map_names
+    ['layer1', 'layer3']
+    """
+    dev = resolve_device(device)
+    bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone, weights=weights)
+    n_channels = fit_channels(images, channel_strategy, bb.in_chans, param=param)
+    bb = prepare_backbone(bb, channel_strategy, n_channels)
+    info = resolve_layers(bb, layers)
+    if scales is not None:
+        info = scaled_info(info, scales)
+    return FeatureEngine(
+        bb.to(dev).eval(), info, device=dev, dtype=dtype, batch_size=batch_size,
+        image_size=image_size, tile_size=tile_size, cache=cache, scales=scales,
+        channel_strategy=channel_strategy, n_channels=n_channels,
+        intensity_range=intensity_range, append_location=append_location, verbose=verbose,
+    )

@@ -1,0 +1,55 @@
+"""Heads: a fitted classifier folded onto the hypercolumn's blocks, and the one dense path.
+
+Folding: upsampling is linear, so a linear classifier on upsampled
+hypercolumns equals the upsampled sum of per-layer 1x1 classifiers
+(Hariharan et al. 2015, sec. 3.1). :func:`fold_head` is the one function that
+decides how a fitted classifier folds (plain linear chains, K x K location
+grids, location columns, probability links), each fold checked against the
+classifier itself; :func:`predict_dense` is the one dense-scoring path (1x1
+projection at native resolution, upsampling or grid blend, link, labels), and
+:func:`predict_window` the same restricted to one block of a huge image. The
+building blocks (:func:`fold_classifier`, :func:`fold_grid`,
+:func:`stack_heads`, :func:`project_maps`, :func:`upsample_sum`,
+:func:`grid_scores`) are public for analysis and exporters.
+"""
+
+from ..location import LOCATION
+from ._dense import OUTPUTS, fold_head, predict_dense, predict_window
+from ._folding import (
+    LINKS,
+    FoldedHead,
+    NotFoldableError,
+    affine_of,
+    find_link,
+    fold_chain,
+    fold_classifier,
+    folded_scores,
+    project_maps,
+    split_by_layer,
+    upsample_sum,
+)
+from ._grid import FoldedGrid, fold_grid, grid_scores, location_scores, stack_heads
+
+__all__ = [
+    "LINKS",
+    "LOCATION",
+    "OUTPUTS",
+    "FoldedGrid",
+    "FoldedHead",
+    "NotFoldableError",
+    "affine_of",
+    "find_link",
+    "fold_chain",
+    "fold_classifier",
+    "fold_grid",
+    "fold_head",
+    "folded_scores",
+    "grid_scores",
+    "location_scores",
+    "predict_dense",
+    "predict_window",
+    "project_maps",
+    "split_by_layer",
+    "stack_heads",
+    "upsample_sum",
+]

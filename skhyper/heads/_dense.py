@@ -1,0 +1,304 @@
+"""The one head path: fold a fitted classifier, score every pixel of whole images or windows.
+
+:func:`fold_head` decides, in one place, how a fitted classifier folds onto the
+blocks of a hypercolumn: a chain of affine steps ending in a linear model
+(:func:`~skhyper.heads.fold_classifier`, checked against the classifier on
+probe inputs), a K x K :class:`~skhyper.GridLocationClassifier` of such chains
+(:func:`~skhyper.heads.fold_grid`), location columns (weights of ``(u, v)``),
+and the link that turns scores into probabilities. :func:`predict_dense` is
+the one dense-scoring path, used by the segmenter, the keypoint locator, the
+demo and :func:`skhyper.parallel.predict_large` (through :func:`predict_window`):
+
+* folded -- each native map gets its 1x1 head (float64, cheap at native
+  resolution), only the ``k`` score maps are upsampled (or blended by the
+  grid), the link gives probabilities, the argmax labels; the hypercolumn is
+  never built;
+* chunked -- any other classifier (forests, boosting) sees the dense
+  hypercolumn in bands of ``chunk_pixels`` pixels
+  (:meth:`~skhyper.features.FeatureEngine.bands`), so memory stays bounded by
+  the band.
+
+Both equal the classifier applied to the full hypercolumn of every pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..features import FeatureEngine, interp_weights
+from ..location import LOCATION, axis_locations, frame_of
+from ._folding import FoldedHead, NotFoldableError, fold_classifier, project_maps, upsample_sum
+from ._grid import FoldedGrid, fold_grid, grid_scores, location_scores
+
+__all__ = ["OUTPUTS", "fold_head", "predict_dense", "predict_window"]
+
+OUTPUTS = ("predict", "predict_proba", "decision_function")
+_FLOAT32_SAFE = 64.0
+
+
+def _is_grid(classifier: Any) -> bool:
+    """A fitted :class:`~skhyper.GridLocationClassifier` (duck-typed: heads sit below the
+    estimators)."""
+    return all(hasattr(classifier, a) for a in ("grid_size", "estimators_", "location_columns_"))
+
+
+def fold_head(classifier: Any, blocks: Sequence[dict]) -> FoldedHead | None:
+    """Fold a fitted classifier onto the blocks of a hypercolumn, or None when it does not fold.
+
+    Parameters
+    ----------
+    classifier : fitted estimator
+        A linear chain (``StandardScaler`` / ``PCA`` / a linear model, one-vs-rest too) or a
+        :class:`~skhyper.GridLocationClassifier` of such chains.
+    blocks : list of dict
+        The hypercolumn's layout (``FeatureEngine.blocks``): one ``num_chs`` block per map,
+        then :data:`skhyper.location.LOCATION` when location columns are appended.
+
+    Returns
+    -------
+    FoldedHead, FoldedGrid or None
+        Checked to equal the classifier (scores, labels, and probabilities through its
+        ``link``); None for classifiers that do not fold (dense prediction is then chunked).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.random((60, 5)), rng.integers(0, 2, 60)
+    >>> blocks = [{"num_chs": 2}, {"num_chs": 3}]
+    >>> fold_head(LogisticRegression().fit(X, y), blocks).link
+    'sigmoid'
+    >>> fold_head(RandomForestClassifier(n_estimators=2).fit(X, y), blocks) is None
+    True
+    """
+    try:
+        if _is_grid(classifier):
+            layers = [b for b in blocks if b.get("kind") != LOCATION["kind"]]
+            if len(layers) == len(blocks):
+                raise NotFoldableError("A location grid needs the location columns.")
+            return fold_grid(classifier, layers)
+        return fold_classifier(classifier, blocks)
+    except NotFoldableError:
+        return None
+
+
+def _check_output(output: str) -> None:
+    if output not in OUTPUTS:
+        raise ValueError(f"The 'output' parameter must be one of {OUTPUTS}. Got {output!r} instead.")
+
+
+def _channels_last(values: np.ndarray) -> np.ndarray:
+    """``(k, H, W)`` -> ``(H, W, k)``, or ``(H, W)`` for a single output."""
+    return values[0] if values.shape[0] == 1 else np.ascontiguousarray(np.moveaxis(values, 0, -1))
+
+
+def _finish(head: FoldedHead, total: torch.Tensor, output: str) -> np.ndarray:
+    """Labels, probabilities (sklearn's float64 arithmetic, float32 result) or scores."""
+    if output == "predict":
+        return np.asarray(head.classes)[head.labels(total).cpu().numpy()]
+    if output == "predict_proba":
+        return _channels_last(head.proba(total.double()).float().cpu().numpy())
+    return _channels_last(total.cpu().numpy())
+
+
+class _Weights:
+    """A folded head's weights on the engine's device (float64), and its 1x1 projection."""
+
+    def __init__(self, head: FoldedHead, names: Sequence[str], device: torch.device) -> None:
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device)
+
+        self.head = head
+        self.by_name = {name: t(b) for name, b in zip(names, head.blocks)}
+        self.bias = t(head.bias)
+        self.location = None if head.location is None else t(head.location)
+
+    def project(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # 1x1 heads in float64: cheap at native resolution, and exact for large scores
+        return dict(zip(maps, project_maps(maps, [self.by_name[name] for name in maps])))
+
+    def scores(self, parts: list[torch.Tensor], shape: tuple[int, int],
+               frame: tuple[float, ...]) -> torch.Tensor:
+        """Dense ``(k, H, W)`` scores of one image from its projected maps."""
+        # Upsampling dominates the cost after the forward pass; float32 is exact to 1e-5
+        # while scores stay below 64 in magnitude, beyond that it runs in float64.
+        bound = float(self.bias.abs().max()) + sum(float(p.abs().amax()) for p in parts)
+        if self.location is not None:
+            bound += float(self.location.abs().sum(0).max())
+        dtype = torch.float32 if bound <= _FLOAT32_SAFE else torch.float64
+        parts = [p.to(dtype) for p in parts]
+        if isinstance(self.head, FoldedGrid):
+            return grid_scores(parts, self.bias.to(dtype), self.head.grid_size, shape, frame)
+        total = upsample_sum(parts, self.bias.to(dtype), shape)
+        if self.location is not None:
+            total += location_scores(self.location.to(dtype), frame, shape)
+        return total
+
+
+def predict_dense(
+    engine: FeatureEngine,
+    images: Sequence[np.ndarray],
+    *,
+    head: FoldedHead | None = None,
+    classifier: Any = None,
+    output: str = "predict",
+    boxes: np.ndarray | None = None,
+    chunk_pixels: int = 65536,
+) -> list[np.ndarray]:
+    """Dense labels, probabilities or scores of checked images.
+
+    Folded through ``head`` when there is one (and, for probabilities, it has a link);
+    otherwise ``getattr(classifier, output)`` on the hypercolumns in bands of rows.
+
+    Parameters
+    ----------
+    engine : FeatureEngine
+    images : list of ndarray
+        Checked images (``engine.check_images``).
+    head : FoldedHead, default=None
+        From :func:`fold_head`.
+    classifier : fitted estimator, default=None
+        Used when ``head`` is None (or cannot give ``output``).
+    output : {"predict", "predict_proba", "decision_function"}, default="predict"
+    boxes : ndarray of shape (n_images, 4), default=None
+        Checked frames ``(x0, y0, x1, y1)`` of the pixel locations; None: whole images.
+    chunk_pixels : int, default=65536
+        Pixels per band of the chunked path.
+
+    Returns
+    -------
+    list of ndarray
+        Per image: labels ``(height, width)``; probabilities ``(height, width, n_classes)``;
+        scores ``(height, width)`` for one output (binary) or ``(height, width, n_outputs)``.
+        Folded scores are float32, or float64 for images whose scores may exceed 64 in
+        magnitude (so that they stay exact to 1e-4).
+    """
+    _check_output(output)
+    results: list[np.ndarray | None] = [None] * len(images)
+    if head is not None and (output != "predict_proba" or head.link is not None):
+        w = _Weights(head, engine.map_names, engine.device)
+        for i, scores in engine.iter_maps(images, project=w.project):
+            shape = images[i].shape[:2]
+            frame = frame_of(None if boxes is None else boxes[i], shape)
+            total = w.scores([scores[name] for name in engine.map_names], shape, frame)
+            results[i] = _finish(head, total, output)
+        return results
+    if classifier is None:
+        raise NotFoldableError(f"The head cannot give {output!r} and no classifier was given.")
+    method = getattr(classifier, output)
+    for i, maps in engine.iter_maps(images):
+        H, W = images[i].shape[:2]
+        frame = frame_of(None if boxes is None else boxes[i], (H, W))
+        out = None
+        for r0, r1, feats in engine.bands(maps, (H, W), chunk_pixels=chunk_pixels, frame=frame):
+            values = np.asarray(method(feats))
+            if out is None:
+                out = np.empty((H * W, *values.shape[1:]), dtype=values.dtype)
+            out[r0 * W : r1 * W] = values
+        results[i] = out.reshape(H, W, *out.shape[1:])
+    return results
+
+
+def _window_axis(start: int, stop: int, n_native: int, n: int, offset: int,
+                 n_local: int) -> tuple[torch.Tensor, ...]:
+    """Bilinear neighbours and weights of pixels ``start..stop-1`` of an axis of ``n`` pixels
+    whose whole map has ``n_native`` cells, as indices into a window map that starts at native
+    cell ``offset`` and has ``n_local`` cells."""
+    i0, i1, w0, w1 = interp_weights(torch.arange(start, stop), n_native, n)
+    i0, i1 = i0 - offset, i1 - offset
+    if int(i0.min()) < 0 or int(i1.max()) >= n_local:  # pragma: no cover - a bug if reached
+        raise RuntimeError("predict_window: a window does not cover its chunk's neighbours.")
+    return i0, i1, w0.double(), w1.double()
+
+
+def _upsample_window(m: torch.Tensor, rows: tuple, cols: tuple) -> torch.Tensor:
+    """``(c, ny, nx)`` float64: a window map ``(c, h, w)`` read at pixels, bilinearly."""
+    i0, i1, a0, a1 = rows
+    j0, j1, b0, b1 = cols
+    m = m.double()
+    t = m[:, i0, :] * a0[:, None] + m[:, i1, :] * a1[:, None]
+    return t[:, :, j0] * b0 + t[:, :, j1] * b1
+
+
+def predict_window(
+    engine: FeatureEngine,
+    window: Sequence[np.ndarray],
+    region: dict[str, Any],
+    *,
+    head: FoldedHead | None = None,
+    classifier: Any = None,
+    output: str = "predict",
+    chunk_pixels: int = 65536,
+) -> np.ndarray:
+    """The outputs of one block of a large image, from a window of it: :func:`predict_dense`
+    restricted to the block.
+
+    The window holds the block plus the receptive-field halo (see
+    :mod:`skhyper.parallel`), so its native maps equal the whole image's around the block.
+    They are read with the *whole image's* bilinear weights (float64), so every pixel gets
+    the value the whole-image prediction gives it. ``output="transform_dense"`` returns the
+    hypercolumns. A :class:`~skhyper.heads.FoldedGrid` head is applied through ``classifier``.
+
+    Parameters
+    ----------
+    engine : FeatureEngine
+        Without cache and tiling (``engine.replace(cache=None, tile_size=None)``).
+    window : list of one ndarray
+        The checked window image.
+    region : dict
+        ``shape`` (H, W) of the whole image, ``core`` (r0, r1, c0, c1) of the block,
+        ``origin`` (row, col) of the window in the image, ``native`` {map name: (h, w)} the
+        whole image's map sizes.
+    head, classifier, output, chunk_pixels
+        As in :func:`predict_dense`.
+
+    Returns
+    -------
+    ndarray
+        The block's ``(r1 - r0, c1 - c0[, k])`` outputs.
+    """
+    H, W = region["shape"]
+    r0, r1, c0, c1 = region["core"]
+    w0, v0 = region["origin"]
+    red = {d["name"]: max(1, round(d["reduction"])) for d in engine.feature_info}
+    names = engine.map_names
+    folded = (output in OUTPUTS and head is not None and not isinstance(head, FoldedGrid)
+              and (output != "predict_proba" or head.link is not None))
+    w = _Weights(head, names, engine.device) if folded else None
+    (_, maps), = engine.iter_maps(window, project=None if w is None else w.project)
+    ny, nx = r1 - r0, c1 - c0
+    offsets = {name: (w0 // red[name], v0 // red[name]) for name in names}
+    if folded:
+        total = w.bias.reshape(-1, 1, 1).expand(-1, ny, nx).clone()
+        for name in names:
+            (hn, wn), (oy, ox), m = region["native"][name], offsets[name], maps[name]
+            rows = _window_axis(r0, r1, hn, H, oy, m.shape[1])
+            cols = _window_axis(c0, c1, wn, W, ox, m.shape[2])
+            total += _upsample_window(m, rows, cols)
+        if w.location is not None:
+            u = torch.from_numpy(axis_locations(W, 0.0, float(W))[c0:c1]).to(total.device)
+            v = torch.from_numpy(axis_locations(H, 0.0, float(H))[r0:r1]).to(total.device)
+            total += w.location[0][:, None, None] * u + w.location[1][:, None, None] * v[:, None]
+        return _finish(head, total, output)
+    windows = [(*offsets[name], *region["native"][name]) for name in names]
+    band = max(1, chunk_pixels // nx)
+    out = None
+    cols = torch.arange(c0, c1)
+    for a in range(r0, r1, band):
+        b = min(r1, a + band)
+        rows_px = torch.arange(a, b).repeat_interleave(nx)
+        cols_px = cols.repeat(b - a)
+        feats = np.empty(((b - a) * nx, engine.n_features), dtype=np.float32)
+        engine.fill(maps, rows_px, cols_px, (H, W), feats, windows=windows)
+        values = feats if output == "transform_dense" else np.asarray(
+            getattr(classifier, output)(feats))
+        if out is None:
+            out = np.empty((ny, nx, *values.shape[1:]), dtype=values.dtype)
+        out[a - r0 : b - r0] = values.reshape(b - a, nx, *values.shape[1:])
+    return out
