@@ -87,9 +87,10 @@ def check_images(
     is accepted for an RGB backbone and replicated later by
     :func:`skhyper.features.to_float_image`. ``n_channels=None`` accepts any channel count.
     Pixels are not converted here (no copy). An already checked
-    :class:`CheckedImages` is returned as it is (only the channel count is checked). A 3-D array is always one
-    ``(height, width, channels)`` image: split z-stacks, time series and
-    channel-first arrays with :func:`skhyper.stacks.split_planes`.
+    :class:`CheckedImages` is returned as it is (only the channel count is
+    checked). A 3-D array is always one ``(height, width, channels)`` image:
+    split z-stacks, time series and channel-first arrays with
+    :func:`skhyper.stacks.split_planes`.
 
     Returns
     -------

@@ -1,9 +1,10 @@
 """The demo behind ``python -m skhyper``: horse segmentation with hypercolumns, offline.
 
-A plain scikit-learn pipeline, ``HypercolumnTransformer() -> StandardScaler -> PCA(32) ->
-SGDClassifier(loss="log_loss")``, is trained on pixels sampled from the bundled Weizmann horse
-images, predicts every pixel of the train and test images, reports the foreground IoU and draws
-the test predictions into a PNG (with PIL only).
+A :class:`~skhyper.HypercolumnSegmenter` with the classifier ``StandardScaler -> PCA(32) ->
+SGDClassifier(loss="log_loss")`` is trained on pixels sampled from the bundled Weizmann horse
+images, predicts every pixel of the train and test images (folded), reports the foreground IoU
+(:func:`skhyper.metrics.foreground_iou`) and draws the test predictions into a PNG (with PIL
+only).
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from sklearn.decomposition import PCA
 from sklearn.linear_model import SGDClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ._validation import check_images
 from .datasets import load_horses
-from .estimators import HypercolumnTransformer
-from .folding import fold_classifier
-from .prediction import folded_predict
+from .estimators import HypercolumnSegmenter, HypercolumnTransformer
+from .metrics import foreground_iou
 from .sampling import sample_pixels
 
-__all__ = ["foreground_iou", "run_demo"]
+__all__ = ["make_segmenter", "run_demo"]
 
 StrPath = str | os.PathLike
 
@@ -50,80 +49,40 @@ _TRUE_RGB = (255, 225, 0)  # true horse outline: yellow, edged in black to show 
 _TINT = 0.45
 
 
-def foreground_iou(pred: Any, true: Any, *, foreground: int = 1) -> float:
-    """Intersection over union of the foreground of predicted and true label maps.
+def make_segmenter(
+    *, hypercolumns: HypercolumnTransformer | None = None, n_per_image: int = 1000, seed: int = 0
+) -> HypercolumnSegmenter:
+    """The demo's segmenter: class-balanced pixels, ``StandardScaler -> PCA(32) -> SGD``.
 
     Parameters
     ----------
-    pred : ndarray or list of ndarray
-        Predicted label map of shape (height, width), or a list of them (sizes may differ).
-    true : ndarray or list of ndarray
-        True label maps, matching ``pred`` in number and shapes.
-    foreground : int, default=1
-        The foreground label.
+    hypercolumns : HypercolumnTransformer, default=None
+        The features (None: ``HypercolumnTransformer()``, EfficientNet-Lite0, all stages);
+        every setting of it (channel strategy, intensity range, ...) applies to training and
+        prediction alike.
+    n_per_image : int, default=1000
+        Training pixels per image.
+    seed : int, default=0
+        Seeds the pixel draw, PCA and SGD.
 
     Returns
     -------
-    iou : float
-        ``|pred == fg & true == fg| / |pred == fg | true == fg|``, the pixels of all maps pooled
-        (not a mean over maps). 1.0 when neither has foreground pixels.
+    HypercolumnSegmenter
+        Unfitted.
 
     Examples
     --------
-    >>> import numpy as np
-    >>> true = np.array([[0, 1, 1, 0]])
-    >>> foreground_iou(np.array([[0, 1, 0, 0]]), true)
-    0.5
-    >>> foreground_iou([np.array([[1, 1]]), np.array([[0]])], [np.array([[1, 0]]), np.array([[1]])])
-    0.3333333333333333
+    >>> make_segmenter().classifier[-1].loss
+    'log_loss'
     """
-    preds = [pred] if isinstance(pred, np.ndarray) else list(pred)
-    trues = [true] if isinstance(true, np.ndarray) else list(true)
-    if len(preds) != len(trues):
-        raise ValueError(
-            f"foreground_iou got {len(preds)} predicted maps but {len(trues)} true maps; "
-            "pass one predicted map per true map."
-        )
-    inter = union = 0
-    for k, (p, t) in enumerate(zip(preds, trues)):
-        p, t = np.asarray(p), np.asarray(t)
-        if p.shape != t.shape:
-            raise ValueError(
-                f"foreground_iou got maps of different shapes at position {k}: predicted "
-                f"{p.shape}, true {t.shape}."
-            )
-        p, t = p == foreground, t == foreground
-        inter += int(np.count_nonzero(p & t))
-        union += int(np.count_nonzero(p | t))
-    return 1.0 if union == 0 else inter / union
-
-
-def _make_pipeline(
-    *, device: str, image_size: int | None, seed: int
-) -> Pipeline:
-    return make_pipeline(
-        HypercolumnTransformer(device=device, image_size=image_size),
+    classifier = make_pipeline(
         StandardScaler(),
         PCA(_N_COMPONENTS, random_state=seed),
-        SGDClassifier(
-            loss="log_loss",
-            alpha=_SGD_ALPHA,
-            max_iter=_SGD_MAX_ITER,
-            tol=_SGD_TOL,
-            random_state=seed,
-        ),
+        SGDClassifier(loss="log_loss", alpha=_SGD_ALPHA, max_iter=_SGD_MAX_ITER, tol=_SGD_TOL,
+                      random_state=seed),
     )
-
-
-def _predict_images(pipe: Pipeline, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Label every pixel: the linear steps folded into per-layer 1x1 heads (no dense hypercolumn).
-
-    Equals ``pipe.predict(grid_pixels(img))`` (checked by :func:`~skhyper.folding.fold_classifier`).
-    """
-    hc = pipe[0]
-    head = fold_classifier(pipe[1:], hc.feature_info_)
-    checked, _ = check_images(list(images), param="images", n_channels=hc.backbone_.in_chans)
-    return folded_predict(checked, hc.backbone_, hc._layer_names(), head, **hc._run_kwargs())
+    return HypercolumnSegmenter(hypercolumns, classifier, n_pixels_per_image=n_per_image,
+                                class_balance=True, random_state=seed)
 
 
 def _outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
@@ -209,14 +168,16 @@ def run_demo(
     seed: int = 0,
     data: StrPath | None = None,
     image_size: int | None = None,
+    hypercolumns: HypercolumnTransformer | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Segment horses with hypercolumns and a linear classifier; report IoU and draw a figure.
 
-    Trains ``make_pipeline(HypercolumnTransformer(), StandardScaler(), PCA(32),
-    SGDClassifier(loss="log_loss"))`` on class-balanced pixels sampled from the train images
-    (EfficientNet-Lite0 with its bundled ImageNet weights, all 5 stages: works offline), labels
-    every pixel of the train and test images and reports the foreground (horse) IoU of each split,
+    Trains the :func:`make_segmenter` segmenter (``StandardScaler -> PCA(32) ->
+    SGDClassifier(loss="log_loss")`` on hypercolumns of class-balanced pixels of the train
+    images; EfficientNet-Lite0 with its bundled ImageNet weights, all 5 stages: works offline),
+    labels every pixel of the train and test images with its folded ``predict`` and reports the
+    foreground (horse) IoU of each split,
     pooled over all the pixels of the split. The test images go into a PNG: the predicted horse
     tinted blue, the true outline in yellow, each image's own IoU above it.
 
@@ -239,6 +200,10 @@ def run_demo(
         Longer side, in pixels, the images are resized to for the forward pass (predictions stay
         at the original resolution). None feeds them as they are. Smaller is faster on large
         images; larger can help small ones.
+    hypercolumns : HypercolumnTransformer, default=None
+        Other features (any backbone, layers, channel strategy or intensity range); None:
+        ``HypercolumnTransformer(device=device, image_size=image_size)``, and ``device`` and
+        ``image_size`` are ignored when it is given.
     verbose : bool, default=True
         Print progress, timings and the IoUs.
 
@@ -248,13 +213,13 @@ def run_demo(
         ``train_iou`` and ``test_iou`` (float, pooled over the split's pixels),
         ``test_ious`` (list of float, per test image), ``n_train_images``, ``n_test_images``,
         ``n_train_pixels``, ``seconds`` (float, the whole run), ``fit_seconds``,
-        ``predict_seconds`` and ``output`` (:class:`pathlib.Path`, absolute).
+        ``predict_seconds``, ``output`` (:class:`pathlib.Path`, absolute), ``segmenter`` (the
+        fitted :class:`~skhyper.HypercolumnSegmenter`) and ``test_predictions`` (label maps).
 
     See Also
     --------
-    foreground_iou : the IoU used here.
-    skhyper.sample_pixels : the training pixels.
-    skhyper.folding.fold_classifier : the pipeline as per-layer 1x1 heads, for dense prediction.
+    make_segmenter : the segmenter trained here.
+    skhyper.metrics.foreground_iou : the IoU used here.
 
     Examples
     --------
@@ -281,13 +246,13 @@ def run_demo(
             f"{len(train.images)} train and {len(test.images)} test images; both must be > 0."
         )
 
-    pipe = _make_pipeline(device=device, image_size=image_size, seed=seed)
-    X, y = sample_pixels(
-        train.images, train.masks, n_per_image=n_per_image, class_balance=True,
-        random_state=seed,
-    )
+    if hypercolumns is None:
+        hypercolumns = HypercolumnTransformer(device=device, image_size=image_size)
+    seg = make_segmenter(hypercolumns=hypercolumns, n_per_image=n_per_image, seed=seed)
+    _, y = sample_pixels(train.images, train.masks, n_per_image=n_per_image, class_balance=True,
+                         random_state=seed)  # the pixels fit draws: only counted here
     say(
-        "pipeline: HypercolumnTransformer(efficientnet_lite0, ImageNet, all stages) -> "
+        f"segmenter: HypercolumnTransformer({hypercolumns.backbone}, all stages) -> "
         f"StandardScaler -> PCA({_N_COMPONENTS}) -> SGDClassifier(log_loss, alpha={_SGD_ALPHA})"
     )
     say(
@@ -295,26 +260,26 @@ def run_demo(
         f"image, class-balanced, seed={seed}) ..."
     )
     t0 = time.perf_counter()
-    pipe.fit(X, y)
+    seg.fit(train.images, train.masks)
     fit_seconds = time.perf_counter() - t0
-    hc = pipe[0]
+    hc = seg.hypercolumns_
     say(
         f"  fitted in {fit_seconds:.1f} s on {hc.device_} (torch threads: "
         f"{torch.get_num_threads()}; {hc.n_features_out_} features per pixel, "
-        f"image_size={image_size})"
+        f"image_size={hc.image_size}; prediction {seg.prediction_path_})"
     )
 
     n_pixels = sum(m.size for m in train.masks) + sum(m.size for m in test.masks)
     say(f"predicting all {n_pixels} pixels of {len(train.images) + len(test.images)} images ...")
     t0 = time.perf_counter()
-    pred_train = _predict_images(pipe, train.images)
-    pred_test = _predict_images(pipe, test.images)
+    pred_train = seg.predict(list(train.images))
+    pred_test = seg.predict(list(test.images))
     predict_seconds = time.perf_counter() - t0
     say(f"  predicted in {predict_seconds:.1f} s")
 
-    train_iou = foreground_iou(pred_train, train.masks)
-    test_iou = foreground_iou(pred_test, test.masks)
-    test_ious = [foreground_iou(p, t) for p, t in zip(pred_test, test.masks)]
+    train_iou = foreground_iou(list(train.masks), pred_train)
+    test_iou = foreground_iou(list(test.masks), pred_test)
+    test_ious = [foreground_iou(t, p) for p, t in zip(pred_test, test.masks)]
     say(f"train foreground IoU (pooled over {len(train.images)} images): {train_iou:.3f}")
     say(f"test foreground IoU (pooled over {len(test.images)} images): {test_iou:.3f}")
 
@@ -337,4 +302,6 @@ def run_demo(
         "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
         "output": output,
+        "segmenter": seg,
+        "test_predictions": pred_test,
     }

@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.utils import Bunch
 
-from .cache import MapCache
+from .features import MapCache
 
 __all__ = ["layer_importance"]
 
@@ -92,7 +92,7 @@ def layer_importance(
         hc.set_params(cache=MapCache())
     cache = hc.cache
     probe = clone(hc) if layers is None else clone(hc).set_params(layers=list(layers))
-    names = probe.fit()._base_layers()  # unknown names raise, listing the valid ones
+    names = probe.fit().engine_.layers  # unknown names raise, listing the valid ones
     start = cache.n_forward_images
 
     def run(subset: list[str]) -> np.ndarray:

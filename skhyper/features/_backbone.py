@@ -246,7 +246,6 @@ def _has_tap(module: nn.Module) -> bool:
 
 def _probe(backbone: Backbone) -> list[dict[str, Any]]:
     """Run one small forward pass with hooks on every module; record what each returns."""
-    model = backbone.model
     records: dict[str, dict[str, Any]] = {}
     order: list[str] = []
 

@@ -90,7 +90,9 @@ def fold_head(classifier: Any, blocks: Sequence[dict]) -> FoldedHead | None:
 
 def _check_output(output: str) -> None:
     if output not in OUTPUTS:
-        raise ValueError(f"The 'output' parameter must be one of {OUTPUTS}. Got {output!r} instead.")
+        raise ValueError(
+            f"The 'output' parameter must be one of {OUTPUTS}. Got {output!r} instead."
+        )
 
 
 def _channels_last(values: np.ndarray) -> np.ndarray:

@@ -19,9 +19,9 @@ How :func:`predict_large` stays exact
 -------------------------------------
 Each output chunk is computed from a window of the image: the chunk plus the
 receptive-field halo of the deepest layer and one stride more
-(:func:`skhyper.tiling.receptive_field`), starting on a multiple of the
+(:func:`skhyper.features.receptive_field`), starting on a multiple of the
 network's stride and with a length congruent to the image's modulo the stride
-(as :mod:`skhyper.tiling` plans its tiles). The window's native maps then equal
+(as :func:`skhyper.features.tiled_maps` plans its tiles). The window's native maps then equal
 the whole image's maps over the chunk and one native cell around it. The
 classifier is folded onto those maps (per-layer 1x1 heads) and the score maps
 are upsampled with the *whole image's* bilinear weights (the scale of a map of
@@ -48,9 +48,10 @@ On a cluster every task sets ``torch.set_num_threads`` in its own thread:
 ``n_threads`` when given, else the worker host's cores divided by the threads
 of all workers on that host (dask's nanny starts workers with
 ``OMP_NUM_THREADS=1``, so one worker alone on a 4-core machine would otherwise
-use one core). One process runs one forward pass of a backbone at a time (its
-layers are collected by hooks that threads would share), so on CPU prefer
-worker processes with one thread each.
+use one core). A fitted model is safe to run from several threads at once (its
+layers are captured per call), so worker threads share one copy of the model; on
+CPU, torch already uses the cores within one forward pass, so one thread per worker
+process and several processes usually serve best.
 
 Dask's nanny also starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, with
 which glibc maps and unmaps every large torch buffer: inference on 256 x 256

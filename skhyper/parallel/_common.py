@@ -1,5 +1,10 @@
 """Shared by :func:`predict_collection` and :func:`predict_large`: model shipping, threads,
-locks, checks."""
+device moves, checks.
+
+No lock serializes forward passes: a fitted model's feature engine is safe to use from many
+threads at once (:mod:`skhyper.features`). The one lock here guards moving a model to another
+device, once per process.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import os
 import pickle
 import threading
 import warnings
-import weakref
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,28 +22,14 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_images, resolve_device
+from .._validation import resolve_device
 from ..estimators import HypercolumnTransformer
+from ..features import FeatureEngine
 
 #: Methods :func:`predict_collection` and :func:`predict_large` can apply.
 METHODS = ("predict", "predict_proba", "decision_function", "transform_dense")
 
-_MOVE_LOCK = threading.Lock()
-# The backbone collects its layers with forward hooks on shared modules, so two threads must
-# not run the same backbone at once: one lock per backbone serializes its forward passes.
-# (Other models are serialized too: their thread safety is unknown.)
-_FORWARD_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_ANY_MODEL_LOCK = threading.Lock()
-
-
-def _forward_lock(model: Any) -> threading.Lock:
-    hc = _hypercolumns_of(model)
-    key = hc.backbone_ if hc is not None else model
-    with _MOVE_LOCK:
-        try:
-            return _FORWARD_LOCKS.setdefault(key, threading.Lock())
-        except TypeError:  # not weak-referenceable
-            return _ANY_MODEL_LOCK
+_MOVE_LOCK = threading.Lock()  # device moves only, never forward passes
 
 
 # ----------------------------------------------------------------------------- checks
@@ -109,6 +99,7 @@ def _without_cache(model: Any) -> Any:
         return model
     hc2 = _shallow(hc)
     hc2.cache = None
+    hc2.engine_ = hc.engine_.replace(cache=None)
     if hc is model:
         return hc2
     out = _shallow(model)
@@ -120,13 +111,12 @@ def _to_device(model: Any, device: Any) -> Any:
     """Move a skhyper model's backbone to ``device`` in place (once; thread-safe)."""
     if device is None:
         return model
-    hc = _hypercolumns_of(model)
+    engine = _hypercolumns_of(model).engine_
     dev = resolve_device(device)
-    if hc.device_ != dev:
+    if engine.device != dev:
         with _MOVE_LOCK:
-            if hc.device_ != dev:
-                hc.backbone_.to(dev)
-                hc.device_ = dev
+            if engine.device != dev:
+                engine.to(dev)
     return model
 
 
@@ -182,20 +172,9 @@ def _model_ref(dask: Any, model: Any, client: Any, token: str) -> Any:
     return dask.delayed(holder, name=f"skhyper-model-{token}", traverse=False)
 
 
-def _check_images(hc: HypercolumnTransformer, images: Any, param: str) -> list[np.ndarray]:
-    """Images checked as the transformer checks them (channel strategy included)."""
-    if hasattr(hc, "_check_images"):
-        return hc._check_images(images, param=param)[0]
-    return check_images(images, param=param, n_channels=hc.backbone_.in_chans)[0]
-
-
-def _forward_kwargs(hc: HypercolumnTransformer) -> dict[str, Any]:
-    """The transformer's forward settings for one window: no cache, no tiling, no bar."""
-    kw = dict(hc._run_kwargs())
-    if hasattr(hc, "_image_kwargs"):
-        kw.update(hc._image_kwargs())
-    kw.update(cache=None, tile_size=None, verbose=False)
-    return kw
+def _window_engine(hc: HypercolumnTransformer) -> FeatureEngine:
+    """The transformer's engine for one window: no cache, no tiling, no progress bar."""
+    return hc.engine_.replace(cache=None, tile_size=None, verbose=False)
 
 
 # ----------------------------------------------------------------------------- threads
@@ -300,8 +279,7 @@ def _run_batch(model: Any, items: Any, method: str, threads: Any, device: Any) -
     with _torch_threads(_threads_here(threads)):
         model = _to_device(_live(model), device)
         images = [_read_image(x) for x in items]
-        with _forward_lock(model):
-            out = getattr(model, method)(images)
+        out = getattr(model, method)(images)
     return [np.asarray(o) for o in out]
 
 

@@ -7,21 +7,15 @@ from numbers import Integral
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..estimators import HypercolumnTransformer
-from ..extraction import forward_maps, interp_weights, iter_maps
-from ..folding import project_maps
-from ..location import FoldedGrid, axis_locations
-from ..tiling import NotTileableError, receptive_field
+from ..features import NotTileableError
+from ..heads import FoldedGrid, predict_window
 from ._common import (
     _check_fitted,
-    _check_images,
     _check_method,
     _check_positive,
     _cluster_threads,
-    _forward_kwargs,
-    _forward_lock,
     _hypercolumns_of,
     _import_dask,
     _is_dask_array,
@@ -29,6 +23,7 @@ from ._common import (
     _model_ref,
     _threads_here,
     _torch_threads,
+    _window_engine,
     _without_cache,
 )
 
@@ -71,41 +66,19 @@ def _window(c0: int, c1: int, n: int, ext: int, stride: int) -> tuple[int, int]:
 
 def _native_sizes(hc: HypercolumnTransformer, shape: tuple[int, int],
                   chunks: tuple[int, int], ext: int, stride: int) -> dict[str, tuple[int, int]]:
-    """Each layer's map size for the whole image, from thin probes of the last windows."""
-    bb = hc.backbone_
-    layers = hc._layer_names()
-    red = {d["name"]: max(1, round(d["reduction"])) for d in hc.feature_info_}
+    """Each map's size for the whole image, from thin probes of the last windows."""
+    engine = _window_engine(hc).replace(intensity_range=None)  # probes of zeros, in [0, 1]
+    red = {d["name"]: max(1, round(d["reduction"])) for d in engine.feature_info}
     thin = max(64, 2 * stride)
-    sizes: dict[str, list[int]] = {name: [0, 0] for name in layers}
+    sizes: dict[str, list[int]] = {name: [0, 0] for name in engine.map_names}
     for axis, (n, c) in enumerate(zip(shape, chunks)):
         w0, _ = _window((n - 1) // c * c, n, n, ext, stride)
         probe = (n - w0, thin) if axis == 0 else (thin, n - w0)
-        x = torch.zeros((1, bb.in_chans, *probe), device=hc.device_)
-        maps = forward_maps(bb, x, layers, dtype=hc.dtype)
+        zeros = engine.check_images([np.zeros((*probe, engine.n_channels), np.float32)])
+        (_, maps), = engine.iter_maps(zeros)
         for name, m in maps.items():
-            sizes[name][axis] = w0 // red[name] + m.shape[2 + axis]
+            sizes[name][axis] = w0 // red[name] + m.shape[1 + axis]
     return {k: (v[0], v[1]) for k, v in sizes.items()}
-
-
-def _axis(start: int, stop: int, n_native: int, n: int, offset: int,
-          n_local: int) -> tuple[torch.Tensor, ...]:
-    """Bilinear neighbours and weights of pixels ``start..stop-1`` of an axis of ``n``
-    pixels whose map has ``n_native`` cells, as indices into a window map that starts at
-    native cell ``offset`` and has ``n_local`` cells."""
-    i0, i1, w0, w1 = interp_weights(torch.arange(start, stop), n_native, n)
-    i0, i1 = i0 - offset, i1 - offset
-    if int(i0.min()) < 0 or int(i1.max()) >= n_local:  # pragma: no cover - a bug if reached
-        raise RuntimeError("predict_large: a window does not cover its chunk's neighbours.")
-    return i0, i1, w0.double(), w1.double()
-
-
-def _upsample(m: torch.Tensor, rows: tuple, cols: tuple, dtype: torch.dtype) -> torch.Tensor:
-    """``(c, ny, nx)``: a window map ``(c, h, w)`` read at pixels, bilinearly, separably."""
-    i0, i1, a0, a1 = rows
-    j0, j1, b0, b1 = cols
-    m = m.to(dtype)
-    t = m[:, i0, :] * a0.to(dtype)[:, None] + m[:, i1, :] * a1.to(dtype)[:, None]
-    return t[:, :, j0] * b0.to(dtype) + t[:, :, j1] * b1.to(dtype)
 
 
 def _large_mode(model: Any, hc: HypercolumnTransformer, method: str) -> str:
@@ -143,80 +116,19 @@ def _predict_chunk(model: Any, window: np.ndarray, spec: dict) -> np.ndarray:
 
 
 def _chunk(model: Any, window: np.ndarray, spec: dict) -> np.ndarray:
+    """The block of ``spec`` from its window, through the one head path."""
     hc = _hypercolumns_of(model)
-    H, W = spec["shape"]
-    r0, r1, c0, c1 = spec["core"]
-    w0, v0 = spec["origin"]
+    engine = _window_engine(hc)
+    region = {"shape": spec["shape"], "core": spec["core"], "origin": spec["origin"],
+              "native": spec["native"]}
     mode, method = spec["mode"], spec["method"]
-    layers = hc._layer_names()
-    red = {d["name"]: max(1, round(d["reduction"])) for d in hc.feature_info_}
-    checked = _check_images(hc, window, "image")
-    fw = _forward_kwargs(hc)
-    dev = fw["device"]
-    project = None
-    head = getattr(model, "folded_", None)
-    if mode == "folded":
-        by_name = {name: torch.from_numpy(np.asarray(b, dtype=np.float64)).to(dev)
-                   for name, b in zip(layers, head.blocks)}
-
-        def project(maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            # 1x1 heads in float64 at native resolution, as folded_predict
-            return dict(zip(maps, project_maps(maps, [by_name[name] for name in maps])))
-
-    with _forward_lock(model):
-        _, maps = next(iter_maps(hc.backbone_, checked, layers, project=project, **fw))
-    ny, nx = r1 - r0, c1 - c0
-    col_w = {}
-    for name in layers:
-        r = red[name]
-        col_w[name] = _axis(c0, c1, spec["native"][name][1], W, v0 // r, maps[name].shape[2])
-
-    def rows_of(name: str, a: int, b: int) -> tuple:
-        r = red[name]
-        return _axis(a, b, spec["native"][name][0], H, w0 // r, maps[name].shape[1])
-
-    if mode == "folded":
-        total = torch.from_numpy(np.asarray(head.bias, dtype=np.float64)).to(dev)
-        total = total.reshape(-1, 1, 1).expand(-1, ny, nx).clone()
-        for name in layers:
-            total += _upsample(maps[name], rows_of(name, r0, r1), col_w[name], torch.float64)
-        if head.location is not None:
-            loc = torch.from_numpy(np.asarray(head.location, dtype=np.float64)).to(dev)
-            u = torch.from_numpy(axis_locations(W, 0.0, float(W))[c0:c1]).to(dev)
-            v = torch.from_numpy(axis_locations(H, 0.0, float(H))[r0:r1]).to(dev)
-            total += loc[0][:, None, None] * u + loc[1][:, None, None] * v[:, None]
-        if method == "predict":
-            return np.asarray(head.classes)[head.labels(total).cpu().numpy()]
-        if method == "predict_proba":
-            values = head.proba(total).float().cpu().numpy()
-        else:
-            values = total.cpu().numpy()
-        return values[0] if values.shape[0] == 1 else np.moveaxis(values, 0, -1)
-
-    # hypercolumns of the chunk in bands of rows, for transform_dense or a classifier
-    dtype, trail = spec["dtype"], spec["trail"]
-    out = np.empty((ny, nx, *trail), dtype=dtype)
-    chunk_pixels = getattr(model, "chunk_pixels", 65536)
-    band = max(1, chunk_pixels // nx)
-    u = axis_locations(W, 0.0, float(W))[c0:c1].astype(np.float32)
-    v = axis_locations(H, 0.0, float(H))[r0:r1].astype(np.float32)
-    for a in range(r0, r1, band):
-        b = min(r1, a + band)
-        parts = [_upsample(maps[name], rows_of(name, a, b), col_w[name], torch.float32)
-                 for name in layers]
-        feats = torch.cat(parts, 0).permute(1, 2, 0).cpu().numpy()  # (rows, nx, D)
-        if hc.append_location:
-            loc = np.empty((b - a, nx, 2), dtype=np.float32)
-            loc[..., 0] = u[None, :]
-            loc[..., 1] = v[a - r0 : b - r0, None]
-            feats = np.concatenate([feats, loc], axis=-1)
-        if mode == "features":
-            out[a - r0 : b - r0] = feats
-        else:
-            values = np.asarray(getattr(model.classifier_, method)(
-                feats.reshape((b - a) * nx, -1)))
-            out[a - r0 : b - r0] = values.reshape(b - a, nx, *trail)
-    return out
+    out = predict_window(
+        engine, engine.check_images(window, param="image"), region,
+        head=getattr(model, "folded_", None) if mode == "folded" else None,
+        classifier=getattr(model, "classifier_", None),
+        output=method, chunk_pixels=getattr(model, "chunk_pixels", 65536),
+    )
+    return out.astype(spec["dtype"], copy=False)
 
 
 def predict_large(
@@ -275,7 +187,7 @@ default="predict"
     See Also
     --------
     predict_collection : many images.
-    skhyper.tiling : the same windows for the forward pass of one image.
+    skhyper.features.tiled_maps : the same windows for the forward pass of one image.
 
     Examples
     --------
@@ -336,19 +248,19 @@ default="predict"
             f"The 'chunks' parameter of {owner} must be a positive int or a pair of them. Got "
             f"{chunks!r} instead."
         )
-    layers = hc._layer_names()
     try:
-        halo, stride = receptive_field(hc.backbone_, layers)
+        halo, stride = hc.engine_.receptive_field()
     except NotTileableError as err:
         raise ValueError(
-            f"{owner} cannot chunk layers {layers}: {err} Predict the whole image instead."
+            f"{owner} cannot chunk layers {hc.engine_.map_names}: {err} Predict the whole "
+            "image instead."
         ) from err
     ext = halo + stride
     ch, cw = (max(stride, c // stride * stride) for c in pair)
     arr = _as_dask_image(da, image, (ch, cw))
     H, W = arr.shape[:2]
     n_chans = arr.shape[2] if arr.ndim == 3 else 1
-    _check_images(hc, np.zeros((2, 2, n_chans), dtype=arr.dtype), "image")  # channel count
+    hc.engine_.check_images(np.zeros((2, 2, n_chans), dtype=arr.dtype), param="image")
     mode = _large_mode(model, hc, method)
     dtype, trail = _large_meta(model, hc, method, mode)
     native = _native_sizes(hc, (H, W), (ch, cw), ext, stride)
