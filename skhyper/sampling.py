@@ -57,7 +57,8 @@ class PixelSet:
     """
 
     def __init__(self, images: Sequence[Any], coords: Any, boxes: Any = None) -> None:
-        checked, _ = check_images(list(images), param="images", n_channels=None)
+        images = images if isinstance(images, (list, tuple)) else list(images)
+        checked, _ = check_images(images, param="images", n_channels=None)
         coords = np.asarray(coords)
         if coords.ndim != 2 or coords.shape[1] != 3:
             raise ValueError(
