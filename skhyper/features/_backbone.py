@@ -352,7 +352,7 @@ def resolve_layers(backbone: Backbone, layers: Sequence[str | int] | None) -> li
         hint = f" Did you mean {close}?" if close else ""
         raise ValueError(
             f"The 'layers' parameter got unknown layers {unknown} for backbone "
-            f"{backbone.name!r}.{hint} {listing} See skhyper.backbones.list_layers() "
+            f"{backbone.name!r}.{hint} {listing} See skhyper.features.list_layers() "
             "for names, channels and strides."
         )
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -14,7 +14,7 @@ ImageNet backbones take 3 channels. Microscopy images have 1, 2, 4 or more.
   then has ``C`` times the layer's channels, channel-major: the block of
   layer ``l`` is ``[l of channel 0, l of channel 1, ...]`` (feature names
   ``ch0.layer1.c000``...). Each layer stays one map, so folding, tiling and
-  the :class:`~skhyper.cache.MapCache` work unchanged. A forward pass costs
+  the :class:`~skhyper.features.MapCache` work unchanged. A forward pass costs
   ``C`` grayscale passes.
 * ``"first_conv"`` -- the backbone's first convolution is adapted to ``C``
   input channels from its pretrained RGB weights

@@ -134,6 +134,6 @@ def split_scaled(layers: Sequence[str], scales: Sequence[float]) -> list[tuple[f
             raise ValueError(
                 f"Map {name!r} carries none of the scales {list(by_scale)}: with scales, maps "
                 "are named '<scale prefix><layer>', e.g. 's0.5.layer1' (see "
-                "skhyper.scales.scaled_info)."
+                "skhyper.features.scaled_info)."
             )
     return [(s, names) for s, names in by_scale.items() if names]
