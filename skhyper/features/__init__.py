@@ -28,11 +28,12 @@ from ._channels import (
     adapt_first_conv,
     find_first_conv,
 )
-from ._engine import FeatureEngine, build_engine
+from ._engine import FeatureEngine
 from ._extract import extract_dense, extract_hypercolumns
 from ._intensity import check_intensity_range, rescale_intensity, to_float_image
 from ._maps import DTYPES
 from ._scales import check_scales, scaled_info, split_scaled
+from ._setup import build_engine
 from ._tiling import NotTileableError, needs_tiling, plan_axis, receptive_field, tiled_maps
 
 __all__ = [

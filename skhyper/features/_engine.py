@@ -1,20 +1,20 @@
 """The fitted feature engine: images -> native maps -> hypercolumns, for every consumer.
 
 :class:`FeatureEngine` is built once (by :class:`~skhyper.HypercolumnTransformer`'s ``fit``,
-exposed as ``engine_``, or by :func:`build_engine`) and holds everything that turns images
-into features: the backbone copy with its capture hooks, the resolved layers, device, dtype,
-batching, resizing and scales, tiling, the map cache, the channel strategy and intensity
-range, and whether location columns are appended. Its public methods are all that the
+exposed as ``engine_``, or by :func:`~skhyper.features.build_engine`) and holds everything that
+turns images into features: the backbone copy with its capture hooks, the resolved layers,
+device, dtype, batching, resizing and scales, tiling, the map cache, the channel strategy and
+intensity range, and whether location columns are appended. Its public methods are all that the
 estimators, the heads, :mod:`skhyper.parallel`, :mod:`skhyper.inspection` and the benchmarks
-use: :meth:`~FeatureEngine.iter_maps` (native maps per image),
-:meth:`~FeatureEngine.sample` (hypercolumn rows at pixels), :meth:`~FeatureEngine.dense` and
-:meth:`~FeatureEngine.bands` (dense hypercolumns, whole or in bands of rows).
+use: :meth:`~FeatureEngine.iter_maps` (native maps per image), :meth:`~FeatureEngine.sample`
+(hypercolumn rows at pixels), :meth:`~FeatureEngine.dense` and :meth:`~FeatureEngine.bands`
+(dense hypercolumns, whole or in bands of rows).
 
 An engine does not change after it is built, so one engine serves many threads at once: the
-backbone's layer capture is per call (see :mod:`skhyper.features`), the receptive field and
-the cache key are computed at build, and the :class:`~skhyper.features.MapCache` locks.
-Images reach the engine checked (:meth:`~FeatureEngine.check_images`, at the public boundary);
-its methods do not scan them again.
+backbone's layer capture is per call (see :mod:`skhyper.features`), the receptive field and the
+cache key are computed at build, and the :class:`~skhyper.features.MapCache` locks. Images
+reach the engine checked (:meth:`~FeatureEngine.check_images`, at the public boundary); its
+methods do not scan them again.
 """
 
 from __future__ import annotations
@@ -31,23 +31,22 @@ from .._validation import CheckedImages, resolve_device
 from ..exceptions import DeviceWarning
 from ..location import LOCATION, frame_of, location_columns
 from ..sampling import PixelSet
-from ._backbone import Backbone, resolve_layers
+from ._backbone import Backbone
 from ._bilinear import row_bands, sample_maps
-from ._build import DEFAULT_BACKBONE, build_backbone
 from ._cache import MapCache, backbone_fingerprint
-from ._channels import check_channels, fit_channels, prepare_backbone
+from ._channels import check_channels
 from ._intensity import warn_intensity
 from ._maps import Project, iter_maps
-from ._scales import scaled_info
 from ._tiling import NotTileableError, receptive_field
 
-__all__ = ["FeatureEngine", "build_engine"]
+__all__ = ["FeatureEngine"]
 
 
 class FeatureEngine:
     """Images to native maps and hypercolumns, with fixed settings; thread-safe.
 
-    Build it with :func:`build_engine` (or read ``HypercolumnTransformer.engine_``).
+    Build it with :func:`~skhyper.features.build_engine` (or read
+    ``HypercolumnTransformer.engine_``).
 
     Attributes
     ----------
@@ -380,51 +379,3 @@ intensity_range, append_location, verbose
     def __repr__(self) -> str:
         return (f"FeatureEngine(backbone={self.backbone.name!r}, maps={self.map_names}, "
                 f"device={self.device}, n_features={self.n_features})")
-
-
-def build_engine(
-    backbone: str | torch.nn.Module = DEFAULT_BACKBONE,
-    *,
-    layers: Sequence[str | int] | None = None,
-    weights: Any = "imagenet",
-    device: Any = "auto",
-    dtype: str = "float32",
-    batch_size: int = 8,
-    image_size: int | None = None,
-    tile_size: int | None = 768,
-    cache: MapCache | None = None,
-    scales: tuple[float, ...] | None = None,
-    channel_strategy: str | None = None,
-    intensity_range: tuple | None = None,
-    append_location: bool = False,
-    verbose: bool = False,
-    images: Sequence[np.ndarray] | None = None,
-    param: str = "images",
-) -> FeatureEngine:
-    """Build a :class:`FeatureEngine` from settings that the caller has validated.
-
-    ``backbone`` is built by :func:`~skhyper.features.build_backbone` (a copy) unless it is a
-    :class:`~skhyper.features.Backbone`, which is used as it is. ``images`` (checked, or None)
-    teach the channel count to the ``"per_channel"`` / ``"first_conv"`` strategies.
-    ``scales`` and ``intensity_range`` are the validated tuples
-    (:func:`~skhyper.features.check_scales`, :func:`~skhyper.features.check_intensity_range`).
-
-    Examples
-    --------
-    >>> from skhyper.features import build_engine
-    >>> build_engine("resnet18", layers=[1, 3], weights=None, device="cpu").map_names
-    ['layer1', 'layer3']
-    """
-    dev = resolve_device(device)
-    bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone, weights=weights)
-    n_channels = fit_channels(images, channel_strategy, bb.in_chans, param=param)
-    bb = prepare_backbone(bb, channel_strategy, n_channels)
-    info = resolve_layers(bb, layers)
-    if scales is not None:
-        info = scaled_info(info, scales)
-    return FeatureEngine(
-        bb.to(dev).eval(), info, device=dev, dtype=dtype, batch_size=batch_size,
-        image_size=image_size, tile_size=tile_size, cache=cache, scales=scales,
-        channel_strategy=channel_strategy, n_channels=n_channels,
-        intensity_range=intensity_range, append_location=append_location, verbose=verbose,
-    )

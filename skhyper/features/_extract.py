@@ -24,10 +24,11 @@ from .._validation import check_images
 from ..sampling import PixelSet
 from ._backbone import Backbone
 from ._cache import MapCache
-from ._engine import FeatureEngine, build_engine
+from ._engine import FeatureEngine
 from ._intensity import check_intensity_range
 from ._maps import DTYPES
 from ._scales import check_scales
+from ._setup import build_engine
 
 __all__ = ["extract_dense", "extract_hypercolumns"]
 

@@ -1,0 +1,67 @@
+"""Building a :class:`~skhyper.features.FeatureEngine` from settings: :func:`build_engine`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import resolve_device
+from ._backbone import Backbone, resolve_layers
+from ._build import DEFAULT_BACKBONE, build_backbone
+from ._cache import MapCache
+from ._channels import fit_channels, prepare_backbone
+from ._engine import FeatureEngine
+from ._scales import scaled_info
+
+__all__ = ["build_engine"]
+
+
+def build_engine(
+    backbone: str | torch.nn.Module = DEFAULT_BACKBONE,
+    *,
+    layers: Sequence[str | int] | None = None,
+    weights: Any = "imagenet",
+    device: Any = "auto",
+    dtype: str = "float32",
+    batch_size: int = 8,
+    image_size: int | None = None,
+    tile_size: int | None = 768,
+    cache: MapCache | None = None,
+    scales: tuple[float, ...] | None = None,
+    channel_strategy: str | None = None,
+    intensity_range: tuple | None = None,
+    append_location: bool = False,
+    verbose: bool = False,
+    images: Sequence[np.ndarray] | None = None,
+    param: str = "images",
+) -> FeatureEngine:
+    """Build a :class:`FeatureEngine` from settings that the caller has validated.
+
+    ``backbone`` is built by :func:`~skhyper.features.build_backbone` (a copy) unless it is a
+    :class:`~skhyper.features.Backbone`, which is used as it is. ``images`` (checked, or None)
+    teach the channel count to the ``"per_channel"`` / ``"first_conv"`` strategies.
+    ``scales`` and ``intensity_range`` are the validated tuples
+    (:func:`~skhyper.features.check_scales`, :func:`~skhyper.features.check_intensity_range`).
+
+    Examples
+    --------
+    >>> from skhyper.features import build_engine
+    >>> build_engine("resnet18", layers=[1, 3], weights=None, device="cpu").map_names
+    ['layer1', 'layer3']
+    """
+    dev = resolve_device(device)
+    bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone, weights=weights)
+    n_channels = fit_channels(images, channel_strategy, bb.in_chans, param=param)
+    bb = prepare_backbone(bb, channel_strategy, n_channels)
+    info = resolve_layers(bb, layers)
+    if scales is not None:
+        info = scaled_info(info, scales)
+    return FeatureEngine(
+        bb.to(dev).eval(), info, device=dev, dtype=dtype, batch_size=batch_size,
+        image_size=image_size, tile_size=tile_size, cache=cache, scales=scales,
+        channel_strategy=channel_strategy, n_channels=n_channels,
+        intensity_range=intensity_range, append_location=append_location, verbose=verbose,
+    )
