@@ -19,6 +19,7 @@ import torch
 
 __all__ = [
     "CheckedImages",
+    "as_array",
     "check_boxes",
     "check_images",
     "check_keypoint_array",
@@ -40,6 +41,28 @@ class CheckedImages(list):
         self.batched = batched
 
 
+def as_array(x: Any, where: str, expected: str, *, dtype: Any = None) -> np.ndarray:
+    """``np.asarray(x, dtype)``, or a TypeError: "``where`` must be ``expected``; got ...".
+
+    ``where`` names the parameter (``"The 'boxes' parameter"``). Ragged nested lists, strings
+    for numbers and the like raise here, never deep inside numpy or torch.
+
+    Examples
+    --------
+    >>> as_array([[1, 2], [3]], "The 'boxes' parameter", "an array of numbers")
+    Traceback (most recent call last):
+    ...
+    TypeError: The 'boxes' parameter must be an array of numbers; got list that numpy cannot ...
+    """
+    try:
+        return np.asarray(x, dtype=dtype)
+    except Exception as err:  # ragged nested lists and the like
+        raise TypeError(
+            f"{where} must be {expected}; got {type(x).__name__} that numpy cannot convert "
+            f"({err})."
+        ) from err
+
+
 def _check_finite(arr: np.ndarray, where: str) -> None:
     """The one scan of a float image's pixels: NaN and infinities raise."""
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -58,13 +81,7 @@ def _as_array(img: Any, param: str, i: int | None) -> np.ndarray:
     where = f"{param}[{i}]" if i is not None else param
     if isinstance(img, torch.Tensor):
         img = img.detach().cpu().numpy()
-    try:
-        arr = np.asarray(img)
-    except Exception as err:  # ragged nested lists and the like
-        raise TypeError(
-            f"The parameter `{where}` must be an image array (height, width[, channels]); "
-            f"got {type(img).__name__} that numpy cannot convert ({err})."
-        ) from err
+    arr = as_array(img, f"The parameter `{where}`", "an image array (height, width[, channels])")
     if arr.dtype == object or not (
         arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)
         or np.issubdtype(arr.dtype, np.floating)
@@ -272,13 +289,8 @@ def check_boxes(boxes: Any, images: Sequence[Any], param: str = "boxes") -> np.n
     """
     if boxes is None:
         return None
-    try:
-        boxes = np.asarray(boxes, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"The parameter `{param}` must be an array of (x0, y0, x1, y1) numbers; got "
-            f"{type(boxes).__name__} ({err})."
-        ) from err
+    boxes = as_array(boxes, f"The parameter `{param}`", "an array of (x0, y0, x1, y1) numbers",
+                     dtype=np.float64)
     if boxes.ndim == 1 and boxes.shape == (4,) and len(images) == 1:
         boxes = boxes[None]
     if boxes.shape != (len(images), 4):
@@ -359,13 +371,7 @@ def check_keypoint_array(
     """
     where = (f"The '{param}' parameter of {func}" if func is not None
              else f"The parameter `{param}`")
-    try:
-        arr = np.asarray(y)
-    except Exception as err:  # ragged nested lists and the like
-        raise TypeError(
-            f"{where} must be a numeric array of shape (n_images, n_keypoints, 2); got "
-            f"{type(y).__name__} that numpy cannot convert ({err})."
-        ) from err
+    arr = as_array(y, where, "a numeric array of shape (n_images, n_keypoints, 2)")
     if arr.dtype == bool or arr.dtype.kind not in "iuf":
         raise TypeError(
             f"{where} must be a numeric array of shape (n_images, n_keypoints, 2) holding real "

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 from sklearn.utils import Bunch
 
+from .._validation import as_array
 from ..metrics import inter_ocular_distance
 from ._images import StrPath
 
@@ -122,14 +123,9 @@ def simulate_detector_boxes(
     jitter = _check_real(jitter, "jitter", func, low=0.0, low_open=False)
     size_jitter = _check_real(size_jitter, "size_jitter", func, low=0.0, low_open=False, high=1.0)
     _check_seed(random_state, func)
-    try:
-        kp = np.asarray(keypoints, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"The 'keypoints' parameter of {func} must be an array of shape "
-            f"(n_images, n_keypoints, 2) of (x, y) coordinates; got {type(keypoints).__name__} "
-            f"({err})."
-        ) from err
+    kp = as_array(keypoints, f"The 'keypoints' parameter of {func}",
+                  "an array of shape (n_images, n_keypoints, 2) of (x, y) coordinates",
+                  dtype=np.float64)
     if kp.ndim != 3 or kp.shape[-1] != 2 or kp.shape[0] == 0 or kp.shape[1] == 0:
         raise ValueError(
             f"The 'keypoints' parameter of {func} must be a non-empty array of shape "

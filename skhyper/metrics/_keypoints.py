@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_keypoint_array
+from .._validation import as_array, check_keypoint_array
 
 __all__ = ["pck", "nme", "inter_ocular_distance"]
 
@@ -62,13 +62,8 @@ def _check_normalizer(
             f"The 'normalizer' parameter of {func} must be None, a positive number or an array "
             f"of shape (n_images,); got {normalizer!r}."
         )
-    try:
-        norm = np.asarray(normalizer, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"The 'normalizer' parameter of {func} must be None, a positive number or an array "
-            f"of shape (n_images,); got {type(normalizer).__name__} ({err})."
-        ) from err
+    norm = as_array(normalizer, f"The 'normalizer' parameter of {func}",
+                    "None, a positive number or an array of shape (n_images,)", dtype=np.float64)
     if norm.ndim == 0:
         norm = np.full(n_images, float(norm))
     elif norm.shape != (n_images,):

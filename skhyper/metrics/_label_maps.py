@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_labels
+from .._validation import as_array, as_labels
 
 __all__ = ["check_label", "check_labels", "check_maps", "check_pairs", "label_indexer",
            "present_labels"]
@@ -45,13 +45,7 @@ def check_maps(y: Any, param: str) -> tuple[list[np.ndarray], bool]:
     out = []
     for i, m in enumerate(raw):
         where = f"{param}[{i}]" if batched else param
-        try:
-            m = np.asarray(m)
-        except Exception as err:  # ragged nested lists and the like
-            raise TypeError(
-                f"The parameter `{where}` must be a (height, width) label map; got "
-                f"{type(m).__name__} that numpy cannot convert ({err})."
-            ) from err
+        m = as_array(m, f"The parameter `{where}`", "a (height, width) label map")
         if m.ndim != 2:
             hint = (
                 " For one map given as nested lists, pass np.asarray(...) instead of a list."
