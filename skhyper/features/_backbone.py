@@ -63,6 +63,9 @@ class _Capture:
 _ACTIVE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar(
     "skhyper_capture", default=None
 )
+_PROBING: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "skhyper_layer_probe", default=None
+)
 
 
 def _tap(module: nn.Module, args: Any, output: Any) -> None:
@@ -248,9 +251,12 @@ def _probe(backbone: Backbone) -> list[dict[str, Any]]:
     """Run one small forward pass with hooks on every module; record what each returns."""
     records: dict[str, dict[str, Any]] = {}
     order: list[str] = []
+    owner = object()  # only this call's probe pass records (other threads may run the model)
 
     def make_hook(name):
         def hook(module, args, output):
+            if _PROBING.get() is not owner:
+                return
             rec = records.get(name)
             if rec is not None:
                 rec["calls"] += 1
@@ -261,23 +267,20 @@ def _probe(backbone: Backbone) -> list[dict[str, Any]]:
 
         return hook
 
-    with _TAP_LOCK:  # temporary hooks: no other probe may run on this model meanwhile
-        return _probe_locked(backbone, make_hook, records, order)
-
-
-def _probe_locked(backbone: Backbone, make_hook: Any, records: dict, order: list) -> list[dict]:
     model = backbone.model
     handles = [
         m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if n != ""
     ]
     was_training = model.training
     device = backbone.mean.device
+    token = _PROBING.set(owner)
     try:
         model.eval()
         with torch.inference_mode():
             x = torch.rand(1, backbone.in_chans, _PROBE_SIZE, _PROBE_SIZE, device=device)
             model((x - backbone.mean) / backbone.std)
     finally:
+        _PROBING.reset(token)
         model.train(was_training)
         for h in handles:
             h.remove()

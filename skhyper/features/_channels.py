@@ -29,6 +29,7 @@ images with another count raise.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 from collections.abc import Sequence
 from typing import Any
@@ -118,8 +119,13 @@ class PerChannelBackbone(Backbone):
         return f"name={self.name!r}, n_channels={self.n_channels}"
 
 
-class _Found(Exception):
+class _Found(BaseException):
     pass
+
+
+_SEARCHING: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "skhyper_first_conv", default=None
+)
 
 
 def find_first_conv(backbone: Backbone) -> tuple[str, nn.Conv2d]:
@@ -136,12 +142,16 @@ def find_first_conv(backbone: Backbone) -> tuple[str, nn.Conv2d]:
     """
     names = {m: n for n, m in backbone.model.named_modules()}
     found: list[nn.Conv2d] = []
+    owner = object()  # only this call's pass stops here (other threads may run the model)
 
     def hook(module, args):
+        if _SEARCHING.get() is not owner:
+            return
         found.append(module)
         raise _Found
 
     handles = [m.register_forward_pre_hook(hook) for m in names if isinstance(m, nn.Conv2d)]
+    token = _SEARCHING.set(owner)
     try:
         with torch.inference_mode():
             x = torch.rand(1, backbone.in_chans, 64, 64, device=backbone.mean.device)
@@ -149,6 +159,7 @@ def find_first_conv(backbone: Backbone) -> tuple[str, nn.Conv2d]:
     except _Found:
         pass
     finally:
+        _SEARCHING.reset(token)
         for h in handles:
             h.remove()
     if not found:

@@ -18,6 +18,7 @@ squeeze-excitation inside the network) cannot be tiled and are refused.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable, Sequence
 
@@ -29,6 +30,9 @@ from ._backbone import Backbone
 __all__ = ["receptive_field", "plan_axis", "needs_tiling", "tiled_maps", "NotTileableError"]
 
 _PROBE = 224
+_PROBING: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "skhyper_rf_probe", default=None
+)
 
 
 class NotTileableError(ValueError):
@@ -73,8 +77,11 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
     records: list[tuple[nn.Module, tuple, tuple]] = []
     global_ops: list[str] = []
     names = {m: n for n, m in backbone.model.named_modules()}
+    owner = object()  # only this call's probe pass records (other threads may run the model)
 
     def hook(module, inputs, output):
+        if _PROBING.get() is not owner:
+            return
         x = inputs[0] if inputs else None
         if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
             records.append((module, tuple(x.shape[-2:]), tuple(output.shape[-2:])))
@@ -85,11 +92,13 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
 
     handles = [m.register_forward_hook(hook) for m in backbone.model.modules()
                if not list(m.children())]
+    token = _PROBING.set(owner)
     try:
         device = backbone.mean.device
         with torch.inference_mode():
             backbone(torch.rand(1, backbone.in_chans, _PROBE, _PROBE, device=device), layers)
     finally:
+        _PROBING.reset(token)
         for h in handles:
             h.remove()
     if global_ops:
