@@ -102,8 +102,9 @@ def test_model_fitted_on_cuda_loads_on_a_cpu_only_machine(tiny_net, data, monkey
     X, y = data
     est = HypercolumnTransformer(tiny_net, device="cpu").fit(X)
     expected = est.transform(X)
-    # Simulate a CUDA fit: the fitted device says cuda.
-    est.device_ = torch.device("cuda")
+    # Simulate a CUDA fit: the fitted device (the engine's, which device_ reads) says cuda.
+    est.engine_.device = torch.device("cuda")
+    assert est.device_ == torch.device("cuda")
     blob = pickle.dumps(est)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(DeviceWarning, match="fitted on cuda but CUDA is not available"):

@@ -11,13 +11,20 @@ import torch
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer, MapCache, sample_pixels
-from skhyper._validation import check_images, to_float_image
-from skhyper.backbones import build_backbone
-from skhyper.channels import PerChannelBackbone, adapt_first_conv, find_first_conv
+from skhyper._validation import check_images
 from skhyper.exceptions import IntensityWarning
-from skhyper.intensity import check_intensity_range, rescale_intensity
+from skhyper.features import (
+    PerChannelBackbone,
+    adapt_first_conv,
+    build_backbone,
+    check_intensity_range,
+    find_first_conv,
+    plan_axis,
+    receptive_field,
+    rescale_intensity,
+    to_float_image,
+)
 from skhyper.stacks import split_planes, stack_planes
-from skhyper.tiling import plan_axis, receptive_field
 
 LAYERS = ["relu", "layer1"]  # 64 + 64 channels, strides 2 and 4
 RANGE = (100, 4000)
@@ -162,7 +169,7 @@ def test_per_channel_tiled_and_cached_prediction_equal_the_plain_one(rng):
     hits = cache.hits
     np.testing.assert_array_equal(seg.decision_function(big[0]), whole)
     assert cache.hits == hits + 1  # served from the cache
-    seg.hypercolumns_.set_params(tile_size=32, cache=None)
+    seg.hypercolumns_.engine_ = seg.hypercolumns_.engine_.replace(tile_size=32, cache=None)
     halo, stride = receptive_field(seg.hypercolumns_.backbone_, LAYERS)
     assert len(plan_axis(160, 32, halo, stride)) > 1  # real tiles
     np.testing.assert_allclose(seg.decision_function(big[0]), whole, rtol=0, atol=1e-4)

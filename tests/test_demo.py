@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from skhyper.__main__ import main
-from skhyper.demo import foreground_iou
+from skhyper.metrics import foreground_iou
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +82,17 @@ def test_rejects_bad_n_per_image(capsys):
 
 
 def test_foreground_iou():
+    """The demo's score: skhyper.metrics.foreground_iou(y_true, y_pred), labels 0/1 here."""
     true = np.array([[0, 1, 1, 0]])
     assert foreground_iou(true, true) == 1.0
     assert foreground_iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
-    assert foreground_iou(1 - true, true) == 0.0
+    assert foreground_iou(true, 1 - true) == 0.0
     # pooled over maps, not averaged: (1 + 0) / (2 + 1)
-    pooled = foreground_iou([np.array([[1, 1]]), np.array([[0]])],
-                            [np.array([[1, 0]]), np.array([[1]])])
+    pooled = foreground_iou([np.array([[1, 0]]), np.array([[1]])],
+                            [np.array([[1, 1]]), np.array([[0]])])
     assert pooled == pytest.approx(1 / 3)
-    with pytest.raises(ValueError, match="different shapes"):
-        foreground_iou(np.zeros((2, 2)), np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="2 predicted maps but 1 true"):
-        foreground_iou([true, true], [true])
+    with pytest.raises(ValueError, match=r"`y_pred` has shape \(2, 2\) but `y_true` has shape "
+                                         r"\(2, 3\)"):
+        foreground_iou(np.zeros((2, 3)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="`y_pred` has 2 label maps but `y_true` has 1"):
+        foreground_iou([true], [true, true])

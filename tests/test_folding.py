@@ -12,8 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from skhyper import HypercolumnTransformer, sample_pixels
-from skhyper.extraction import iter_maps
-from skhyper.folding import NotFoldableError, fold_chain, folded_scores, split_by_layer
+from skhyper.heads import NotFoldableError, fold_chain, folded_scores, split_by_layer
 
 HEADS = {
     "sgd": lambda: SGDClassifier(loss="log_loss", random_state=0),
@@ -39,9 +38,9 @@ def test_folded_scores_equal_naive_dense_decision(head, prep, n_classes, rng):
     A, b = fold_chain([s for _, s in chain.steps])
     blocks = [torch.from_numpy(w) for w in split_by_layer(A, hc.feature_info_)]
     bias = torch.from_numpy(b)
-    names = [d["name"] for d in hc.feature_info_]
     img = images[1]
-    (_, maps), = iter_maps(hc.backbone_, [img], names, device=torch.device("cpu"))
+    (_, maps), = hc.engine_.iter_maps(hc.engine_.check_images([img]))
+    assert list(maps) == [d["name"] for d in hc.feature_info_]
     folded = folded_scores(maps, blocks, bias, img.shape[:2]).numpy()
 
     # The naive path in float64 (the definition: upsample every map, concatenate, apply the

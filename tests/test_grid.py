@@ -24,8 +24,8 @@ from skhyper import (
     sample_pixels,
 )
 from skhyper.datasets import load_horses
+from skhyper.heads import FoldedGrid
 from skhyper.location import (
-    FoldedGrid,
     axis_locations,
     cell_weights,
     location_map,
@@ -362,7 +362,7 @@ def test_tiled_grid_equals_whole(rng):
     seg.fit([small], [small_mask])
     box = np.array([[20, 10, 400, 280]])
     whole = seg.decision_function(img, boxes=box)
-    seg.hypercolumns_.set_params(tile_size=96)
+    seg.hypercolumns_.engine_ = seg.hypercolumns_.engine_.replace(tile_size=96)
     tiled = seg.decision_function(img, boxes=box)
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-4)
     assert np.abs(whole).max() > 0.1
@@ -452,8 +452,8 @@ def test_folded_grid_on_cuda_equals_cpu(rng):
         n_pixels_per_image=400, random_state=0,
     ).fit(images, masks, boxes=boxes)
     on_gpu = seg.decision_function(images, boxes=boxes)
-    seg.hypercolumns_.backbone_.cpu()
-    seg.hypercolumns_.device_ = torch.device("cpu")
+    seg.hypercolumns_.engine_.to("cpu")
+    assert seg.hypercolumns_.device_ == torch.device("cpu")
     on_cpu = seg.decision_function(images, boxes=boxes)
     for a, b in zip(on_gpu, on_cpu):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)

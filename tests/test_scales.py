@@ -22,20 +22,18 @@ from skhyper import (
     grid_pixels,
     sample_pixels,
 )
-from skhyper.extraction import iter_maps
+from skhyper.features import check_scales, split_scaled
 from skhyper.location import location_map
-from skhyper.scales import check_scales, split_scaled
 
 from . import test_segmenter as ts
 
 LAYERS = ["blocks.0", "blocks.2", "blocks.4", "blocks.6"]
-CPU = torch.device("cpu")
 
 
 def dense64(hc, img):
     """The definition in float64: every (scale, layer) map upsampled to the image."""
-    (_, maps), = iter_maps(hc.backbone_, [np.asarray(img)], hc._layer_names(), device=CPU,
-                           scales=hc.scales_)
+    engine = hc.engine_.replace(tile_size=None, cache=None)
+    (_, maps), = engine.iter_maps(engine.check_images([np.asarray(img)]))
     H, W = img.shape[:2]
     up = [F.interpolate(m[None].double(), size=(H, W), mode="bilinear", align_corners=False)
           for m in maps.values()]
@@ -64,7 +62,7 @@ def test_names_blocks_and_default_unchanged(rng):
         ("s2.0.layer1", "layer1", 2.0, 2.0), ("s2.0.layer3", "layer3", 2.0, 8.0),
         ("s0.5.layer1", "layer1", 0.5, 8.0), ("s0.5.layer3", "layer3", 0.5, 32.0),
     ]
-    assert hc._base_layers() == ["layer1", "layer3"]
+    assert hc.engine_.layers == ["layer1", "layer3"]
     names = hc.get_feature_names_out()
     assert hc.n_features_out_ == len(names) == 2 * (64 + 256)
     assert names[[0, 64, 320, 384]].tolist() == [
@@ -176,7 +174,7 @@ def test_chunked_path_equals_naive():
 
 def test_tiled_equals_whole_700x900(rng):
     """Each resized image is tiled on its own: tiles reproduce the whole-image scores."""
-    from skhyper.tiling import plan_axis, receptive_field
+    from skhyper.features import plan_axis, receptive_field
 
     layers = ["blocks.0", "blocks.1", "blocks.2"]
     img, _ = ts.scene(rng, (700, 900), 3)
@@ -186,7 +184,7 @@ def test_tiled_equals_whole_700x900(rng):
     seg.fit([small], [small_mask])
     whole = seg.decision_function(img)
     tile = 128
-    seg.hypercolumns_.set_params(tile_size=tile)
+    seg.hypercolumns_.engine_ = seg.hypercolumns_.engine_.replace(tile_size=tile)
     halo, stride = receptive_field(seg.hypercolumns_.backbone_, layers)
     for n in (350, 450, 700, 900):  # real tiles at both scales
         assert len(plan_axis(n, tile, halo, stride)) > 1

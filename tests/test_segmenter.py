@@ -19,7 +19,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer, MapCache
-from skhyper.extraction import iter_maps
 from skhyper.metrics import foreground_iou_scorer, mean_iou
 
 HEADS = {
@@ -59,9 +58,8 @@ def lite():
 
 def dense64(seg, img):
     """The dense hypercolumn in float64: every native map upsampled, concatenated."""
-    hc = seg.hypercolumns_
-    (_, maps), = iter_maps(hc.backbone_, [np.asarray(img)], hc._layer_names(),
-                           device=torch.device("cpu"))
+    engine = seg.hypercolumns_.engine_.replace(tile_size=None, cache=None)
+    (_, maps), = engine.iter_maps(engine.check_images([np.asarray(img)]))
     H, W = img.shape[:2]
     up = [F.interpolate(m[None].double(), size=(H, W), mode="bilinear", align_corners=False)
           for m in maps.values()]
@@ -189,8 +187,8 @@ def test_tiled_equals_whole_700x900(backbone, weights, layers, tile, rng):
     seg = HypercolumnSegmenter(hc, n_pixels_per_image=300, random_state=0)
     seg.fit([small], [small_mask])
     whole = seg.decision_function(img)
-    seg.hypercolumns_.set_params(tile_size=tile)
-    from skhyper.tiling import plan_axis, receptive_field
+    seg.hypercolumns_.engine_ = seg.hypercolumns_.engine_.replace(tile_size=tile)
+    from skhyper.features import plan_axis, receptive_field
 
     halo, stride = receptive_field(seg.hypercolumns_.backbone_, layers)
     assert all(len(plan_axis(n, tile, halo, stride)) > 1 for n in (700, 900))  # real tiles

@@ -223,18 +223,19 @@ default="predict"
             f"the folded scores window by window); got {type(model).__name__}. For other "
             "models use predict_collection on tiles."
         )
-    if hc.image_size is not None:
+    engine = hc.engine_
+    if engine.image_size is not None:
         raise ValueError(
-            f"{owner} cannot chunk a model that resizes images (image_size={hc.image_size}): "
+            f"{owner} cannot chunk a model that resizes images (image_size={engine.image_size}): "
             "resize the image first and use a model with image_size=None."
         )
-    if getattr(hc, "scales_", None) is not None:
+    if engine.scales is not None:
         raise ValueError(
-            f"{owner} cannot chunk a multi-scale model (scales={hc.scales_}): the windows of "
+            f"{owner} cannot chunk a multi-scale model (scales={engine.scales}): the windows of "
             "a resized image do not line up with the chunks. Predict the whole image, or use "
             "a model with scales=None."
         )
-    ir = getattr(hc, "intensity_range", None)
+    ir = engine.intensity_range
     if isinstance(ir, (tuple, list)) and len(ir) and ir[0] == "percentile":
         raise ValueError(
             f"{owner} cannot reproduce intensity_range={tuple(ir)!r}: percentiles are taken per "
