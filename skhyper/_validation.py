@@ -67,7 +67,7 @@ def _check_finite(arr: np.ndarray, where: str) -> None:
     """The one scan of a float image's pixels: NaN and infinities raise."""
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(
-            f"The parameter `{where}` contains NaN or infinite values; images must be finite."
+            f"The '{where}' parameter contains NaN or infinite values; images must be finite."
         )
 
 
@@ -81,13 +81,13 @@ def _as_array(img: Any, param: str, i: int | None) -> np.ndarray:
     where = f"{param}[{i}]" if i is not None else param
     if isinstance(img, torch.Tensor):
         img = img.detach().cpu().numpy()
-    arr = as_array(img, f"The parameter `{where}`", "an image array (height, width[, channels])")
+    arr = as_array(img, f"The '{where}' parameter", "an image array (height, width[, channels])")
     if arr.dtype == object or not (
         arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)
         or np.issubdtype(arr.dtype, np.floating)
     ):
         raise TypeError(
-            f"The parameter `{where}` must hold numbers (bool, integer or float pixels); "
+            f"The '{where}' parameter must hold numbers (bool, integer or float pixels); "
             f"got dtype {arr.dtype}."
         )
     return arr
@@ -124,7 +124,7 @@ def check_images(
     >>> check_images([])
     Traceback (most recent call last):
     ...
-    ValueError: The parameter `images` must hold at least one image; got an empty list.
+    ValueError: The 'images' parameter must hold at least one image; got an empty list.
     """
     if isinstance(images, CheckedImages):
         for i, arr in enumerate(images):
@@ -134,14 +134,14 @@ def check_images(
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
             raise ValueError(
-                f"The parameter `{param}` must hold at least one image; got an empty list."
+                f"The '{param}' parameter must hold at least one image; got an empty list."
             )
         arrays = [_as_array(img, param, i) for i, img in enumerate(images)]
         batched = True
         for i, arr in enumerate(arrays):
             if arr.ndim not in (2, 3):
                 raise ValueError(
-                    f"The parameter `{param}[{i}]` must be an image of shape (height, width) or "
+                    f"The '{param}[{i}]' parameter must be an image of shape (height, width) or "
                     f"(height, width, channels); got {arr.ndim} dimensions, shape {arr.shape}."
                 )
     else:
@@ -151,12 +151,12 @@ def check_images(
         elif arr.ndim == 4:
             if arr.shape[0] == 0:
                 raise ValueError(
-                    f"The parameter `{param}` must hold at least one image; got shape {arr.shape}."
+                    f"The '{param}' parameter must hold at least one image; got shape {arr.shape}."
                 )
             arrays, batched = list(arr), True
         else:
             raise ValueError(
-                f"The parameter `{param}` must be an image (height, width[, channels]), a list "
+                f"The '{param}' parameter must be an image (height, width[, channels]), a list "
                 "of images or a stack (n_images, height, width, channels); got an array with "
                 f"{arr.ndim} dimensions, shape {arr.shape}."
             )
@@ -167,7 +167,7 @@ def check_images(
             arr = arr[:, :, None]
         h, w, c = arr.shape
         if h == 0 or w == 0:
-            raise ValueError(f"The parameter `{where}` is an empty image of shape {arr.shape}.")
+            raise ValueError(f"The '{where}' parameter is an empty image of shape {arr.shape}.")
         _check_channels(arr, n_channels, where, batched)
         _check_finite(arr, where)
         out.append(arr)
@@ -185,7 +185,7 @@ def _check_channels(arr: np.ndarray, n_channels: int | None, where: str, batched
             else ""
         )
         raise ValueError(
-            f"The parameter `{where}` has {c} channels, but the backbone takes {n_channels} "
+            f"The '{where}' parameter has {c} channels, but the backbone takes {n_channels} "
             f"(or 1, replicated) and no channel strategy was given. Set "
             "HypercolumnTransformer(channel_strategy='per_channel') (each channel through "
             "the backbone as a grayscale image) or channel_strategy='first_conv' (the first "
@@ -206,7 +206,7 @@ def check_masks(
     >>> check_masks([np.ones((4, 6), dtype=int)], imgs)
     Traceback (most recent call last):
     ...
-    ValueError: The parameter `masks[0]` has shape (4, 6) but its image has shape (4, 5); ...
+    ValueError: The 'masks[0]' parameter has shape (4, 6) but its image has shape (4, 5); ...
     """
     if isinstance(masks, (list, tuple)):
         arrays = [_as_array(m, param, i) for i, m in enumerate(masks)]
@@ -218,12 +218,12 @@ def check_masks(
             arrays = list(arr)
         else:
             raise ValueError(
-                f"The parameter `{param}` must be a list of (height, width) label masks or a "
+                f"The '{param}' parameter must be a list of (height, width) label masks or a "
                 f"(n_images, height, width) array; got shape {arr.shape}."
             )
     if len(arrays) != len(images):
         raise ValueError(
-            f"The parameter `{param}` has {len(arrays)} masks but there are {len(images)} "
+            f"The '{param}' parameter has {len(arrays)} masks but there are {len(images)} "
             "images; give one mask per image."
         )
     out = []
@@ -231,12 +231,12 @@ def check_masks(
         where = f"{param}[{i}]"
         if mask.ndim != 2:
             raise ValueError(
-                f"The parameter `{where}` must be a 2-D (height, width) label mask; got shape "
+                f"The '{where}' parameter must be a 2-D (height, width) label mask; got shape "
                 f"{mask.shape}."
             )
         if mask.shape != img.shape[:2]:
             raise ValueError(
-                f"The parameter `{where}` has shape {mask.shape} but its image has shape "
+                f"The '{where}' parameter has shape {mask.shape} but its image has shape "
                 f"{img.shape[:2]}; each mask must be (height, width) like its image."
             )
         out.append(as_labels(mask, where))
@@ -253,22 +253,22 @@ def as_labels(labels: np.ndarray, where: str) -> np.ndarray:
     >>> as_labels(np.array([[0.5]]), "masks[0]")
     Traceback (most recent call last):
     ...
-    ValueError: The parameter `masks[0]` holds non-integer labels; ...
+    ValueError: The 'masks[0]' parameter holds non-integer labels; ...
     """
     if labels.dtype == bool:
         return labels.view(np.uint8)
     if labels.dtype.kind == "f":
         if not np.isfinite(labels).all():
-            raise ValueError(f"The parameter `{where}` contains NaN or infinite labels.")
+            raise ValueError(f"The '{where}' parameter contains NaN or infinite labels.")
         if not np.array_equal(labels, np.round(labels)):
             raise ValueError(
-                f"The parameter `{where}` holds non-integer labels; labels are classes "
+                f"The '{where}' parameter holds non-integer labels; labels are classes "
                 "(integers, bools, or floats with integer values)."
             )
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
         raise TypeError(
-            f"The parameter `{where}` must hold integer class labels; got dtype {labels.dtype}."
+            f"The '{where}' parameter must hold integer class labels; got dtype {labels.dtype}."
         )
     return labels
 
@@ -285,26 +285,26 @@ def check_boxes(boxes: Any, images: Sequence[Any], param: str = "boxes") -> np.n
     >>> check_boxes([[3, 0, 3, 4]], [(4, 5)])
     Traceback (most recent call last):
     ...
-    ValueError: The parameter `boxes` has empty boxes (x1 <= x0 or y1 <= y0) at rows [0]: ...
+    ValueError: The 'boxes' parameter has empty boxes (x1 <= x0 or y1 <= y0) at rows [0]: ...
     """
     if boxes is None:
         return None
-    boxes = as_array(boxes, f"The parameter `{param}`", "an array of (x0, y0, x1, y1) numbers",
+    boxes = as_array(boxes, f"The '{param}' parameter", "an array of (x0, y0, x1, y1) numbers",
                      dtype=np.float64)
     if boxes.ndim == 1 and boxes.shape == (4,) and len(images) == 1:
         boxes = boxes[None]
     if boxes.shape != (len(images), 4):
         raise ValueError(
-            f"The parameter `{param}` must have shape (n_images, 4) = ({len(images)}, 4) holding "
+            f"The '{param}' parameter must have shape (n_images, 4) = ({len(images)}, 4) holding "
             f"(x0, y0, x1, y1); got shape {boxes.shape}."
         )
     if not np.isfinite(boxes).all():
-        raise ValueError(f"The parameter `{param}` contains NaN or infinite values.")
+        raise ValueError(f"The '{param}' parameter contains NaN or infinite values.")
     bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     if bad.any():
         first = boxes[np.argmax(bad)].tolist()
         raise ValueError(
-            f"The parameter `{param}` has empty boxes (x1 <= x0 or y1 <= y0) at rows "
+            f"The '{param}' parameter has empty boxes (x1 <= x0 or y1 <= y0) at rows "
             f"{np.flatnonzero(bad).tolist()}: e.g. {first}; boxes are (x0, y0, x1, y1)."
         )
     return boxes
@@ -370,7 +370,7 @@ def check_keypoint_array(
     (1, 2, 2)
     """
     where = (f"The '{param}' parameter of {func}" if func is not None
-             else f"The parameter `{param}`")
+             else f"The '{param}' parameter")
     arr = as_array(y, where, "a numeric array of shape (n_images, n_keypoints, 2)")
     if arr.dtype == bool or arr.dtype.kind not in "iuf":
         raise TypeError(

@@ -82,7 +82,7 @@ def layer_importance(
 
     if not isinstance(segmenter, HypercolumnSegmenter):
         raise TypeError(
-            "The parameter `segmenter` must be a HypercolumnSegmenter; got "
+            "The 'segmenter' parameter must be a HypercolumnSegmenter; got "
             f"{type(segmenter).__name__}."
         )
     hc = clone(segmenter.hypercolumns) if segmenter.hypercolumns is not None else (

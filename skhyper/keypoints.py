@@ -46,7 +46,7 @@ def check_keypoints(keypoints: Any, n_images: int, *, param: str = "keypoints") 
     kp = check_keypoint_array(keypoints, param)
     if kp.shape[0] != n_images:
         raise ValueError(
-            f"The parameter `{param}` has {kp.shape[0]} rows but there are {n_images} images; "
+            f"The '{param}' parameter has {kp.shape[0]} rows but there are {n_images} images; "
             "give one (n_keypoints, 2) array per image (NaN for a keypoint that is not annotated)."
         )
     return kp
@@ -73,7 +73,7 @@ def clip_boxes(boxes: np.ndarray, shapes: Sequence[tuple[int, int]], *,
     bad = np.flatnonzero((out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1]))
     if bad.size:
         raise ValueError(
-            f"The parameter `{param}` has boxes wholly outside their images (rows "
+            f"The '{param}' parameter has boxes wholly outside their images (rows "
             f"{bad[:5].tolist()}, e.g. {boxes[bad[0]].tolist()} on an image of shape "
             f"{shapes[bad[0]]}); a box must overlap its image."
         )

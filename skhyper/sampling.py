@@ -53,7 +53,7 @@ class PixelSet:
     >>> PixelSet(images, [[1, 6, 0]])
     Traceback (most recent call last):
     ...
-    ValueError: The parameter `coords` has pixels outside their image: row 6, col 0 in image 1 ...
+    ValueError: The 'coords' parameter has pixels outside their image: row 6, col 0 in image 1 ...
     """
 
     def __init__(self, images: Sequence[Any], coords: Any, boxes: Any = None) -> None:
@@ -62,17 +62,17 @@ class PixelSet:
         coords = np.asarray(coords)
         if coords.ndim != 2 or coords.shape[1] != 3:
             raise ValueError(
-                "The parameter `coords` must have shape (n_pixels, 3) holding "
+                "The 'coords' parameter must have shape (n_pixels, 3) holding "
                 f"(image index, row, col); got shape {coords.shape}."
             )
         if coords.size and not np.issubdtype(coords.dtype, np.integer):
-            raise TypeError(f"The parameter `coords` must hold integers; got {coords.dtype}.")
+            raise TypeError(f"The 'coords' parameter must hold integers; got {coords.dtype}.")
         coords = coords.astype(np.int64, copy=False)
         if coords.size:
             idx = coords[:, 0]
             if idx.min() < 0 or idx.max() >= len(checked):
                 raise ValueError(
-                    f"The parameter `coords` has image indices in [{idx.min()}, {idx.max()}] "
+                    f"The 'coords' parameter has image indices in [{idx.min()}, {idx.max()}] "
                     f"but there are {len(checked)} images."
                 )
             sizes = np.array([img.shape[:2] for img in checked])
@@ -81,7 +81,7 @@ class PixelSet:
             if bad.any():
                 i, r, c = coords[np.argmax(bad)]
                 raise ValueError(
-                    "The parameter `coords` has pixels outside their image: "
+                    "The 'coords' parameter has pixels outside their image: "
                     f"row {r}, col {c} in image {i} of shape {tuple(int(v) for v in sizes[i])}."
                 )
         self._images = checked
@@ -252,7 +252,7 @@ def sample_pixels(
         labels.append(flat[pick])
     if not coords:
         raise ValueError(
-            "The parameter `masks` has no labelled pixels"
+            "The 'masks' parameter has no labelled pixels"
             + (f" (every pixel is ignore_label={ignore_label})." if ignore_label is not None
                else ".")
         )

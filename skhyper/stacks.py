@@ -31,7 +31,7 @@ __all__ = ["split_planes", "stack_planes"]
 def _parse_axes(axes: Any, ndim: int | None, param: str = "axes") -> list[str]:
     if not isinstance(axes, str):
         raise TypeError(
-            f"The parameter `{param}` must be a string of axis letters such as 'ZYX', 'TYX', "
+            f"The '{param}' parameter must be a string of axis letters such as 'ZYX', 'TYX', "
             f"'ZYXC' or 'CZYX'; got {type(axes).__name__}."
         )
     letters = list(axes.upper())
@@ -46,7 +46,7 @@ def _parse_axes(axes: Any, ndim: int | None, param: str = "axes") -> list[str]:
         problems.append(f"it must name each of the {ndim} axes of the array")
     if problems:
         raise ValueError(
-            f"The parameter `{param}` got {axes!r}: {'; '.join(problems)}. Use e.g. 'ZYX' for "
+            f"The '{param}' parameter got {axes!r}: {'; '.join(problems)}. Use e.g. 'ZYX' for "
             "a z-stack, 'TYX' for a time series, 'ZYXC' or 'CZYX' with channels."
         )
     return letters
@@ -86,7 +86,7 @@ def split_planes(stack: Any, axes: str) -> list[np.ndarray]:
     >>> split_planes(np.zeros((2, 8, 8)), "ZYXC")
     Traceback (most recent call last):
     ...
-    ValueError: The parameter `axes` got 'ZYXC': it must name each of the 3 axes of the array. ...
+    ValueError: The 'axes' parameter got 'ZYXC': it must name each of the 3 axes of the array. ...
     """
     arr = np.asarray(stack)
     letters = _parse_axes(axes, arr.ndim)
@@ -149,13 +149,13 @@ def stack_planes(planes: Sequence[Any], axes: str, shape: Sequence[int] | None =
         )
     if int(np.prod(sizes)) != len(planes):
         raise ValueError(
-            f"The parameter `planes` holds {len(planes)} planes but a stack with axes {axes!r}"
+            f"The 'planes' parameter holds {len(planes)} planes but a stack with axes {axes!r}"
             f"{'' if shape is None else f' and shape {tuple(shape)}'} has {int(np.prod(sizes))}."
         )
     arrays = [np.asarray(p) for p in planes]
     if len({a.shape for a in arrays}) > 1:
         raise ValueError(
-            "The parameter `planes` must hold results of one shape; got shapes "
+            "The 'planes' parameter must hold results of one shape; got shapes "
             f"{sorted({a.shape for a in arrays})}."
         )
     arr = np.stack(arrays)

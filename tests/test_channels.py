@@ -191,11 +191,12 @@ def test_cache_keeps_intensity_ranges_apart(rng):
 def test_two_channels_without_a_strategy_raise_a_clear_error(rng):
     images, masks = cells(rng, 2, n=2)
     seg = HypercolumnSegmenter(tiny(intensity_range=RANGE), n_pixels_per_image=50)
-    with pytest.raises(ValueError, match=r"`images\[0\]` has 2 channels.*channel_strategy="
+    with pytest.raises(ValueError, match=r"'images\[0\]' parameter "
+                                         r"has 2 channels.*channel_strategy="
                                          "'per_channel'"):
         seg.fit(images, masks)
     X, _ = sample_pixels(images, masks, n_per_image=5, random_state=0)
-    with pytest.raises(ValueError, match=r"`X.images\[0\]` has 2 channels.*'first_conv'"):
+    with pytest.raises(ValueError, match=r"'X.images\[0\]' parameter has 2 channels.*'first_conv'"):
         tiny().fit(X)
 
 
@@ -206,7 +207,8 @@ def test_replicate_refuses_multichannel_images(rng):
     two, _ = cells(rng, 2, n=1)
     with pytest.raises(ValueError, match="channel_strategy='replicate' takes grayscale"):
         seg.predict(two[0])
-    with pytest.raises(ValueError, match=r"`images\[1\]` has 2 channels, but channel_strategy="):
+    with pytest.raises(ValueError, match=r"'images\[1\]' parameter "
+                                         r"has 2 channels, but channel_strategy="):
         HypercolumnSegmenter(tiny(channel_strategy="replicate")).fit([gray[0], two[0]], masks)
 
 
@@ -216,15 +218,17 @@ def test_channel_count_is_fixed_at_fit(strategy, rng):
     seg = HypercolumnSegmenter(tiny(channel_strategy=strategy, intensity_range=RANGE),
                                n_pixels_per_image=100, random_state=0).fit(images, masks)
     three, _ = cells(rng, 3, n=1)
-    with pytest.raises(ValueError, match=r"`images` has 3 channels.*fitted on images with 2"):
+    with pytest.raises(ValueError, match=r"'images' parameter "
+                                         r"has 3 channels.*fitted on images with 2"):
         seg.predict(three[0])
     gray, _ = cells(rng, 1, n=1)
     with pytest.raises(ValueError, match="fixed at fit"):
         seg.predict(gray)
     X, _ = sample_pixels(three, [masks[0]], n_per_image=5, random_state=0)
-    with pytest.raises(ValueError, match=r"`X.images\[0\]` has 3 channels"):
+    with pytest.raises(ValueError, match=r"'X.images\[0\]' parameter has 3 channels"):
         seg.hypercolumns_.transform(X)
-    with pytest.raises(ValueError, match=r"`images\[1\]` has 3 channels but `images\[0\]` has 2"):
+    with pytest.raises(ValueError, match=r"'images\[1\]' parameter "
+                                         r"has 3 channels but `images\[0\]` has 2"):
         HypercolumnSegmenter(tiny(channel_strategy=strategy)).fit([images[0], three[0]], masks)
 
 

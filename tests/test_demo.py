@@ -91,8 +91,9 @@ def test_foreground_iou():
     pooled = foreground_iou([np.array([[1, 0]]), np.array([[1]])],
                             [np.array([[1, 1]]), np.array([[0]])])
     assert pooled == pytest.approx(1 / 3)
-    with pytest.raises(ValueError, match=r"`y_pred` has shape \(2, 2\) but `y_true` has shape "
+    with pytest.raises(ValueError, match=r"'y_pred' parameter "
+                                         r"has shape \(2, 2\) but `y_true` has shape "
                                          r"\(2, 3\)"):
         foreground_iou(np.zeros((2, 3)), np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="`y_pred` has 2 label maps but `y_true` has 1"):
+    with pytest.raises(ValueError, match="'y_pred' parameter has 2 label maps but `y_true` has 1"):
         foreground_iou([true], [true, true])

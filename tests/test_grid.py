@@ -237,10 +237,10 @@ def test_pixel_locations_and_axis_locations():
 
 
 @pytest.mark.parametrize("boxes, match", [
-    ([[10, 0, 10, 5]], r"`boxes` has empty boxes \(x1 <= x0 or y1 <= y0\) at rows \[0\]"),
+    ([[10, 0, 10, 5]], r"'boxes' parameter has empty boxes \(x1 <= x0 or y1 <= y0\) at rows \[0\]"),
     ([[0, 6, 9, 2]], r"empty boxes"),
-    ([[0, 0, 5]], r"`boxes` must have shape \(n_images, 4\) = \(1, 4\)"),
-    ([[0, 0, np.nan, 4]], r"`boxes` contains NaN"),
+    ([[0, 0, 5]], r"'boxes' parameter must have shape \(n_images, 4\) = \(1, 4\)"),
+    ([[0, 0, np.nan, 4]], r"'boxes' parameter contains NaN"),
 ])
 def test_bad_boxes(boxes, match):
     img = np.zeros((8, 12, 3))
@@ -376,9 +376,10 @@ def test_segmenter_errors_and_pickling(lite_loc, rng, tmp_path):
             images, masks)
     seg = HypercolumnSegmenter(lite_loc, GridLocationClassifier(LogisticRegression(C=0.1), 2),
                                n_pixels_per_image=200, random_state=0)
-    with pytest.raises(ValueError, match=r"`boxes` has empty boxes .* at rows \[1\]"):
+    with pytest.raises(ValueError, match=r"'boxes' parameter has empty boxes .* at rows \[1\]"):
         seg.fit(images, masks, boxes=[[0, 0, 10, 10], [30, 0, 20, 10]])
-    with pytest.raises(ValueError, match=r"`boxes` must have shape \(n_images, 4\) = \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"'boxes' parameter "
+                                         r"must have shape \(n_images, 4\) = \(2, 4\)"):
         seg.fit(images, masks, boxes=[[0, 0, 10, 10]])
     seg.fit(images, masks)
     with pytest.raises(ValueError, match="empty boxes"):

@@ -61,7 +61,7 @@ def test_existing_cache_is_used_and_errors(horses):
     res = layer_importance(seg, horses.images[:4], horses.masks[:4], cv=2)
     assert res.layers == ["blocks.6"] and cache.n_forward_images == 4
     np.testing.assert_array_equal(res.without_scores[0], res.all_scores)
-    with pytest.raises(TypeError, match="`segmenter` must be a HypercolumnSegmenter"):
+    with pytest.raises(TypeError, match="'segmenter' parameter must be a HypercolumnSegmenter"):
         layer_importance(clone(seg.hypercolumns), horses.images, horses.masks)
     with pytest.raises(ValueError, match=r"nope.*blocks\.0"):
         layer_importance(seg, horses.images, horses.masks, layers=["nope"])

@@ -186,11 +186,12 @@ def test_boxes_outside_the_image_are_clipped_with_a_warning(lite, data):
 def test_errors(lite, data):
     images, kp = data
     loc = HypercolumnKeypointLocator(lite, grid_size=1, frame_size=32)
-    with pytest.raises(ValueError, match="`keypoints` has 7 rows but there are 8 images"):
+    with pytest.raises(ValueError, match="'keypoints' parameter has 7 rows but there are 8 images"):
         loc.fit(images, kp[:7])
-    with pytest.raises(ValueError, match=r"`keypoints` must have shape \(n_images, n_keypoints"):
+    with pytest.raises(ValueError, match=r"'keypoints' parameter "
+                                         r"must have shape \(n_images, n_keypoints"):
         loc.fit(images, kp[..., :1])
-    with pytest.raises(TypeError, match="`keypoints` must be a numeric array"):
+    with pytest.raises(TypeError, match="'keypoints' parameter must be a numeric array"):
         loc.fit(images, "nope")
     bad = kp.copy()
     bad[:, 1] = np.nan

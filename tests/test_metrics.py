@@ -243,7 +243,7 @@ def test_foreground_iou_ignore_label():
 @pytest.mark.parametrize("func", [confusion_matrix, iou_per_class, mean_iou, foreground_iou])
 def test_count_mismatch(func):
     maps = [np.zeros((2, 2), dtype=int)] * 3
-    with pytest.raises(ValueError, match=r"`y_pred` has 2 label maps but `y_true` has 3"):
+    with pytest.raises(ValueError, match=r"'y_pred' parameter has 2 label maps but `y_true` has 3"):
         func(maps, maps[:2])
 
 
@@ -252,25 +252,26 @@ def test_shape_mismatch_names_index_and_shapes(func):
     y_true = [np.zeros((2, 2), dtype=int), np.zeros((4, 6), dtype=int)]
     y_pred = [np.zeros((2, 2), dtype=int), np.zeros((4, 5), dtype=int)]
     with pytest.raises(
-        ValueError, match=r"`y_pred\[1\]` has shape \(4, 5\) but `y_true\[1\]` has shape \(4, 6\)"
+        ValueError, match=r"'y_pred\[1\]' parameter "
+                          r"has shape \(4, 5\) but `y_true\[1\]` has shape \(4, 6\)"
     ):
         func(y_true, y_pred)
 
 
 def test_single_map_shape_mismatch():
-    with pytest.raises(ValueError, match=r"`y_pred` has shape \(2, 3\) but `y_true` has"):
+    with pytest.raises(ValueError, match=r"'y_pred' parameter has shape \(2, 3\) but `y_true` has"):
         mean_iou(np.zeros((2, 2), dtype=int), np.zeros((2, 3), dtype=int))
 
 
 @pytest.mark.parametrize("empty", [[], (), np.zeros((0, 3, 3), dtype=int)])
 @pytest.mark.parametrize("func", [confusion_matrix, mean_iou, foreground_iou])
 def test_empty_input(func, empty):
-    with pytest.raises(ValueError, match=r"`y_true` must hold at least one label map"):
+    with pytest.raises(ValueError, match=r"'y_true' parameter must hold at least one label map"):
         func(empty, empty)
 
 
 def test_empty_map():
-    with pytest.raises(ValueError, match=r"`y_true\[0\]` is an empty label map"):
+    with pytest.raises(ValueError, match=r"'y_true\[0\]' parameter is an empty label map"):
         mean_iou([np.zeros((0, 4), dtype=int)], [np.zeros((0, 4), dtype=int)])
 
 
@@ -284,18 +285,18 @@ def test_bad_average():
 def test_fractional_labels(func):
     y_true = np.zeros((2, 2), dtype=int)
     y_pred = [np.array([[0.0, 1.0], [0.5, 0.0]])]
-    with pytest.raises(ValueError, match=r"`y_pred\[0\]` holds non-integer labels"):
+    with pytest.raises(ValueError, match=r"'y_pred\[0\]' parameter holds non-integer labels"):
         func([y_true], y_pred)
-    with pytest.raises(ValueError, match=r"`y_true` contains NaN"):
+    with pytest.raises(ValueError, match=r"'y_true' parameter contains NaN"):
         func(np.full((2, 2), np.nan), y_true)
 
 
 @pytest.mark.parametrize(
     "y, match",
     [
-        (np.zeros(4, dtype=int), r"`y_true` must be a \(height, width\) label map"),
-        ([np.zeros(4, dtype=int)], r"`y_true\[0\]` must be a 2-D"),
-        (np.zeros((2, 2), dtype="U1"), r"`y_true` must hold integer class labels"),
+        (np.zeros(4, dtype=int), r"'y_true' parameter must be a \(height, width\) label map"),
+        ([np.zeros(4, dtype=int)], r"'y_true\[0\]' parameter must be a 2-D"),
+        (np.zeros((2, 2), dtype="U1"), r"'y_true' parameter must hold integer class labels"),
     ],
 )
 def test_bad_map_forms(y, match):

@@ -164,7 +164,7 @@ def test_model_travels_without_cache_contents(seg, horses):
         ({"images": []}, ValueError, "at least one image"),
         ({"images": np.zeros((0, 8, 8, 3))}, ValueError, "at least one image"),
         ({"images": np.zeros((8, 8, 3))}, ValueError, "For one image"),
-        ({"images": [np.zeros((8, 8, 3)), 3]}, TypeError, r"`images\[1\]`"),
+        ({"images": [np.zeros((8, 8, 3)), 3]}, TypeError, r"'images\[1\]' parameter"),
         ({"images": "a.png"}, TypeError, "list of file paths"),
         ({"method": "fit"}, ValueError, "'method' parameter of predict_collection must be one"),
         ({"method": "transform_dense"}, ValueError, "has no such method"),

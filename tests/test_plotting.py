@@ -146,21 +146,21 @@ def test_overlay_errors():
     img = _image()
     with pytest.raises(ValueError, match=r"labels_or_proba.*\(10, 16\).*\(12, 16, 3\)"):
         plot_overlay(img, np.zeros((10, 16), dtype=int))
-    with pytest.raises(ValueError, match=r"`image`.*\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"'image' parameter.*\[0, 1\]"):
         plot_overlay(img.astype(float), _labels())
-    with pytest.raises(TypeError, match="`image`"):
+    with pytest.raises(TypeError, match="'image' parameter"):
         plot_overlay(img.astype(np.int32), _labels())
     with pytest.raises(ValueError, match=r"labels_or_proba.*probabilities in \[0, 1\]"):
         plot_overlay(img, np.full((H, W), 3.5))
     with pytest.raises(ValueError, match="labels_or_proba.*2-D"):
         plot_overlay(img, np.zeros((H, W, 2), dtype=int))
-    with pytest.raises(ValueError, match="`alpha`"):
+    with pytest.raises(ValueError, match="'alpha' parameter"):
         plot_overlay(img, _labels(), alpha=1.5)
     with pytest.raises(ValueError, match="class_colors.*label 2"):
         plot_overlay(img, _labels(), class_colors={0: None, 1: "red"})
     with pytest.raises(ValueError, match="class_colors.*2 colours"):
         plot_overlay(img, _labels(), class_colors=[None, "red"])
-    with pytest.raises(TypeError, match="`ax`"):
+    with pytest.raises(TypeError, match="'ax' parameter"):
         plot_overlay(img, _labels(), ax="left")
 
 
@@ -248,11 +248,11 @@ def test_rgb_errors():
         hypercolumns_to_rgb(a[0])
     with pytest.raises(ValueError, match="max_fit_pixels"):
         hypercolumns_to_rgb(a, max_fit_pixels=1)
-    with pytest.raises(ValueError, match="`pca`.*4 features"):
+    with pytest.raises(ValueError, match="'pca' parameter.*4 features"):
         hypercolumns_to_rgb(a, pca=PCA(3).fit(a[..., :4].reshape(-1, 4)))
     with pytest.raises(NotFittedError):
         hypercolumns_to_rgb(a, pca=PCA(3))
-    with pytest.raises(TypeError, match="`pca`"):
+    with pytest.raises(TypeError, match="'pca' parameter"):
         hypercolumns_to_rgb(a, pca="pca")
 
 
@@ -456,11 +456,11 @@ def test_grid_cells_errors(grid):
         plot_grid_cells(grid, values=np.full((3, 3), "a"))
     with pytest.raises(NotFittedError):
         plot_grid_cells(GridLocationClassifier(LogisticRegression(), grid_size=3))
-    with pytest.raises(TypeError, match="`grid`"):
+    with pytest.raises(TypeError, match="'grid' parameter"):
         plot_grid_cells(LogisticRegression())
-    with pytest.raises(ValueError, match="`box`.*x0 < x1"):
+    with pytest.raises(ValueError, match="'box' parameter.*x0 < x1"):
         plot_grid_cells(grid, box=(10, 0, 5, 10))
-    with pytest.raises(ValueError, match="`box`"):
+    with pytest.raises(ValueError, match="'box' parameter"):
         plot_grid_cells(grid, box=(0, 0, 1))
-    with pytest.raises(ValueError, match="`image`"):
+    with pytest.raises(ValueError, match="'image' parameter"):
         plot_grid_cells(grid, image=np.full((4, 4), 2.0))

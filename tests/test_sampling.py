@@ -85,15 +85,16 @@ def test_grid_pixels_covers_every_pixel():
 
 
 def test_pixelset_constructor_checks_coords(images):
-    with pytest.raises(ValueError, match="`coords` must have shape"):
+    with pytest.raises(ValueError, match="'coords' parameter must have shape"):
         PixelSet(images, np.zeros((4, 2), int))
-    with pytest.raises(ValueError, match="`coords` has image indices"):
+    with pytest.raises(ValueError, match="'coords' parameter has image indices"):
         PixelSet(images, [[3, 0, 0]])
-    with pytest.raises(ValueError, match="`coords` has pixels outside their image: row -1"):
+    with pytest.raises(ValueError, match="'coords' parameter "
+                                         "has pixels outside their image: row -1"):
         PixelSet(images, [[0, -1, 0]])
     with pytest.raises(ValueError, match="outside their image: row 0, col 51"):
         PixelSet(images, [[1, 0, 51]])
-    with pytest.raises(TypeError, match="`coords` must hold integers"):
+    with pytest.raises(TypeError, match="'coords' parameter must hold integers"):
         PixelSet(images, [[0, 0.5, 0]])
 
 
@@ -101,7 +102,7 @@ def test_boxes_are_carried_and_checked(images, masks):
     boxes = [[0, 0, 10, 10], [1, 1, 20, 20], [2, 2, 30, 30]]
     X, _ = sample_pixels(images, masks, n_per_image=5, boxes=boxes, random_state=0)
     np.testing.assert_array_equal(X[:3].boxes, boxes)
-    with pytest.raises(ValueError, match="`boxes` has empty boxes"):
+    with pytest.raises(ValueError, match="'boxes' parameter has empty boxes"):
         sample_pixels(images, masks, boxes=[[5, 0, 5, 10]] * 3)
-    with pytest.raises(ValueError, match=r"`boxes` must have shape \(n_images, 4\)"):
+    with pytest.raises(ValueError, match=r"'boxes' parameter must have shape \(n_images, 4\)"):
         sample_pixels(images, masks, boxes=[[0, 0, 1, 1]])

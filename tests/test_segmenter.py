@@ -259,9 +259,9 @@ class NoFit:
 @pytest.mark.parametrize(
     "kwargs, images, masks, match",
     [
-        ({}, "count", None, r"`masks` has 1 masks but there are 2 images"),
-        ({}, "shape", None, r"`masks\[0\]` has shape \(20, 30\) but its image has shape"),
-        ({}, "single", None, r"`masks` must hold at least two classes"),
+        ({}, "count", None, r"'masks' parameter has 1 masks but there are 2 images"),
+        ({}, "shape", None, r"'masks\[0\]' parameter has shape \(20, 30\) but its image has shape"),
+        ({}, "single", None, r"'masks' parameter must hold at least two classes"),
         ({"classifier": NoFit()}, None, None, r"'classifier' parameter .* 'fit'"),
         ({"hypercolumns": HypercolumnTransformer("resnet18", layers=[], weights=None)}, None,
          None, r"'layers' parameter must name at least one layer"),
@@ -287,7 +287,7 @@ def test_predict_checks_images(lite, rng):
     images, masks = zip(*[scene(rng, (40, 48), 2) for _ in range(2)])
     seg = HypercolumnSegmenter(lite, n_pixels_per_image=50, random_state=0).fit(images, masks)
     bad = np.full((40, 48, 3), np.nan)
-    with pytest.raises(ValueError, match=r"`images.*NaN"):
+    with pytest.raises(ValueError, match=r"'images.*NaN"):
         seg.predict(bad)
-    with pytest.raises(ValueError, match=r"`images"):
+    with pytest.raises(ValueError, match=r"'images"):
         seg.predict(np.zeros((2, 3, 4, 5, 6)))

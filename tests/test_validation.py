@@ -20,7 +20,7 @@ def fitted(tiny_net, images, masks):
     "bad, match",
     [
         (np.zeros((2, 3, 8, 8, 3)), "5 dimensions"),
-        ([np.zeros((2, 8, 8, 3))], r"`images\[0\]` must be an image of shape"),
+        ([np.zeros((2, 8, 8, 3))], r"'images\[0\]' parameter must be an image of shape"),
         (np.zeros(5), "1 dimensions"),
     ],
 )
@@ -30,9 +30,9 @@ def test_wrong_ndim(bad, match):
 
 
 def test_empty_input(masks):
-    with pytest.raises(ValueError, match="`images` must hold at least one image"):
+    with pytest.raises(ValueError, match="'images' parameter must hold at least one image"):
         sample_pixels([], [])
-    with pytest.raises(ValueError, match="`images` is an empty image"):
+    with pytest.raises(ValueError, match="'images' parameter is an empty image"):
         sample_pixels(np.zeros((0, 4, 3)), np.zeros((0, 4)))
 
 
@@ -40,23 +40,24 @@ def test_empty_input(masks):
 def test_nan_and_inf(value, images, masks):
     bad = images[0].astype(np.float32) / 255
     bad[3, 4, 1] = value
-    with pytest.raises(ValueError, match=r"`images\[1\]` contains NaN or infinite"):
+    with pytest.raises(ValueError, match=r"'images\[1\]' parameter contains NaN or infinite"):
         sample_pixels([images[0], bad], masks[:2])
-    with pytest.raises(ValueError, match="`images` contains NaN or infinite"):
+    with pytest.raises(ValueError, match="'images' parameter contains NaN or infinite"):
         extract_dense(bad, torch.nn.Conv2d(3, 2, 1))
 
 
 def test_mask_shape_mismatch(images, masks):
-    with pytest.raises(ValueError, match=r"`masks\[1\]` has shape \(28, 51\) but its image"):
+    with pytest.raises(ValueError, match=r"'masks\[1\]' parameter "
+                                         r"has shape \(28, 51\) but its image"):
         sample_pixels(images, [masks[0], masks[1][:-1], masks[2]])
-    with pytest.raises(ValueError, match="`masks` has 2 masks but there are 3 images"):
+    with pytest.raises(ValueError, match="'masks' parameter has 2 masks but there are 3 images"):
         sample_pixels(images, masks[:2])
-    with pytest.raises(ValueError, match=r"`masks\[0\]` holds non-integer labels"):
+    with pytest.raises(ValueError, match=r"'masks\[0\]' parameter holds non-integer labels"):
         sample_pixels(images[:1], [masks[0] + 0.5])
 
 
 def test_coords_out_of_bounds(images):
-    with pytest.raises(ValueError, match="`coords` has pixels outside their image"):
+    with pytest.raises(ValueError, match="'coords' parameter has pixels outside their image"):
         PixelSet(images, [[0, 37, 0]])
 
 
@@ -88,9 +89,10 @@ def test_cuda_requested_without_cuda(monkeypatch):
 def test_two_channel_image_without_channel_strategy(fitted, rng):
     two = rng.random((20, 20, 2)).astype(np.float32)
     X, _ = sample_pixels([two], [np.zeros((20, 20), int)], n_per_image=5, random_state=0)
-    with pytest.raises(ValueError, match=r"`X.images\[0\]` has 2 channels.*no channel strategy"):
+    with pytest.raises(ValueError, match=r"'X.images\[0\]' parameter "
+                                         r"has 2 channels.*no channel strategy"):
         fitted.transform(X)
-    with pytest.raises(ValueError, match="`images` has 2 channels"):
+    with pytest.raises(ValueError, match="'images' parameter has 2 channels"):
         fitted.transform_dense(two)
 
 
@@ -107,7 +109,7 @@ def test_transform_needs_a_pixelset(fitted, images):
 
 
 def test_bad_pixel_dtype(images, masks):
-    with pytest.raises(TypeError, match=r"`images\[0\]` must hold numbers"):
+    with pytest.raises(TypeError, match=r"'images\[0\]' parameter must hold numbers"):
         sample_pixels([np.array([["a", "b"], ["c", "d"]])], [np.zeros((2, 2), int)])
 
 

@@ -217,7 +217,7 @@ class HypercolumnKeypointLocator(BaseEstimator):
         missing = np.flatnonzero(np.isnan(kp).any(axis=2).all(axis=0))
         if missing.size:
             raise ValueError(
-                f"The parameter `keypoints` has keypoints annotated in no image (indices "
+                f"The 'keypoints' parameter has keypoints annotated in no image (indices "
                 f"{missing.tolist()}); every keypoint needs examples to be learnt."
             )
         frames, boxes = self._frames(hc, checked, boxes)
@@ -319,7 +319,7 @@ class HypercolumnKeypointLocator(BaseEstimator):
                 or (keypoints is not None
                     and not all(-keypoints.shape[1] <= i < keypoints.shape[1] for i in norm))):
             raise ValueError(
-                "The parameter `score_normalizer` must be 'box' or a pair of keypoint indices "
+                "The 'score_normalizer' parameter must be 'box' or a pair of keypoint indices "
                 f"(e.g. the outer eye corners); got {norm!r}."
             )
 

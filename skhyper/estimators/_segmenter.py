@@ -203,7 +203,7 @@ class HypercolumnSegmenter(BaseEstimator):
             classes = classes[classes != self.ignore_label]
         if len(classes) < 2:
             raise ValueError(
-                "The parameter `masks` must hold at least two classes (besides ignore_label="
+                "The 'masks' parameter must hold at least two classes (besides ignore_label="
                 f"{self.ignore_label}); got only {classes.tolist()}. A segmenter needs examples "
                 "of every label it should predict."
             )

@@ -264,7 +264,7 @@ def _check_gray(checked: list[np.ndarray], batched: bool, param: str) -> None:
     for i, img in enumerate(checked):
         if img.shape[2] != 1:
             raise ValueError(
-                f"The parameter `{_where(param, i, batched)}` has {img.shape[2]} channels, but "
+                f"The '{_where(param, i, batched)}' parameter has {img.shape[2]} channels, but "
                 "channel_strategy='replicate' takes grayscale (1-channel) images only. Use "
                 "channel_strategy='per_channel' or 'first_conv' for multichannel images, or "
                 "None for RGB."
@@ -288,7 +288,7 @@ def fit_channels(images: Any, strategy: str | None, in_chans: int, *, param: str
     >>> fit_channels([np.zeros((8, 8, 2)), np.zeros((8, 8))], "first_conv", 3)
     Traceback (most recent call last):
     ...
-    ValueError: The parameter `images[1]` has 1 channels but `images[0]` has 2; ...
+    ValueError: The 'images[1]' parameter has 1 channels but `images[0]` has 2; ...
     """
     _check_strategy(strategy)
     if images is None:
@@ -304,7 +304,7 @@ def fit_channels(images: Any, strategy: str | None, in_chans: int, *, param: str
     for i, img in enumerate(checked):
         if img.shape[2] != first:
             raise ValueError(
-                f"The parameter `{_where(param, i, batched)}` has {img.shape[2]} channels but "
+                f"The '{_where(param, i, batched)}' parameter has {img.shape[2]} channels but "
                 f"`{_where(param, 0, batched)}` has {first}; channel_strategy={strategy!r} "
                 "fixes the channel count at fit, so all images need the same number of channels."
             )
@@ -323,7 +323,7 @@ def check_channels(images: Any, strategy: str | None, n_channels: int, *, param:
     >>> check_channels([np.zeros((8, 8, 3))], "per_channel", 2)
     Traceback (most recent call last):
     ...
-    ValueError: The parameter `images[0]` has 3 channels, but this HypercolumnTransformer ...
+    ValueError: The 'images[0]' parameter has 3 channels, but this HypercolumnTransformer ...
     """
     _check_strategy(strategy)
     if strategy is None:
@@ -335,7 +335,7 @@ def check_channels(images: Any, strategy: str | None, n_channels: int, *, param:
     for i, img in enumerate(checked):
         if img.shape[2] != n_channels:
             raise ValueError(
-                f"The parameter `{_where(param, i, batched)}` has {img.shape[2]} channels, but "
+                f"The '{_where(param, i, batched)}' parameter has {img.shape[2]} channels, but "
                 f"this HypercolumnTransformer (channel_strategy={strategy!r}) was fitted on "
                 f"images with {n_channels}; the channel count is fixed at fit. Fit again on "
                 "images like these."

@@ -21,7 +21,7 @@ def check_maps(y: Any, param: str) -> tuple[list[np.ndarray], bool]:
     if isinstance(y, (list, tuple)):
         if len(y) == 0:
             raise ValueError(
-                f"The parameter `{param}` must hold at least one label map; got an empty "
+                f"The '{param}' parameter must hold at least one label map; got an empty "
                 f"{type(y).__name__}."
             )
         raw = list(y)
@@ -33,19 +33,19 @@ def check_maps(y: Any, param: str) -> tuple[list[np.ndarray], bool]:
         elif arr.ndim == 3:
             if arr.shape[0] == 0:
                 raise ValueError(
-                    f"The parameter `{param}` must hold at least one label map; got shape "
+                    f"The '{param}' parameter must hold at least one label map; got shape "
                     f"{arr.shape}."
                 )
             raw, batched = list(arr), True
         else:
             raise ValueError(
-                f"The parameter `{param}` must be a (height, width) label map, a list of them "
+                f"The '{param}' parameter must be a (height, width) label map, a list of them "
                 f"or a (n_images, height, width) stack; got an array of shape {arr.shape}."
             )
     out = []
     for i, m in enumerate(raw):
         where = f"{param}[{i}]" if batched else param
-        m = as_array(m, f"The parameter `{where}`", "a (height, width) label map")
+        m = as_array(m, f"The '{where}' parameter", "a (height, width) label map")
         if m.ndim != 2:
             hint = (
                 " For one map given as nested lists, pass np.asarray(...) instead of a list."
@@ -53,11 +53,11 @@ def check_maps(y: Any, param: str) -> tuple[list[np.ndarray], bool]:
                 else ""
             )
             raise ValueError(
-                f"The parameter `{where}` must be a 2-D (height, width) label map; got shape "
+                f"The '{where}' parameter must be a 2-D (height, width) label map; got shape "
                 f"{m.shape}.{hint}"
             )
         if m.size == 0:
-            raise ValueError(f"The parameter `{where}` is an empty label map of shape {m.shape}.")
+            raise ValueError(f"The '{where}' parameter is an empty label map of shape {m.shape}.")
         out.append(as_labels(m, where))
     return out, batched
 
@@ -67,7 +67,7 @@ def check_pairs(y_true: Any, y_pred: Any) -> tuple[list[np.ndarray], list[np.nda
     preds, pred_batched = check_maps(y_pred, "y_pred")
     if len(trues) != len(preds):
         raise ValueError(
-            f"The parameter `y_pred` has {len(preds)} label maps but `y_true` has "
+            f"The 'y_pred' parameter has {len(preds)} label maps but `y_true` has "
             f"{len(trues)}; give one predicted map per true map."
         )
     indexed = true_batched or pred_batched
@@ -75,7 +75,7 @@ def check_pairs(y_true: Any, y_pred: Any) -> tuple[list[np.ndarray], list[np.nda
         if t.shape != p.shape:
             suffix = f"[{i}]" if indexed else ""
             raise ValueError(
-                f"The parameter `y_pred{suffix}` has shape {p.shape} but `y_true{suffix}` has "
+                f"The 'y_pred{suffix}' parameter has shape {p.shape} but `y_true{suffix}` has "
                 f"shape {t.shape}; each predicted map must have the shape of its true map."
             )
     return trues, preds

@@ -298,37 +298,37 @@ def _check_collection(images: Any) -> tuple[Any, str]:
     if _is_dask_array(images):
         if images.ndim not in (3, 4):
             raise ValueError(
-                "The parameter `images` must be a stack (n_images, height, width[, channels]) "
+                "The 'images' parameter must be a stack (n_images, height, width[, channels]) "
                 f"when it is a dask array; got shape {images.shape}."
             )
         if images.shape[0] == 0:
             raise ValueError(
-                f"The parameter `images` must hold at least one image; got shape {images.shape}."
+                f"The 'images' parameter must hold at least one image; got shape {images.shape}."
             )
         return images, "dask"
     if isinstance(images, np.ndarray):
         if images.ndim != 4:
             raise ValueError(
-                "The parameter `images` must be a list of images, a list of file paths or a "
+                "The 'images' parameter must be a list of images, a list of file paths or a "
                 "stack (n_images, height, width, channels); got an array of shape "
                 f"{images.shape}. For one image call the model's method (or predict_large)."
             )
         if images.shape[0] == 0:
             raise ValueError(
-                f"The parameter `images` must hold at least one image; got shape {images.shape}."
+                f"The 'images' parameter must hold at least one image; got shape {images.shape}."
             )
         return list(images), "stack"
     if isinstance(images, (str, os.PathLike)) or not isinstance(images, Sequence):
         raise TypeError(
-            "The parameter `images` must be a list of images, a list of file paths or a "
+            "The 'images' parameter must be a list of images, a list of file paths or a "
             f"stack of images; got {type(images).__name__}."
         )
     if len(images) == 0:
-        raise ValueError("The parameter `images` must hold at least one image; got an empty list.")
+        raise ValueError("The 'images' parameter must hold at least one image; got an empty list.")
     for i, item in enumerate(images):
         if not isinstance(item, (str, os.PathLike, np.ndarray)):
             raise TypeError(
-                f"The parameter `images[{i}]` must be an image array or a file path; got "
+                f"The 'images[{i}]' parameter must be an image array or a file path; got "
                 f"{type(item).__name__}."
             )
     return list(images), "list"

@@ -32,7 +32,7 @@ def _as_dask_image(da: Any, image: Any, chunks: tuple[int, int]) -> Any:
     shape = getattr(image, "shape", None)
     if shape is not None and (len(shape) not in (2, 3) or 0 in shape):
         raise ValueError(
-            "The parameter `image` of predict_large must be one image (height, width[, "
+            "The 'image' parameter of predict_large must be one image (height, width[, "
             f"channels]); got shape {tuple(shape)}. For many images use predict_collection."
         )
     if _is_dask_array(image):
@@ -44,13 +44,13 @@ def _as_dask_image(da: Any, image: Any, chunks: tuple[int, int]) -> Any:
         arr = da.from_array(image, chunks=own if own else "auto")
     else:
         raise TypeError(
-            "The parameter `image` of predict_large must be a dask array, a zarr array or a "
+            "The 'image' parameter of predict_large must be a dask array, a zarr array or a "
             f"numpy array (height, width[, channels]); got {type(image).__name__}."
         )
     kind = np.dtype(arr.dtype).kind
     if kind not in "biuf":
         raise TypeError(
-            f"The parameter `image` must hold numbers (bool, integer or float pixels); got dtype "
+            f"The 'image' parameter must hold numbers (bool, integer or float pixels); got dtype "
             f"{arr.dtype}."
         )
     return arr

@@ -28,7 +28,7 @@ def _axes(ax: Any, plt: Any) -> Axes:
         return ax
     if not hasattr(ax, "imshow") or not hasattr(ax, "figure"):
         raise TypeError(
-            f"The parameter `ax` must be a matplotlib Axes or None; got {type(ax).__name__}."
+            f"The 'ax' parameter must be a matplotlib Axes or None; got {type(ax).__name__}."
         )
     return ax
 
@@ -41,32 +41,32 @@ def _check_image(image: Any, param: str = "image") -> np.ndarray:
         or np.issubdtype(arr.dtype, np.floating)
     ):
         raise TypeError(
-            f"The parameter `{param}` must be a uint8 or float image; got dtype {arr.dtype}."
+            f"The '{param}' parameter must be a uint8 or float image; got dtype {arr.dtype}."
         )
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         raise ValueError(
-            f"The parameter `{param}` must be an image of shape (height, width) or "
+            f"The '{param}' parameter must be an image of shape (height, width) or "
             f"(height, width, 3); got shape {arr.shape}."
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"The parameter `{param}` is an empty image of shape {arr.shape}.")
+        raise ValueError(f"The '{param}' parameter is an empty image of shape {arr.shape}.")
     if arr.dtype == bool:
         return arr.astype(np.float32)
     if np.issubdtype(arr.dtype, np.unsignedinteger):
         return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
     if np.issubdtype(arr.dtype, np.signedinteger):
         raise TypeError(
-            f"The parameter `{param}` must be a uint8 image or a float image in [0, 1]; got "
+            f"The '{param}' parameter must be a uint8 image or a float image in [0, 1]; got "
             f"dtype {arr.dtype} (convert it, e.g. `img.astype(np.uint8)`)."
         )
     if not np.isfinite(arr).all():
-        raise ValueError(f"The parameter `{param}` contains NaN or infinite values.")
+        raise ValueError(f"The '{param}' parameter contains NaN or infinite values.")
     lo, hi = float(arr.min()), float(arr.max())
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise ValueError(
-            f"The parameter `{param}` is a float image, so it must lie in [0, 1]; got values "
+            f"The '{param}' parameter is a float image, so it must lie in [0, 1]; got values "
             f"in [{lo:g}, {hi:g}] (divide a 0-255 image by 255)."
         )
     return np.clip(arr, 0.0, 1.0)
@@ -80,9 +80,9 @@ def _show_image(ax: Axes, img: np.ndarray) -> None:
 
 def _check_fraction(value: Any, param: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"The parameter `{param}` must be a number in [0, 1]; got {value!r}.")
+        raise TypeError(f"The '{param}' parameter must be a number in [0, 1]; got {value!r}.")
     if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"The parameter `{param}` must be a number in [0, 1]; got {value!r}.")
+        raise ValueError(f"The '{param}' parameter must be a number in [0, 1]; got {value!r}.")
     return float(value)
 
 

@@ -75,7 +75,7 @@ def plot_grid_cells(
         grid = grid[-1]
     if not hasattr(grid, "grid_size") or not hasattr(grid, "fit"):
         raise TypeError(
-            "The parameter `grid` must be a fitted GridLocationClassifier (or a Pipeline ending "
+            "The 'grid' parameter must be a fitted GridLocationClassifier (or a Pipeline ending "
             f"with one); got {type(grid).__name__}."
         )
     check_is_fitted(grid, ["n_samples_cell_", "fallback_"])
@@ -89,7 +89,7 @@ def plot_grid_cells(
             vals, label = fallback.astype(np.int64), "fallback to the global estimator (1)"
         else:
             raise ValueError(
-                "The parameter `values` must be 'n_samples', 'fallback' or a (K, K) array; got "
+                "The 'values' parameter must be 'n_samples', 'fallback' or a (K, K) array; got "
                 f"{values!r}."
             )
     else:
@@ -98,11 +98,11 @@ def plot_grid_cells(
             vals.dtype == bool or np.issubdtype(vals.dtype, np.number)
         ):
             raise TypeError(
-                f"The parameter `values` must hold numbers; got dtype {vals.dtype}."
+                f"The 'values' parameter must hold numbers; got dtype {vals.dtype}."
             )
         if vals.shape != (K, K):
             raise ValueError(
-                f"The parameter `values` must have shape ({K}, {K}), one value per cell of the "
+                f"The 'values' parameter must have shape ({K}, {K}), one value per cell of the "
                 f"{K} x {K} grid (row-major: cell i * K + j is row i, column j); got shape "
                 f"{vals.shape}."
             )
@@ -115,15 +115,15 @@ def plot_grid_cells(
             frame = tuple(float(b) for b in box)
         except (TypeError, ValueError) as err:
             raise TypeError(
-                f"The parameter `box` must be 4 numbers (x0, y0, x1, y1); got {box!r}."
+                f"The 'box' parameter must be 4 numbers (x0, y0, x1, y1); got {box!r}."
             ) from err
         if len(frame) != 4 or not np.all(np.isfinite(frame)):
             raise ValueError(
-                f"The parameter `box` must be 4 finite numbers (x0, y0, x1, y1); got {box!r}."
+                f"The 'box' parameter must be 4 finite numbers (x0, y0, x1, y1); got {box!r}."
             )
         if not (frame[0] < frame[2] and frame[1] < frame[3]):
             raise ValueError(
-                f"The parameter `box` must have x0 < x1 and y0 < y1; got {box!r}."
+                f"The 'box' parameter must have x0 < x1 and y0 < y1; got {box!r}."
             )
     elif img is not None:
         frame = (0.0, 0.0, float(img.shape[1]), float(img.shape[0]))

@@ -30,7 +30,7 @@ def _label_colors(labels: np.ndarray, class_colors: Any) -> dict[int, tuple[floa
         if isinstance(class_colors, Mapping):
             if k not in class_colors:
                 raise ValueError(
-                    f"The parameter `class_colors` has no colour for label {k}; it has colours "
+                    f"The 'class_colors' parameter has no colour for label {k}; it has colours "
                     f"for {sorted(class_colors)} (use None for a transparent label)."
                 )
             colour = class_colors[k]
@@ -39,21 +39,21 @@ def _label_colors(labels: np.ndarray, class_colors: Any) -> dict[int, tuple[floa
                 colour = None
             elif k >= len(class_colors):
                 raise ValueError(
-                    f"The parameter `class_colors` holds {len(class_colors)} colours, indexed by "
+                    f"The 'class_colors' parameter holds {len(class_colors)} colours, indexed by "
                     f"label, but the labels go up to {int(labels.max())}."
                 )
             else:
                 colour = class_colors[k]
         else:
             raise TypeError(
-                "The parameter `class_colors` must be None, a dict {label: colour} or a list of "
+                "The 'class_colors' parameter must be None, a dict {label: colour} or a list of "
                 f"colours indexed by label; got {type(class_colors).__name__}."
             )
         try:
             out[k] = clear if colour is None else to_rgba(colour)
         except ValueError as err:
             raise ValueError(
-                f"The parameter `class_colors` gives label {k} the colour {colour!r}, which "
+                f"The 'class_colors' parameter gives label {k} the colour {colour!r}, which "
                 f"matplotlib does not know ({err})."
             ) from err
     return out
@@ -121,35 +121,35 @@ def plot_overlay(
     img = _check_image(image, "image")
     alpha = _check_fraction(alpha, "alpha")
     if title is not None and not isinstance(title, str):
-        raise TypeError(f"The parameter `title` must be a str or None; got {title!r}.")
+        raise TypeError(f"The 'title' parameter must be a str or None; got {title!r}.")
     over = np.asarray(labels_or_proba)
     if over.dtype == object or not (
         over.dtype == bool or np.issubdtype(over.dtype, np.integer)
         or np.issubdtype(over.dtype, np.floating)
     ):
         raise TypeError(
-            "The parameter `labels_or_proba` must be integer labels or float probabilities; "
+            "The 'labels_or_proba' parameter must be integer labels or float probabilities; "
             f"got dtype {over.dtype}."
         )
     if over.ndim not in (2, 3) or over.shape[:2] != img.shape[:2]:
         raise ValueError(
-            "The parameter `labels_or_proba` must be (height, width) labels or probabilities, or "
+            "The 'labels_or_proba' parameter must be (height, width) labels or probabilities, or "
             "(height, width, n_classes) probabilities, with the height and width of `image`; "
             f"got shape {over.shape} for image shape {np.shape(image)}."
         )
     is_float = np.issubdtype(over.dtype, np.floating)
     if not is_float and over.ndim == 3:
         raise ValueError(
-            "The parameter `labels_or_proba` holds integers, so it must be a 2-D (height, width) "
+            "The 'labels_or_proba' parameter holds integers, so it must be a 2-D (height, width) "
             f"label map; got shape {over.shape}."
         )
     if is_float:
         if not np.isfinite(over).all():
-            raise ValueError("The parameter `labels_or_proba` contains NaN or infinite values.")
+            raise ValueError("The 'labels_or_proba' parameter contains NaN or infinite values.")
         lo, hi = float(over.min()), float(over.max())
         if lo < -1e-6 or hi > 1 + 1e-6:
             raise ValueError(
-                "The parameter `labels_or_proba` is float, so it must hold probabilities in "
+                "The 'labels_or_proba' parameter is float, so it must hold probabilities in "
                 f"[0, 1]; got values in [{lo:g}, {hi:g}] (pass `predict` labels as integers, "
                 "or `predict_proba` instead of scores)."
             )

@@ -18,34 +18,34 @@ def _check_hypercolumns(hypercolumns: Any) -> tuple[list[np.ndarray], bool]:
     single = not isinstance(hypercolumns, (list, tuple))
     maps = [hypercolumns] if single else list(hypercolumns)
     if not maps:
-        raise ValueError("The parameter `hypercolumns` must hold at least one map; got [].")
+        raise ValueError("The 'hypercolumns' parameter must hold at least one map; got [].")
     out = []
     for i, m in enumerate(maps):
         where = "hypercolumns" if single else f"hypercolumns[{i}]"
         arr = np.asarray(m)
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise TypeError(
-                f"The parameter `{where}` must be a numeric (height, width, n_features) array; "
+                f"The '{where}' parameter must be a numeric (height, width, n_features) array; "
                 f"got dtype {arr.dtype}."
             )
         if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
             raise ValueError(
-                f"The parameter `{where}` must be a dense (height, width, n_features) array as "
+                f"The '{where}' parameter must be a dense (height, width, n_features) array as "
                 f"returned by `transform_dense`; got shape {arr.shape}."
             )
         if arr.shape[2] < 3:
             raise ValueError(
-                f"The parameter `{where}` has {arr.shape[2]} features per pixel; at least 3 are "
+                f"The '{where}' parameter has {arr.shape[2]} features per pixel; at least 3 are "
                 "needed for 3 principal components."
             )
         if arr.shape[2] != np.shape(maps[0])[2]:
             raise ValueError(
-                f"The parameter `{where}` has {arr.shape[2]} features per pixel but "
+                f"The '{where}' parameter has {arr.shape[2]} features per pixel but "
                 f"`hypercolumns[0]` has {np.shape(maps[0])[2]}; all maps must come from the same "
                 "transformer."
             )
         if not np.isfinite(arr).all():
-            raise ValueError(f"The parameter `{where}` contains NaN or infinite values.")
+            raise ValueError(f"The '{where}' parameter contains NaN or infinite values.")
         out.append(arr)
     return out, single
 
@@ -111,10 +111,10 @@ def hypercolumns_to_rgb(
         or max_fit_pixels < 3
     ):
         raise ValueError(
-            f"The parameter `max_fit_pixels` must be an integer >= 3; got {max_fit_pixels!r}."
+            f"The 'max_fit_pixels' parameter must be an integer >= 3; got {max_fit_pixels!r}."
         )
     if not isinstance(return_pca, (bool, np.bool_)):
-        raise TypeError(f"The parameter `return_pca` must be a bool; got {return_pca!r}.")
+        raise TypeError(f"The 'return_pca' parameter must be a bool; got {return_pca!r}.")
     D = maps[0].shape[2]
     flat = [m.reshape(-1, D) for m in maps]
     sizes = np.array([len(f) for f in flat])
@@ -124,7 +124,7 @@ def hypercolumns_to_rgb(
     def fit_pixels() -> np.ndarray:
         if n_total < 3:
             raise ValueError(
-                f"The parameter `hypercolumns` has {n_total} pixels in all; at least 3 are "
+                f"The 'hypercolumns' parameter has {n_total} pixels in all; at least 3 are "
                 "needed to fit 3 principal components."
             )
         if n_total <= max_fit_pixels:
@@ -144,14 +144,14 @@ def hypercolumns_to_rgb(
     else:
         if not hasattr(pca, "transform"):
             raise TypeError(
-                "The parameter `pca` must be a fitted PCA (or transformer) or None; got "
+                "The 'pca' parameter must be a fitted PCA (or transformer) or None; got "
                 f"{type(pca).__name__}, which has no `transform`."
             )
         check_is_fitted(pca)
         n_in = getattr(pca, "n_features_in_", D)
         if n_in != D:
             raise ValueError(
-                f"The parameter `pca` was fitted on {n_in} features, but the hypercolumns have "
+                f"The 'pca' parameter was fitted on {n_in} features, but the hypercolumns have "
                 f"{D} per pixel."
             )
         limits = getattr(pca, "rgb_limits_", None)
@@ -160,7 +160,7 @@ def hypercolumns_to_rgb(
         limits = np.asarray(limits, dtype=np.float64)
         if limits.shape != (2, 3):
             raise ValueError(
-                "The parameter `pca` must give 3 components (its `rgb_limits_` has shape "
+                "The 'pca' parameter must give 3 components (its `rgb_limits_` has shape "
                 f"{limits.shape}, expected (2, 3))."
             )
     lo, hi = limits
@@ -170,7 +170,7 @@ def hypercolumns_to_rgb(
         proj = np.asarray(pca.transform(f))
         if proj.ndim != 2 or proj.shape[1] != 3:
             raise ValueError(
-                "The parameter `pca` must transform hypercolumns to 3 components; it gives shape "
+                "The 'pca' parameter must transform hypercolumns to 3 components; it gives shape "
                 f"{proj.shape}."
             )
         rgb = np.clip((proj - lo) / span, 0.0, 1.0).astype(np.float32)

@@ -88,23 +88,23 @@ def plot_layer_scores(
         if hasattr(search_or_results, "get_params") and hasattr(search_or_results, "fit"):
             check_is_fitted(search_or_results, "cv_results_")  # an unfitted search: raises
         raise TypeError(
-            "The parameter `search_or_results` must be a fitted search (with `cv_results_`) or a "
+            "The 'search_or_results' parameter must be a fitted search (with `cv_results_`) or a "
             f"cv_results_ dict; got {type(search_or_results).__name__}."
         )
     if not isinstance(param, str):
-        raise TypeError(f"The parameter `param` must be a str; got {param!r}.")
+        raise TypeError(f"The 'param' parameter must be a str; got {param!r}.")
     key = param if param.startswith("param_") else f"param_{param}"
     if key not in results:
         available = sorted(k for k in results if str(k).startswith("param_"))
         raise ValueError(
-            f"The parameter `param` is {param!r}, but the results have no key {key!r}; the "
+            f"The 'param' parameter is {param!r}, but the results have no key {key!r}; the "
             f"available parameter keys are {available}."
         )
     for need in ("mean_test_score", "std_test_score"):
         if need not in results:
             metrics = sorted(k for k in results if str(k).startswith("mean_test_"))
             raise ValueError(
-                f"The parameter `search_or_results` has no {need!r} (a multi-metric search? it "
+                f"The 'search_or_results' parameter has no {need!r} (a multi-metric search? it "
                 f"has {metrics}); pass a dict with 'mean_test_score' and 'std_test_score' set to "
                 "the columns of one metric."
             )
@@ -114,7 +114,7 @@ def plot_layer_scores(
     n = len(means)
     if n == 0 or len(stds) != n or len(labels) != n:
         raise ValueError(
-            "The parameter `search_or_results` must hold at least one candidate, with as many "
+            "The 'search_or_results' parameter must hold at least one candidate, with as many "
             f"{key!r} ({len(labels)}) as 'mean_test_score' ({n}) and 'std_test_score' "
             f"({len(stds)}) entries."
         )
