@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ._validation import check_boxes, check_images, check_masks
 
@@ -159,6 +160,18 @@ def _balanced_counts(counts: np.ndarray, n: int) -> np.ndarray:
     return take
 
 
+@validate_params(
+    {
+        "images": "no_validation",
+        "masks": "no_validation",
+        "n_per_image": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "class_balance": ["boolean"],
+        "ignore_label": [numbers.Integral, None],
+        "boxes": "no_validation",
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def sample_pixels(
     images: Any,
     masks: Any,
@@ -211,18 +224,12 @@ def sample_pixels(
     >>> X.shape, np.bincount(y).tolist(), X.groups.tolist().count(1)
     ((20, 3), [10, 10], 10)
     """
-    checked, batched = check_images(images, param="images", n_channels=None)
-    if isinstance(n_per_image, bool) or (
-        n_per_image is not None
-        and (not isinstance(n_per_image, numbers.Integral) or n_per_image <= 0)
-    ):
+    if isinstance(n_per_image, bool):  # an Integral to validate_params
         raise ValueError(
-            f"The 'n_per_image' parameter must be a positive integer or None; got {n_per_image!r}."
+            "The 'n_per_image' parameter of sample_pixels must be an int in the range [1, inf) "
+            f"or None. Got {n_per_image!r} instead."
         )
-    if ignore_label is not None and not isinstance(ignore_label, numbers.Integral):
-        raise TypeError(
-            f"The 'ignore_label' parameter must be an integer or None; got {ignore_label!r}."
-        )
+    checked, batched = check_images(images, param="images", n_channels=None)
     mask_list = check_masks(masks, checked, param="masks", batched=batched)
     rng = check_random_state(random_state)
     coords, labels = [], []
@@ -262,6 +269,11 @@ def sample_pixels(
     return X, np.concatenate(labels)
 
 
+@validate_params(
+    {"images": "no_validation", "step": [Interval(numbers.Integral, 1, None, closed="left")],
+     "boxes": "no_validation"},
+    prefer_skip_nested_validation=True,
+)
 def grid_pixels(images: Any, *, step: int = 1, boxes: Any = None) -> PixelSet:
     """Every ``step``-th pixel of every image (all pixels by default), row-major.
 
@@ -276,8 +288,6 @@ def grid_pixels(images: Any, *, step: int = 1, boxes: Any = None) -> PixelSet:
     [[0, 0, 0], [0, 0, 2], [0, 0, 4], [0, 2, 0]]
     """
     checked, _ = check_images(images, param="images", n_channels=None)
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step <= 0:
-        raise ValueError(f"The 'step' parameter must be a positive integer; got {step!r}.")
     parts = []
     for i, img in enumerate(checked):
         rr, cc = np.mgrid[0 : img.shape[0] : step, 0 : img.shape[1] : step]

@@ -72,7 +72,8 @@ def test_n_per_image_larger_than_image_takes_all():
 
 @pytest.mark.parametrize("bad", [-1, 0, 2.5, True])
 def test_bad_n_per_image(bad, images, masks):
-    with pytest.raises(ValueError, match="'n_per_image' parameter must be a positive integer"):
+    with pytest.raises(ValueError, match=r"'n_per_image' parameter of sample_pixels must be an "
+                                         r"int in the range \[1, inf\) or None. Got"):
         sample_pixels(images, masks, n_per_image=bad)
 
 
@@ -80,8 +81,10 @@ def test_grid_pixels_covers_every_pixel():
     imgs = [np.zeros((3, 4)), np.zeros((2, 2, 3))]
     X = grid_pixels(imgs)
     assert len(X) == 12 + 4 and X.coords[-1].tolist() == [1, 1, 1]
-    with pytest.raises(ValueError, match="'step' parameter"):
+    with pytest.raises(ValueError, match="'step' parameter of grid_pixels must be an int"):
         grid_pixels(imgs, step=0)
+    with pytest.raises(ValueError, match="'ignore_label' parameter of sample_pixels"):
+        sample_pixels(imgs, [np.zeros((3, 4)), np.zeros((2, 2))], ignore_label="none")
 
 
 def test_pixelset_constructor_checks_coords(images):
