@@ -5,9 +5,11 @@ backbone (``weights=None``: speed does not depend on the weights) and every
 number of points (pixels) per image:
 
 1. **forward-only**, the floor: the path of ``transform`` up to and including
-   the forward pass (:func:`skhyper.extraction.iter_maps`, same ``batch_size``,
-   channels-last), with the maps simply dropped. The only difference to (2) is
-   the sampling.
+   the forward pass (:meth:`skhyper.FeatureEngine.iter_maps` of an engine with
+   the same settings, built once by :func:`skhyper.features.build_engine`: same
+   ``batch_size``, channels-last, no tiling), with the maps simply dropped. The
+   only difference to (2) is the sampling (and the engine that
+   ``extract_hypercolumns`` builds on each call).
 2. **sampled** (what ``transform`` runs): :func:`skhyper.extract_hypercolumns`
    on a :class:`~skhyper.PixelSet` of P random pixels per image (all pixels,
    from :func:`skhyper.grid_pixels`, when P is the image size): the forward
@@ -75,9 +77,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from skhyper import PixelSet, build_backbone, extract_hypercolumns, grid_pixels  # noqa: E402
-from skhyper.backbones import resolve_layers  # noqa: E402
-from skhyper.extraction import iter_maps  # noqa: E402
+from skhyper import PixelSet, extract_hypercolumns, grid_pixels  # noqa: E402
+from skhyper.features import build_backbone, build_engine, resolve_layers  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import loadavg as _loadavg  # noqa: E402
@@ -92,9 +93,13 @@ TARGET = {"points": 2048, "ratio": 0.95}
 # --------------------------------------------------------------------------- methods
 
 
-def run_forward(bb, images, names, dev, batch_size) -> None:
-    """(1) forward-only: iterate the maps exactly as ``extract_hypercolumns`` does."""
-    for _i, _maps in iter_maps(bb, images, names, device=dev, batch_size=batch_size):
+def run_forward(engine, images) -> None:
+    """(1) forward-only: iterate the maps exactly as ``extract_hypercolumns`` does.
+
+    ``engine`` has ``extract_hypercolumns``' settings (``tile_size=None``); ``images`` are
+    checked once, outside the timed call.
+    """
+    for _i, _maps in engine.iter_maps(images):
         pass
 
 
@@ -103,11 +108,11 @@ def run_sampled(bb, X, names, dev, batch_size) -> np.ndarray:
     return extract_hypercolumns(X, bb, names, device=dev, batch_size=batch_size)
 
 
-def run_naive(bb, images, names, dev, batch_size, groups, shape) -> np.ndarray:
+def run_naive(engine, images, groups, shape) -> np.ndarray:
     """(3) naive: upsample every map to the image, concatenate, index the pixels."""
     out = np.empty(shape, dtype=np.float32)
     with torch.inference_mode():
-        for i, maps in iter_maps(bb, images, names, device=dev, batch_size=batch_size):
+        for i, maps in engine.iter_maps(images):
             sel, rows, cols = groups[i]
             size = images[i].shape[:2]
             hc = torch.cat(
@@ -197,13 +202,15 @@ def bench_backbone(name: str, args, images, dev, rng) -> dict:
     print(f"\n{name}: {len(names)} layers {names}, D={n_features}", flush=True)
 
     sets = {p: make_pixels(images, p, rng, dev) for p in args.points_list}
-    calls = {"forward": lambda: run_forward(bb, images, names, dev, args.batch_size)}
+    # The forward pass of extract_hypercolumns (its defaults: no tiling, float32, no cache).
+    engine = build_engine(bb, layers=names, device=dev, batch_size=args.batch_size,
+                          tile_size=None)
+    checked = engine.check_images(images)
+    calls = {"forward": lambda: run_forward(engine, checked)}
     for p, (X, groups) in sets.items():
         shape = (len(X.coords), n_features)
         calls[("sampled", p)] = lambda X=X: run_sampled(bb, X, names, dev, args.batch_size)
-        calls[("naive", p)] = lambda g=groups, s=shape: run_naive(
-            bb, images, names, dev, args.batch_size, g, s
-        )
+        calls[("naive", p)] = lambda g=groups, s=shape: run_naive(engine, checked, g, s)
 
     # Warm-up, and the honesty check: sampled and naive agree on the same pixels.
     t0 = time.perf_counter()

@@ -57,7 +57,6 @@ from skhyper import (  # noqa: E402
 )
 from skhyper.datasets import load_horses  # noqa: E402
 from skhyper.estimators import default_classifier  # noqa: E402
-from skhyper.extraction import iter_maps  # noqa: E402
 from skhyper.metrics import foreground_iou  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -159,14 +158,18 @@ def run_speed(args, dev: torch.device) -> dict:
     for seg in segs.values():
         seg.fit(data.images, data.masks)
         assert seg.prediction_path_ == "folded"
-        seg.hypercolumns_.cache = None  # the cache shares the fits' forward passes only
+        hc = seg.hypercolumns_  # the cache shares the fits' forward passes only
+        hc.cache = None
+        hc.engine_ = hc.engine_.replace(cache=None)  # the fitted engine holds the cache
     out = []
     for size in args.sizes:
         img = make_image(size)
-        hc = segs["global"].hypercolumns_
+        # the global segmenter's forward pass (same layers and settings), untiled
+        engine = segs["global"].hypercolumns_.engine_.replace(tile_size=None)
+        checked = engine.check_images([img])
 
-        def forward(hc=hc, img=img):
-            for _ in iter_maps(hc.backbone_, [img], hc._layer_names(), device=dev):
+        def forward(engine=engine, checked=checked):
+            for _ in engine.iter_maps(checked):
                 pass
 
         methods = {"forward": forward}

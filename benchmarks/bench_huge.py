@@ -22,7 +22,7 @@ whole process, imports, model, input and output included) is the figure:
 2. **numpy -> numpy**: the image in memory (128 MiB), ``predict_large(...)``
    ``.compute()`` to a numpy label map, with the first of ``--chunks``.
 3. **reference**: ``seg.predict(image)`` on the numpy image (the tiled
-   forward pass of :mod:`skhyper.tiling`, ``tile_size=768``).
+   forward pass of :func:`skhyper.features.tiled_maps`, ``tile_size=768``).
 
 Goal (issue "Beyond RGB photos and one machine"): peak RSS < 4 GiB.
 The labels of 1 and 3 are compared (agreement), and 1 is scored against the

@@ -6,9 +6,9 @@ regression), fitted on the bundled horse sample. The test image is a bundled
 horse photo resized to S x S. For each S (256, 512, 1024; 2048 on GPU), in one
 run, interleaved, median of ``--repeats``:
 
-1. **forward-only**, the floor: :func:`skhyper.extraction.iter_maps` on the
-   image with the segmenter's layers (image to tensor, the forward pass), maps
-   dropped.
+1. **forward-only**, the floor: :meth:`skhyper.FeatureEngine.iter_maps` of the
+   segmenter's engine (``hypercolumns_.engine_``, untiled: ``tile_size=None``)
+   on the image (image to tensor, the forward pass), maps dropped.
 2. **folded** (what ``predict`` runs): ``seg.predict(image)``: the forward pass,
    the folded classifier as per-layer 1x1 heads at native resolution, the
    bilinear upsample of the score map of each layer, the labels.
@@ -56,7 +56,6 @@ from PIL import Image  # noqa: E402
 
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer  # noqa: E402
 from skhyper.datasets import load_horses  # noqa: E402
-from skhyper.extraction import iter_maps  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, measure  # noqa: E402
@@ -79,10 +78,12 @@ def fit_segmenter(device: str, **hc_params) -> HypercolumnSegmenter:
 def bench_size(seg, size: int, repeats: int, dev: torch.device, naive: bool) -> dict:
     img = make_image(size)
     hc = seg.hypercolumns_
-    layers = hc._layer_names()
+    # the segmenter's forward pass (same layers, device, dtype, batching), untiled
+    engine = hc.engine_.replace(tile_size=None, cache=None)
+    checked = engine.check_images([img])
 
     def forward():
-        for _ in iter_maps(hc.backbone_, [img], layers, device=dev):
+        for _ in engine.iter_maps(checked):
             pass
 
     def folded():
@@ -159,7 +160,9 @@ def check_tiling() -> dict:
     t = time.perf_counter()
     tiled = seg.decision_function(img)
     t_tiled = time.perf_counter() - t
-    seg.hypercolumns_.set_params(tile_size=None)
+    hc = seg.hypercolumns_
+    hc.set_params(tile_size=None)
+    hc.engine_ = hc.engine_.replace(tile_size=None)  # the fitted engine holds the setting
     t = time.perf_counter()
     whole = seg.decision_function(img)
     t_whole = time.perf_counter() - t
