@@ -3,22 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .._validation import resolve_device
 from ._backbone import Backbone, resolve_layers
 from ._build import DEFAULT_BACKBONE, build_backbone
 from ._cache import MapCache
-from ._channels import fit_channels, prepare_backbone
+from ._channels import CHANNEL_STRATEGIES, fit_channels, prepare_backbone
 from ._engine import FeatureEngine
-from ._scales import scaled_info
+from ._intensity import check_intensity_range
+from ._maps import DTYPES
+from ._scales import check_scales, scaled_info
 
 __all__ = ["build_engine"]
 
 
+@validate_params(
+    {
+        "backbone": [str, torch.nn.Module],
+        "layers": [list, tuple, None],
+        "weights": "no_validation",
+        "device": [str, torch.device],
+        "dtype": [StrOptions(set(DTYPES))],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "image_size": [Interval(Integral, 1, None, closed="left"), None],
+        "tile_size": [Interval(Integral, 1, None, closed="left"), None],
+        "cache": [MapCache, None],
+        "scales": [tuple, list, None],
+        "channel_strategy": [StrOptions(set(CHANNEL_STRATEGIES)), None],
+        "intensity_range": [tuple, list, None],
+        "append_location": ["boolean"],
+        "verbose": ["boolean"],
+        "images": "no_validation",
+        "param": [str],
+    },
+    prefer_skip_nested_validation=True,
+)
 def build_engine(
     backbone: str | torch.nn.Module = DEFAULT_BACKBONE,
     *,
@@ -38,13 +63,13 @@ def build_engine(
     images: Sequence[np.ndarray] | None = None,
     param: str = "images",
 ) -> FeatureEngine:
-    """Build a :class:`FeatureEngine` from settings that the caller has validated.
+    """Build a :class:`FeatureEngine`: everything that runs the network, fixed once.
 
-    ``backbone`` is built by :func:`~skhyper.features.build_backbone` (a copy) unless it is a
-    :class:`~skhyper.features.Backbone`, which is used as it is. ``images`` (checked, or None)
-    teach the channel count to the ``"per_channel"`` / ``"first_conv"`` strategies.
-    ``scales`` and ``intensity_range`` are the validated tuples
-    (:func:`~skhyper.features.check_scales`, :func:`~skhyper.features.check_intensity_range`).
+    The parameters are those of :class:`~skhyper.HypercolumnTransformer` (which calls this in
+    ``fit``). ``backbone`` is built by :func:`~skhyper.features.build_backbone` (a copy) unless
+    it is a :class:`~skhyper.features.Backbone`, which is used as it is. ``images`` (or None)
+    teach the channel count to the ``"per_channel"`` / ``"first_conv"`` strategies; ``param``
+    names them in messages.
 
     Examples
     --------
@@ -52,6 +77,8 @@ def build_engine(
     >>> build_engine("resnet18", layers=[1, 3], weights=None, device="cpu").map_names
     ['layer1', 'layer3']
     """
+    intensity_range = check_intensity_range(intensity_range, owner="build_engine")
+    scales = check_scales(scales, owner="build_engine")
     dev = resolve_device(device)
     bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone, weights=weights)
     n_channels = fit_channels(images, channel_strategy, bb.in_chans, param=param)
