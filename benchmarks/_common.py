@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import os
 import platform
 import subprocess
@@ -148,3 +149,9 @@ def loadavg() -> list[float] | None:
         return None
 
 
+def write_results(record: dict, path) -> None:
+    """Write a benchmark's figures as JSON (creating the folder) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")

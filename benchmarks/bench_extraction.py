@@ -67,7 +67,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -82,7 +81,7 @@ from skhyper.features import build_backbone, build_engine, resolve_layers  # noq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import loadavg as _loadavg  # noqa: E402
-from _common import machine_info, measure  # noqa: E402
+from _common import machine_info, measure, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULTS = {"n_images": 4, "size": 224, "repeats": 3, "points": "256,2048,8192,50176"}
@@ -439,9 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     suffix = "_quick" if args.quick else ""
     path = args.output or RESULTS / f"extraction_{dev.type}{suffix}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_results(record, path)
     return 0
 
 

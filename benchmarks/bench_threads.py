@@ -63,7 +63,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -84,7 +83,7 @@ from skhyper import (  # noqa: E402
 from skhyper.datasets import load_horses  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loadavg, machine_info  # noqa: E402
+from _common import loadavg, machine_info, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = (160, 192, 224, 256)
@@ -375,9 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     suffix = "_quick" if args.quick else ""
     path = args.output or RESULTS / f"threads_{dev.type}{suffix}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_results(record, path)
     return 0
 
 
