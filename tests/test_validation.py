@@ -97,7 +97,8 @@ def test_two_channel_image_without_channel_strategy(fitted, rng):
 
 
 def test_negative_n_per_image(images, masks):
-    with pytest.raises(ValueError, match="'n_per_image' parameter must be a positive integer"):
+    with pytest.raises(ValueError, match=r"'n_per_image' parameter of sample_pixels must be an "
+                                         r"int in the range \[1, inf\) or None. Got -5"):
         sample_pixels(images, masks, n_per_image=-5)
 
 
