@@ -140,6 +140,32 @@ class PixelSet:
         return f"PixelSet(n_pixels={len(self)}, n_images={self.n_images})"
 
 
+def _top_up(masks: list[np.ndarray], picks: dict[int, np.ndarray], min_per_class: int,
+            ignore_label: int | None, rng: np.random.RandomState) -> None:
+    """Add pixels of every class drawn fewer than ``min_per_class`` times (from all images,
+    at random, as far as the masks have them), so that no labelled class is left out."""
+    drawn: dict[int, int] = {}
+    for i, p in picks.items():
+        for c, n in zip(*np.unique(masks[i].ravel()[p], return_counts=True)):
+            drawn[int(c)] = drawn.get(int(c), 0) + int(n)
+    present = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    for c in present.tolist():
+        if c == ignore_label or drawn.get(c, 0) >= min_per_class:
+            continue
+        pool = []
+        for i, mask in enumerate(masks):
+            where = np.flatnonzero(mask.ravel() == c)
+            if i in picks:
+                where = np.setdiff1d(where, picks[i], assume_unique=True)
+            pool.extend((i, w) for w in where.tolist())
+        need = min(min_per_class - drawn.get(c, 0), len(pool))
+        for k in rng.choice(len(pool), size=need, replace=False):
+            i, w = pool[k]
+            picks[i] = np.append(picks.get(i, np.empty(0, np.int64)), w)
+    for i in picks:
+        picks[i] = np.sort(picks[i])
+
+
 def _balanced_counts(counts: np.ndarray, n: int) -> np.ndarray:
     """Split ``n`` draws across classes as evenly as their pixel counts allow."""
     take = np.zeros_like(counts)
@@ -168,6 +194,7 @@ def _balanced_counts(counts: np.ndarray, n: int) -> np.ndarray:
         "class_balance": ["boolean"],
         "ignore_label": [numbers.Integral, None],
         "boxes": "no_validation",
+        "min_per_class": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -180,6 +207,7 @@ def sample_pixels(
     class_balance: bool = False,
     ignore_label: int | None = None,
     boxes: Any = None,
+    min_per_class: int | None = None,
     random_state: Any = None,
 ) -> tuple[PixelSet, np.ndarray]:
     """Draw labelled pixels from images and masks.
@@ -202,6 +230,11 @@ def sample_pixels(
         Label of unlabelled pixels (e.g. for scribbles), never drawn.
     boxes : array-like of shape (n_images, 4), default=None
         Object frame per image, carried by the PixelSet.
+    min_per_class : int or None, default=None
+        After the per-image draw, every class of the masks with fewer drawn
+        pixels gets more (from any image, at random) up to this many, or all
+        it has: a class that covers few pixels (a thin strap, a rare tissue)
+        is not left out of the sample. None: no top-up.
     random_state : int, RandomState instance or None, default=None
         Controls the draw.
 
@@ -232,7 +265,7 @@ def sample_pixels(
     checked, batched = check_images(images, param="images", n_channels=None)
     mask_list = check_masks(masks, checked, param="masks", batched=batched)
     rng = check_random_state(random_state)
-    coords, labels = [], []
+    picks: dict[int, np.ndarray] = {}
     for i, mask in enumerate(mask_list):
         flat = mask.ravel()
         cand = np.flatnonzero(flat != ignore_label) if ignore_label is not None else None
@@ -254,15 +287,18 @@ def sample_pixels(
         else:
             pos = np.sort(rng.choice(n_cand, size=n_per_image, replace=False))
             pick = pos if cand is None else cand[pos]
-        rows, cols = np.divmod(pick, mask.shape[1])
-        coords.append(np.column_stack([np.full(pick.size, i), rows, cols]))
-        labels.append(flat[pick])
-    if not coords:
+        picks[i] = pick
+    if not picks:
         raise ValueError(
             "The 'masks' parameter has no labelled pixels"
             + (f" (every pixel is ignore_label={ignore_label})." if ignore_label is not None
                else ".")
         )
+    if min_per_class is not None:
+        _top_up(mask_list, picks, min_per_class, ignore_label, rng)
+    coords = [np.column_stack([np.full(p.size, i), *np.divmod(p, mask_list[i].shape[1])])
+              for i, p in sorted(picks.items())]
+    labels = [mask_list[i].ravel()[p] for i, p in sorted(picks.items())]
     X = PixelSet._from_parts(
         checked, np.concatenate(coords).astype(np.int64), check_boxes(boxes, checked)
     )

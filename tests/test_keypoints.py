@@ -255,3 +255,16 @@ def test_microscopy_channels_and_intensity(data):
     assert np.linalg.norm(pred - kp[6:], axis=2).max() < 6
     with pytest.raises(ValueError, match="channel"):
         loc.predict(images[6:, ..., :1].repeat(4, axis=-1))
+
+
+def test_keypoint_outside_every_frame_is_refused():
+    rng = np.random.default_rng(0)
+    images = (rng.random((4, 48, 48, 3)) * 60).astype(np.uint8)
+    kp = rng.uniform(12, 36, (4, 2, 2))
+    kp[:, 1] = [200.0, 300.0]  # annotated, but outside every image
+    loc = HypercolumnKeypointLocator(
+        HypercolumnTransformer("resnet18", layers=["relu"], weights=None, device="cpu"),
+        grid_size=1, frame_size=32, random_state=0)
+    with pytest.raises(ValueError, match=r"'keypoints' parameter has keypoints \[1\] that lie "
+                                         "outside every frame"):
+        loc.fit(images, kp)

@@ -291,3 +291,27 @@ def test_predict_checks_images(lite, rng):
         seg.predict(bad)
     with pytest.raises(ValueError, match=r"'images"):
         seg.predict(np.zeros((2, 3, 4, 5, 6)))
+
+
+def test_rare_class_is_learnt_and_score_counts_every_true_label():
+    """A class covering a few pixels of one image is sampled (min_pixels_per_class) and learnt;
+    score counts every true label, so a label the model lacks costs IoU instead of vanishing."""
+    rng = np.random.default_rng(0)
+    images = (rng.random((3, 40, 48, 3)) * 0.3).astype(np.float32)
+    masks = np.zeros((3, 40, 48), dtype=np.int64)
+    masks[:, 10:30, 10:30] = 1
+    masks[1, 2:4, 40:43] = 2  # 6 pixels of class 2 in 5760
+    images[masks == 1] += 0.5
+    images[masks == 2] = [0.0, 0.0, 1.0]
+    hc = HypercolumnTransformer("resnet18", layers=["relu", "layer1"], weights=None,
+                                device="cpu")
+    plain = HypercolumnSegmenter(hc, n_pixels_per_image=60, min_pixels_per_class=None,
+                                 random_state=0).fit(list(images), list(masks))
+    assert plain.classes_.tolist() == [0, 1]  # uniform sampling missed the rare class
+    seg = HypercolumnSegmenter(hc, n_pixels_per_image=60, random_state=0)
+    seg.fit(list(images), list(masks))
+    assert seg.classes_.tolist() == [0, 1, 2]
+    assert seg.predict_proba(images[1]).shape == (40, 48, 3)
+    honest = mean_iou(list(masks), plain.predict(list(images)))  # every true label
+    assert plain.score(list(images), list(masks)) == pytest.approx(honest)
+    assert honest < mean_iou(list(masks), plain.predict(list(images)), labels=[0, 1])

@@ -235,6 +235,14 @@ class HypercolumnKeypointLocator(BaseEstimator):
         X = self._frame_engine(hc).sample(PixelSet(frames, np.concatenate(coords)))
         y = np.concatenate(labels)
         n_kp = kp.shape[1]
+        unseen = np.setdiff1d(np.arange(1, n_kp + 1), y) - 1
+        if unseen.size:
+            raise ValueError(
+                f"The 'keypoints' parameter has keypoints {unseen.tolist()} that lie outside "
+                "every frame (their image or box), so no frame pixel is a positive of them and "
+                "they cannot be learnt. Check their (x, y) order and the boxes, or pass boxes "
+                "that contain them."
+            )
         if self.strategy == "multiclass":
             self.estimators_ = [self._classifier().fit(X, y)]
         else:

@@ -75,6 +75,11 @@ class HypercolumnSegmenter(BaseEstimator):
         :func:`default_classifier`. Cloned in ``fit``.
     n_pixels_per_image : int or None, default=1000
         Training pixels drawn per image; None takes every labelled pixel.
+    min_pixels_per_class : int or None, default=20
+        Every class of the masks gets at least this many training pixels (or
+        all it has), drawn from any image after the per-image draw, so that a
+        class covering few pixels is learnt, not left out
+        (:func:`skhyper.sample_pixels`, ``min_per_class``). None: no minimum.
     class_balance : bool, default=False
         If True, draw the same number of pixels per class in each image (as
         far as it has them), so that small objects are not drowned by
@@ -133,6 +138,7 @@ class HypercolumnSegmenter(BaseEstimator):
         "hypercolumns": [HypercolumnTransformer, None],
         "classifier": [HasMethods(["fit", "predict"]), None],
         "n_pixels_per_image": [Interval(Integral, 1, None, closed="left"), None],
+        "min_pixels_per_class": [Interval(Integral, 1, None, closed="left"), None],
         "class_balance": ["boolean"],
         "ignore_label": [Integral, None],
         "random_state": ["random_state"],
@@ -146,6 +152,7 @@ class HypercolumnSegmenter(BaseEstimator):
         classifier: Any = None,
         *,
         n_pixels_per_image: int | None = 1000,
+        min_pixels_per_class: int | None = 20,
         class_balance: bool = False,
         ignore_label: int | None = None,
         random_state: Any = None,
@@ -155,6 +162,7 @@ class HypercolumnSegmenter(BaseEstimator):
         self.hypercolumns = hypercolumns
         self.classifier = classifier
         self.n_pixels_per_image = n_pixels_per_image
+        self.min_pixels_per_class = min_pixels_per_class
         self.class_balance = class_balance
         self.ignore_label = ignore_label
         self.random_state = random_state
@@ -210,7 +218,8 @@ class HypercolumnSegmenter(BaseEstimator):
         X, y = sample_pixels(
             checked, checked_masks, n_per_image=self.n_pixels_per_image,
             class_balance=self.class_balance, ignore_label=self.ignore_label,
-            boxes=boxes, random_state=self.random_state,
+            boxes=boxes, min_per_class=self.min_pixels_per_class,
+            random_state=self.random_state,
         )
         clf.fit(hc.transform(X), y)
         self.hypercolumns_ = hc
@@ -256,10 +265,10 @@ class HypercolumnSegmenter(BaseEstimator):
     def score(self, images: Any, masks: Any, boxes: Any = None) -> float:
         """Mean IoU over classes (pooled over all pixels), see :func:`skhyper.metrics.mean_iou`.
 
-        Pixels labelled ``ignore_label`` are not scored.
+        Every label of ``masks`` and of the prediction counts (a true label the model never
+        learnt scores 0, it is not dropped); pixels labelled ``ignore_label`` are not scored.
         """
-        return mean_iou(masks, self.predict(images, boxes), labels=self.classes_,
-                        ignore_label=self.ignore_label)
+        return mean_iou(masks, self.predict(images, boxes), ignore_label=self.ignore_label)
 
     def _dense(self, images: Any, output: str, boxes: Any) -> np.ndarray | list[np.ndarray]:
         check_is_fitted(self)
