@@ -11,7 +11,7 @@ package it passes through.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -131,6 +131,15 @@ def check_images(
             _check_channels(arr, n_channels, f"{param}[{i}]" if images.batched else param,
                             images.batched)
         return images, images.batched
+    if isinstance(images, Iterator) or (
+        isinstance(images, Iterable) and not isinstance(images, (list, tuple, np.ndarray, str))
+        and not hasattr(images, "__array__")
+    ):
+        raise TypeError(
+            f"The '{param}' parameter must be an image array, a list of images or a stack "
+            f"(n_images, height, width[, channels]); got a {type(images).__name__}. Pass a "
+            f"list, e.g. list({param})."
+        )
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
             raise ValueError(

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from skhyper import HypercolumnTransformer, PixelSet, extract_dense, sample_pixels
+from skhyper import (
+    HypercolumnSegmenter,
+    HypercolumnTransformer,
+    MapCache,
+    PixelSet,
+    extract_dense,
+    sample_pixels,
+)
 from skhyper._validation import resolve_device
 
 
@@ -133,3 +140,33 @@ def test_image_too_small_for_backbone():
     with pytest.raises(ValueError, match="too small for backbone 'vgg16'"):
         HypercolumnTransformer("vgg16", layers=["classifier.1"], weights=None,
                                device="cpu").fit_transform(X)
+
+
+def test_generator_of_images_asks_for_a_list(images, masks):
+    with pytest.raises(TypeError, match=r"'images' parameter must be an image array, a list "
+                                        r"of images or a stack .* got a generator\. Pass a list"):
+        sample_pixels((img for img in images), masks)
+
+
+def test_float_view_with_negative_strides_is_read_like_its_copy(images, masks):
+    """A mirrored float view (negative strides) is an image like any other, not a torch error."""
+    img = np.asarray(images[0], dtype=np.float32) / 255
+    seg = HypercolumnSegmenter(
+        HypercolumnTransformer("resnet18", layers=["relu"], weights=None, device="cpu"),
+        n_pixels_per_image=50, random_state=0).fit([img], [masks[0]])
+    mirrored = img[:, ::-1]
+    assert mirrored.strides[1] < 0
+    np.testing.assert_array_equal(seg.predict(mirrored),
+                                  seg.predict(np.ascontiguousarray(mirrored)))
+
+
+def test_map_cache_budget_must_be_bytes():
+    with pytest.raises(TypeError, match="'max_bytes' parameter of MapCache must be a "
+                                        "non-negative int .* Got '1GB' instead"):
+        MapCache(max_bytes="1GB")
+
+
+def test_a_non_image_module_is_refused_as_backbone():
+    with pytest.raises(ValueError, match=r"'backbone' parameter \('Linear'\) cannot be used as "
+                                         r"an image backbone: it fails on an image batch"):
+        HypercolumnTransformer(torch.nn.Linear(3, 4), device="cpu").fit()

@@ -278,7 +278,16 @@ def _probe(backbone: Backbone) -> list[dict[str, Any]]:
         model.eval()
         with torch.inference_mode():
             x = torch.rand(1, backbone.in_chans, _PROBE_SIZE, _PROBE_SIZE, device=device)
-            model((x - backbone.mean) / backbone.std)
+            try:
+                model((x - backbone.mean) / backbone.std)
+            except Exception as err:
+                raise ValueError(
+                    f"The 'backbone' parameter ({backbone.name!r}) cannot be used as an image "
+                    f"backbone: it fails on an image batch of shape {tuple(x.shape)} "
+                    f"({type(err).__name__}: {err}). A backbone takes a (n, channels, height, "
+                    "width) image batch and returns feature maps; wrap such a network in "
+                    "skhyper.Backbone (mean, std, stages) or pick a torchvision / timm model."
+                ) from err
     finally:
         _PROBING.reset(token)
         model.train(was_training)

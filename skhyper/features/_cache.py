@@ -11,6 +11,7 @@ backbone once per search.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -81,7 +82,13 @@ class MapCache:
     """
 
     def __init__(self, max_bytes: int = 2**31) -> None:
-        self.max_bytes = max_bytes
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral) \
+                or max_bytes < 0:
+            raise TypeError(
+                "The 'max_bytes' parameter of MapCache must be a non-negative int (bytes, e.g. "
+                f"2**30 for 1 GiB). Got {max_bytes!r} instead."
+            )
+        self.max_bytes = int(max_bytes)
         self._store: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
         self._lock = threading.Lock()  # one model may be used from several threads
         self.nbytes = 0

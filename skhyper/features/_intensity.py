@@ -236,7 +236,8 @@ def to_float_image(
         out /= np.float32(np.iinfo(img.dtype).max)
         np.maximum(out, -1.0, out=out)
     else:
-        out = img.astype(np.float32, copy=False)
+        # a view with negative strides (img[:, ::-1]) cannot become a tensor: copy it then
+        out = np.ascontiguousarray(img, dtype=np.float32)
     if out.shape[2] == 1 and n_channels != 1:
         out = np.repeat(out, n_channels, axis=2)
     return out
