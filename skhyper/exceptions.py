@@ -13,5 +13,8 @@ class IntensityWarning(UserWarning):
     """Images would reach the backbone nearly black or outside [0, 1]; set ``intensity_range``."""
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be obtained (offline, missing or unfit file)."""
+class WeightsUnavailableError(RuntimeError, ValueError):
+    """Pretrained weights could not be obtained (offline, missing, corrupt or unfit file).
+
+    A ``ValueError`` as well: a bad ``weights`` value is bad input.
+    """

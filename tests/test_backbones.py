@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
 
 import pytest
@@ -154,3 +155,70 @@ def test_fc_vectors_broadcast_as_1x1_maps():
     assert tuple(maps["classifier.1"].shape) == (1, 4096, 1, 1)
     assert maps["features.29"].shape[-2:] == (4, 5)
     assert torch.isfinite(maps["classifier.1"]).all()
+
+
+@pytest.fixture(scope="module")
+def resnet18_state():
+    return build_backbone("resnet18", weights=None).model.state_dict()
+
+
+def _build_error(path) -> str:
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_backbone("resnet18", weights=str(path))
+    assert isinstance(err.value, ValueError)  # bad input, catchable as such
+    msg = str(err.value)
+    assert "'weights'" in msg and str(path) in msg
+    return msg
+
+
+def test_corrupt_and_truncated_weights_files_are_named(tmp_path, resnet18_state):
+    good = tmp_path / "good.pth"
+    torch.save(resnet18_state, good)
+    data = good.read_bytes()
+    (tmp_path / "half.pth").write_bytes(data[: len(data) // 2])
+    (tmp_path / "noise.pth").write_bytes(b"not a checkpoint" * 64)
+    (tmp_path / "noise.safetensors").write_bytes(b"\x00" * 64)
+    for name in ("half.pth", "noise.pth", "noise.safetensors"):
+        msg = _build_error(tmp_path / name)
+        assert "truncated or corrupt" in msg
+        assert "weights_only=False" not in msg  # torch's advice would be unsafe here
+    # a folder, a pickled whole model and a non-dict are named too
+    assert "folder" in _build_error(tmp_path)
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pth")
+    assert "state_dict" in _build_error(tmp_path / "model.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    assert "does not hold a state dict" in _build_error(tmp_path / "list.pth")
+
+
+def test_fine_tuned_head_is_refused_and_a_missing_head_warns(tmp_path, resnet18_state):
+    tuned = dict(resnet18_state)
+    tuned["fc.weight"], tuned["fc.bias"] = torch.zeros(10, 512), torch.zeros(10)
+    torch.save(tuned, tmp_path / "tuned.pth")
+    msg = _build_error(tmp_path / "tuned.pth")
+    assert "fc.weight (10, 512)" in msg and "backbone=model" in msg
+
+    # without the head: loads by name, the head keeps its init and the user is told
+    body = {k: v * 0.5 for k, v in resnet18_state.items() if not k.startswith("fc.")}
+    torch.save(body, tmp_path / "body.pth")
+    with pytest.warns(UserWarning, match="fc.weight, fc.bias"):
+        bb = build_backbone("resnet18", weights=str(tmp_path / "body.pth"))
+    assert torch.equal(bb.model.conv1.weight, body["conv1.weight"])
+
+    # checkpoints wrapped in a dict and DataParallel "module." prefixes load exactly
+    torch.save({"epoch": 3, "model_state_dict": body | {"fc.weight": tuned["fc.weight"][:0]}},
+               tmp_path / "bad_ckpt.pth")
+    assert "other shapes" in _build_error(tmp_path / "bad_ckpt.pth")
+    torch.save({"module." + k: v for k, v in resnet18_state.items()}, tmp_path / "dp.pth")
+    loaded = build_backbone("resnet18", weights=str(tmp_path / "dp.pth"))
+    assert torch.equal(loaded.model.fc.weight, resnet18_state["fc.weight"])
+
+
+def test_a_rewritten_weights_file_is_read_again(tmp_path, resnet18_state):
+    path = tmp_path / "w.pth"
+    torch.save(resnet18_state, path)
+    first = build_backbone("resnet18", weights=str(path))
+    torch.save({k: v + 1 if v.is_floating_point() else v for k, v in resnet18_state.items()},
+               path)
+    os.utime(path, ns=(1, 1))  # a new mtime even on coarse-clock file systems
+    second = build_backbone("resnet18", weights=str(path))
+    assert torch.equal(second.model.conv1.weight, first.model.conv1.weight + 1)

