@@ -4,6 +4,7 @@ Hariharan, Arbelaez, Girshick, Malik, *Hypercolumns for object segmentation
 and fine-grained localization*, CVPR 2015.
 """
 
+from ._version import __version__, install_retired_module_finder
 from .estimators import (
     GridLocationClassifier,
     HypercolumnKeypointLocator,
@@ -22,9 +23,10 @@ from .features import (
 from .sampling import PixelSet, grid_pixels, sample_pixels
 from .stacks import split_planes, stack_planes
 
-__version__ = "0.1.0.dev0"
+install_retired_module_finder()
 
 __all__ = [
+    "__version__",
     "Backbone",
     "FeatureEngine",
     "GridLocationClassifier",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["DeviceWarning", "IntensityWarning", "WeightsUnavailableError"]
+__all__ = [
+    "DeviceWarning",
+    "InconsistentVersionWarning",
+    "IntensityWarning",
+    "WeightsUnavailableError",
+]
 
 
 class DeviceWarning(UserWarning):
@@ -18,3 +23,41 @@ class WeightsUnavailableError(RuntimeError, ValueError):
 
     A ``ValueError`` as well: a bad ``weights`` value is bad input.
     """
+
+
+class InconsistentVersionWarning(UserWarning):
+    """An estimator pickled by another skhyper version was loaded.
+
+    Like scikit-learn's ``InconsistentVersionWarning`` (which covers scikit-learn's own
+    version): the model may behave differently or, when it lacks fitted attributes this
+    version needs, was loaded unfitted.
+
+    Attributes
+    ----------
+    estimator_name : str
+    original_skhyper_version : str or None
+        None: saved by a version that did not stamp its pickles.
+    current_skhyper_version : str
+    """
+
+    def __init__(
+        self,
+        estimator_name: str,
+        original_skhyper_version: str | None,
+        current_skhyper_version: str,
+        detail: str = "",
+    ) -> None:
+        self.estimator_name = estimator_name
+        self.original_skhyper_version = original_skhyper_version
+        self.current_skhyper_version = current_skhyper_version
+        self.detail = detail
+
+    def __str__(self) -> str:
+        saved = self.original_skhyper_version or "an earlier version (unstamped)"
+        detail = self.detail or (
+            "It might not work or give other results; fit it again with this version to be sure."
+        )
+        return (
+            f"Trying to unpickle {self.estimator_name} from skhyper {saved} when using "
+            f"skhyper {self.current_skhyper_version}. {detail}"
+        )

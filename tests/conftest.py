@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections import OrderedDict
 from pathlib import Path
@@ -9,10 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from torch import nn
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HORSES = SHARED_DATA / "weizmann_horse"
+
+# Hypothesis profiles (tests/test_properties.py). "ci", the default and what CI (CI=true)
+# runs: few examples, derandomized so that every run tries the same ones, no example
+# database. "dev" (HYPOTHESIS_PROFILE=dev): more examples, random each run.
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=_SLOW_OK, print_blob=True)
+settings.register_profile("dev", max_examples=100, deadline=None, database=None,
+                          suppress_health_check=_SLOW_OK, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
 
 
 def pytest_collection_modifyitems(config, items):

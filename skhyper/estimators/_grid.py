@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validat
 
 from ..heads import LINKS, find_link
 from ..location import cell_weights, check_locations
+from ._checks import VersionedMixin, check_classifier
 
 __all__ = ["GridLocationClassifier"]
 
@@ -47,7 +48,7 @@ def _takes_sample_weight(estimator: Any) -> bool:
     return final not in (None, "passthrough") and has_fit_parameter(final, "sample_weight")
 
 
-class GridLocationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class GridLocationClassifier(VersionedMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Location-specific classifiers on a K x K grid over the object frame, blended bilinearly.
 
     Hariharan et al. (CVPR 2015, sec. 3.3): what a pixel's features mean
@@ -142,6 +143,8 @@ class GridLocationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
     ((2, 2), 'sigmoid')
     """
 
+    _required_fitted = ("estimators_", "classes_", "location_columns_")
+
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit", "predict"])],
         "grid_size": [Interval(Integral, 1, None, closed="left")],
@@ -185,6 +188,7 @@ class GridLocationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         self : GridLocationClassifier
         """
         self._validate_params()
+        check_classifier(self.estimator, "estimator")
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         self.location_columns_ = self._resolve_columns(X.shape[1])

@@ -24,6 +24,7 @@ from ..keypoints import (
 )
 from ..metrics import inter_ocular_distance, pck
 from ..sampling import PixelSet
+from ._checks import VersionedMixin, check_classifier
 from ._grid import GridLocationClassifier
 from ._segmenter import default_classifier
 from ._transformer import HypercolumnTransformer
@@ -31,7 +32,7 @@ from ._transformer import HypercolumnTransformer
 __all__ = ["HypercolumnKeypointLocator"]
 
 
-class HypercolumnKeypointLocator(BaseEstimator):
+class HypercolumnKeypointLocator(VersionedMixin, BaseEstimator):
     """Keypoints inside object boxes from hypercolumn heatmaps (Hariharan et al., sec. 5).
 
     Each box (e.g. a detection) is cropped and warped to a ``frame_size`` x ``frame_size``
@@ -108,6 +109,8 @@ class HypercolumnKeypointLocator(BaseEstimator):
     >>> bool(loc.score(images, keypoints) > 0.8)
     True
     """
+
+    _required_fitted = ("estimators_", "hypercolumns_", "n_keypoints_", "folded_")
 
     _parameter_constraints: dict = {
         "hypercolumns": [HypercolumnTransformer, None],
@@ -205,6 +208,8 @@ class HypercolumnKeypointLocator(BaseEstimator):
         self : HypercolumnKeypointLocator
         """
         self._validate_params()
+        if self.classifier is not None:
+            check_classifier(self.classifier)
         self._check_normalizer(None)
         hc = clone(self.hypercolumns) if self.hypercolumns is not None else (
             HypercolumnTransformer()

@@ -18,6 +18,7 @@ from .._validation import check_boxes, check_images, check_masks
 from ..heads import fold_head, predict_dense
 from ..metrics import mean_iou
 from ..sampling import sample_pixels
+from ._checks import VersionedMixin, checked_clone, classes_of
 from ._grid import GridLocationClassifier
 from ._transformer import HypercolumnTransformer
 
@@ -43,7 +44,7 @@ def _has(method: str):
     return check
 
 
-class HypercolumnSegmenter(BaseEstimator):
+class HypercolumnSegmenter(VersionedMixin, BaseEstimator):
     """Pixel labelling with hypercolumns: fit on images and masks, predict label maps.
 
     ``fit`` draws labelled pixels from every image (:func:`skhyper.sample_pixels`),
@@ -134,6 +135,8 @@ class HypercolumnSegmenter(BaseEstimator):
     True
     """
 
+    _required_fitted = ("hypercolumns_", "classifier_", "classes_", "folded_")
+
     _parameter_constraints: dict = {
         "hypercolumns": [HypercolumnTransformer, None],
         "classifier": [HasMethods(["fit", "predict"]), None],
@@ -190,6 +193,9 @@ class HypercolumnSegmenter(BaseEstimator):
         self : HypercolumnSegmenter
         """
         self._validate_params()
+        clf = checked_clone(self.classifier) if self.classifier is not None else (
+            default_classifier()
+        )
         hc = clone(self.hypercolumns) if self.hypercolumns is not None else (
             HypercolumnTransformer()
         )
@@ -200,7 +206,6 @@ class HypercolumnSegmenter(BaseEstimator):
         checked = hc.engine_.check_images(checked, param="images")
         checked_masks = check_masks(masks, checked, param="masks", batched=batched)
         boxes = check_boxes(boxes, checked)
-        clf = clone(self.classifier) if self.classifier is not None else default_classifier()
         if isinstance(clf, GridLocationClassifier) and not hc.append_location:
             raise ValueError(
                 "The classifier is a GridLocationClassifier, which needs each pixel's location: "
@@ -224,7 +229,7 @@ class HypercolumnSegmenter(BaseEstimator):
         clf.fit(hc.transform(X), y)
         self.hypercolumns_ = hc
         self.classifier_ = clf
-        self.classes_ = np.asarray(clf.classes_)
+        self.classes_ = np.asarray(classes_of(clf))
         self.folded_ = fold_head(clf, hc.engine_.blocks)
         self.prediction_path_ = "folded" if self.folded_ is not None else "chunked"
         return self

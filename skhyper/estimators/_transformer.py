@@ -24,11 +24,12 @@ from ..features import (
     check_scales,
 )
 from ..sampling import PixelSet
+from ._checks import VersionedMixin
 
 __all__ = ["HypercolumnTransformer"]
 
 
-class HypercolumnTransformer(TransformerMixin, BaseEstimator):
+class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
     """Turn pixels into hypercolumns: CNN activations of several layers above each pixel.
 
     Each chosen layer's map is bilinearly upsampled to the image (fully
@@ -192,6 +193,8 @@ class HypercolumnTransformer(TransformerMixin, BaseEstimator):
     >>> hc.get_feature_names_out()[[0, 64, 128]].tolist()
     ['s1.0.layer1.c000', 's0.5.layer1.c000', 's0.25.layer1.c000']
     """
+
+    _required_fitted = ("engine_",)
 
     _parameter_constraints: dict = {
         "backbone": [str, torch.nn.Module],
