@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CollectionError",
     "DeviceWarning",
     "InconsistentVersionWarning",
     "IntensityWarning",
@@ -61,3 +62,23 @@ class InconsistentVersionWarning(UserWarning):
             f"Trying to unpickle {self.estimator_name} from skhyper {saved} when using "
             f"skhyper {self.current_skhyper_version}. {detail}"
         )
+
+
+class CollectionError(ValueError):
+    """Some images of a collection failed; the results of the others are kept.
+
+    Raised by :func:`skhyper.parallel.predict_collection` once every image was tried.
+
+    Attributes
+    ----------
+    results : list
+        One result per image, in order; None for the images that failed.
+    failures : dict
+        Index of each failed image -> ``"ExceptionType: message"`` (with the file path for
+        a path).
+    """
+
+    def __init__(self, message: str, results: list, failures: dict) -> None:
+        super().__init__(message)
+        self.results = results
+        self.failures = failures

@@ -17,6 +17,7 @@ from sklearn.exceptions import NotFittedError
 
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer, MapCache
 from skhyper.datasets import load_horses
+from skhyper.exceptions import CollectionError
 from skhyper.parallel import SlowWorkerWarning, predict_collection, predict_large
 from skhyper.parallel._common import (
     _cluster_threads,
@@ -180,6 +181,48 @@ def test_collection_errors(seg, horses, kwargs, error, match):
         predict_collection(seg, images, **args)
 
 
+def _with_bad_items(model, tmp_path):
+    """Good images with a truncated PNG (index 2) and a 2-channel image (index 5) among them."""
+    good, _ = _tiny_data(n=5)
+    Image.fromarray(good[0]).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])
+    images = [good[0], good[1], str(tmp_path / "cut.png"), good[2], str(tmp_path / "ok.png"),
+              good[3][..., :2], good[4]]
+    expected = model.predict([good[0], good[1], good[2], good[0], good[4]])
+    return images, [2, 5], expected
+
+
+def test_collection_one_bad_item_keeps_the_others(tiny, tmp_path):
+    images, bad, expected = _with_bad_items(tiny, tmp_path)
+    with pytest.raises(CollectionError, match=r"2 of 7 images failed.*cut\.png") as err:
+        predict_collection(tiny, images, batch_size=2)
+    assert sorted(err.value.failures) == bad and isinstance(err.value, ValueError)
+    assert "has 2 channels" in err.value.failures[5]  # the model's own clear message
+    assert [i for i, r in enumerate(err.value.results) if r is None] == bad
+    _assert_same([r for r in err.value.results if r is not None], expected)
+    with pytest.warns(UserWarning, match="2 of 7 images failed"):
+        got = predict_collection(tiny, images, batch_size=3, errors="warn")
+    assert [i for i, r in enumerate(got) if r is None] == bad
+    _assert_same([r for r in got if r is not None], expected)
+    with pytest.raises(ValueError, match="'errors' parameter"):
+        predict_collection(tiny, images, errors="ignore")
+
+
+def test_collection_stops_when_every_image_of_the_first_batch_fails(tiny):
+    class Broken:
+        calls = 0
+
+        def predict(self, images):
+            Broken.calls += 1
+            raise RuntimeError("broken model")
+
+    images, _ = _tiny_data(n=6)
+    with pytest.raises(CollectionError, match="every image of the first batch failed"):
+        predict_collection(Broken(), list(images), batch_size=2)
+    assert Broken.calls == 3  # the batch, then its two images; no other batch
+
+
 def test_collection_unfitted():
     with pytest.raises(NotFittedError):
         predict_collection(HypercolumnSegmenter(), [np.zeros((8, 8, 3))])
@@ -259,8 +302,19 @@ def test_cluster_threads_and_slow_worker_warning(seg):
 
 @needs_distributed
 def test_cluster_errors_raise_on_the_client(seg, client, tmp_path):
-    with pytest.raises(FileNotFoundError):
-        predict_collection(seg, [str(tmp_path / "missing.png")], client=client)
+    missing = str(tmp_path / "missing.png")
+    with pytest.raises(CollectionError, match="FileNotFoundError") as err:
+        predict_collection(seg, [missing], client=client)
+    assert missing in str(err.value) and err.value.results == [None]
+
+
+@needs_distributed
+def test_cluster_one_bad_item_keeps_the_others(tiny, client, tmp_path):
+    images, bad, expected = _with_bad_items(tiny, tmp_path)
+    with pytest.raises(CollectionError) as err:
+        predict_collection(tiny, images, client=client, batch_size=2)
+    assert sorted(err.value.failures) == bad
+    _assert_same([r for r in err.value.results if r is not None], expected)
 
 
 # ----------------------------------------------------------------------------- huge images

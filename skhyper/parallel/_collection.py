@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import operator
 import uuid
+import warnings
 from itertools import islice
 from typing import Any
 
 import numpy as np
 
 from .._validation import resolve_device
+from ..exceptions import CollectionError
 from ._common import (
+    Failed,
     _check_collection,
     _check_fitted,
     _check_method,
@@ -37,6 +40,7 @@ def predict_collection(
     n_threads: int | None = None,
     device: Any = None,
     compute: bool = True,
+    errors: str = "raise",
 ) -> list[np.ndarray] | np.ndarray | Any:
     """Apply a fitted model to many images, in-process or on a Dask cluster.
 
@@ -81,12 +85,28 @@ default="predict"
         False returns without waiting: a list of futures (with ``client``) or
         of ``dask.delayed`` objects (without), one per image, or a lazy dask
         array for a dask array stack.
+    errors : {"raise", "warn"}, default="raise"
+        What happens when some images fail (an unreadable file, a wrong shape):
+        every other image is still predicted (a failing batch is retried image
+        by image), then ``"raise"`` raises a
+        :class:`~skhyper.exceptions.CollectionError` naming the failed images
+        (index, file, error), whose ``results`` holds all results with None for
+        those; ``"warn"`` returns that list with a warning naming them. If every
+        image of the first batch fails, nothing more is tried (the error is not
+        the images'). With ``compute=False`` the first error is raised when the
+        result is computed.
 
     Returns
     -------
     list of ndarray, or ndarray
         One result per image, as ``getattr(model, method)(image)``; a stack
-        ``(n_images, ...)`` when ``images`` is a stack (numpy or dask).
+        ``(n_images, ...)`` when ``images`` is a stack (numpy or dask) and
+        every image succeeded.
+
+    Raises
+    ------
+    CollectionError
+        Some images failed and ``errors="raise"``.
 
     See Also
     --------
@@ -124,6 +144,10 @@ default="predict"
     _check_fitted(model)
     _check_positive(batch_size, "batch_size", owner)
     _check_positive(n_threads, "n_threads", owner, allow_none=True)
+    if not isinstance(errors, str) or errors not in ("raise", "warn"):
+        raise ValueError(
+            f"The 'errors' parameter of {owner} must be 'raise' or 'warn'; got {errors!r}."
+        )
     if device is not None:
         if _hypercolumns_of(model) is None:
             raise ValueError(
@@ -140,11 +164,12 @@ default="predict"
         device = None
 
     if client is None and compute:
-        out: list[np.ndarray] = []
+        out: list = []
         for s, e in spans:
             batch = images[s:e].compute() if kind == "dask" else images[s:e]
-            out.extend(_run_batch(model, batch, method, n_threads, None))
-        return np.stack(out) if kind in ("stack", "dask") else out
+            out.extend(_run_batch(model, batch, method, n_threads, None, True))
+            _stop_if_systematic(out, spans, owner)
+        return _finish(out, kind, errors, owner)
 
     dask, da = _import_dask(f"{owner}(client=..., compute=False)")
     token = uuid.uuid4().hex[:12]
@@ -175,7 +200,7 @@ default="predict"
             payload = client.scatter(images[s:e], hash=False)
         else:
             payload = images[s:e]
-        return client.submit(_run_batch, model_ref, payload, method, threads, device,
+        return client.submit(_run_batch, model_ref, payload, method, threads, device, compute,
                              key=f"skhyper-batch-{token}-{b}", pure=False)
 
     if not compute:
@@ -198,6 +223,8 @@ default="predict"
         for fut in pending:
             b, _ = running.pop(fut.key)
             results[b] = fut.result()
+            if b == 0:
+                _stop_if_systematic(results[0], spans, owner)
             nxt = next(todo, None)
             if nxt is not None:
                 f = submit(nxt)
@@ -206,8 +233,38 @@ default="predict"
     finally:
         if running:
             client.cancel([f for _, f in running.values()])
-    out = [r for batch in results for r in batch]
-    return np.stack(out) if kind in ("stack", "dask") else out
+    return _finish([r for batch in results for r in batch], kind, errors, owner)
+
+
+def _stop_if_systematic(first: list, spans: list, owner: str) -> None:
+    """Every image of the first batch failed: stop (the error is not the images')."""
+    if len(spans) > 1 and len(first) == spans[0][1] and all(isinstance(r, Failed) for r in first):
+        raise CollectionError(
+            f"{owner}: every image of the first batch failed ({first[0].error}), so the "
+            "others were not tried: the model or the method, not the images, is likely at "
+            "fault.",
+            results=[None] * spans[-1][1],
+            failures={i: repr(r) for i, r in enumerate(first)},
+        )
+
+
+def _finish(out: list, kind: str, errors: str, owner: str) -> Any:
+    failed = {i: repr(r) for i, r in enumerate(out) if isinstance(r, Failed)}
+    if not failed:
+        return np.stack(out) if kind in ("stack", "dask") else out
+    results = [None if isinstance(r, Failed) else r for r in out]
+    shown = "; ".join(f"image {i}: {msg}" for i, msg in list(failed.items())[:5])
+    more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+    head = f"{owner}: {len(failed)} of {len(out)} images failed ({shown}{more})."
+    if errors == "warn":
+        warnings.warn(f"{head} They are None in the returned list.", UserWarning, stacklevel=3)
+        return results
+    raise CollectionError(
+        f"{head} The other results are kept: catch the error and read its 'results' (None "
+        "for the failed images), or pass errors='warn' to get them returned.",
+        results=results,
+        failures=failed,
+    )
 
 
 def _lazy_stack(dask: Any, da: Any, model: Any, model_ref: Any, stack: Any, spans: list,

@@ -274,19 +274,65 @@ def _read_image(item: Any) -> np.ndarray:
         return np.asarray(im)
 
 
-def _run_batch(model: Any, items: Any, method: str, threads: Any, device: Any) -> list:
-    """Apply ``method`` to a batch of images (arrays or paths); the task run on workers."""
+class Failed:
+    """One image of a batch that failed: where it was and why (small, picklable)."""
+
+    def __init__(self, item: Any, err: BaseException) -> None:
+        self.item = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+        first = (str(err).strip().splitlines() or [""])[0]
+        self.error = f"{type(err).__name__}: {first[:300]}"
+
+    def __repr__(self) -> str:
+        where = f" ({self.item})" if self.item else ""
+        return f"Failed{where}: {self.error}"
+
+
+def _apply(model: Any, items: Any, method: str) -> list:
+    images = [_read_image(x) for x in items]
+    return [np.asarray(o) for o in getattr(model, method)(images)]
+
+
+def _run_batch(model: Any, items: Any, method: str, threads: Any, device: Any,
+               isolate: bool = False) -> list:
+    """Apply ``method`` to a batch of images (arrays or paths); the task run on workers.
+
+    When the batch fails, its images are tried one by one: with ``isolate`` a failing one
+    becomes a :class:`Failed` in the result (the others are kept), without it the error of
+    the first failing image is raised, naming it.
+    """
     with _torch_threads(_threads_here(threads)):
         model = _to_device(_live(model), device)
-        images = [_read_image(x) for x in items]
-        out = getattr(model, method)(images)
-    return [np.asarray(o) for o in out]
+        try:
+            return _apply(model, items, method)
+        except Exception as err:
+            if len(items) == 1:
+                if isolate:
+                    return [Failed(items[0], err)]
+                raise
+        out: list = []
+        for j, item in enumerate(items):
+            try:
+                out += _apply(model, [item], method)
+            except Exception as err:
+                if not isolate:
+                    if hasattr(err, "add_note"):  # Python >= 3.11
+                        err.add_note(f"(skhyper: image {j} of this batch, {_describe(item)})")
+                    raise
+                out.append(Failed(item, err))
+        return out
 
 
 def _run_stack(model: Any, stack: np.ndarray, method: str, threads: Any, device: Any,
                dtype: np.dtype) -> np.ndarray:
     out = _run_batch(model, list(np.asarray(stack)), method, threads, device)
     return np.stack(out).astype(dtype, copy=False)
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return f"file {os.fspath(item)!r}"
+    shape = getattr(item, "shape", None)
+    return f"{type(item).__name__} of shape {shape}" if shape is not None else type(item).__name__
 
 
 def _is_dask_array(x: Any) -> bool:
