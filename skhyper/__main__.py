@@ -87,17 +87,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     ...
     exit status 0
     """
-    args = _build_parser().parse_args(argv)
-    run_demo(
-        output=args.output,
-        device=args.device,
-        n_per_image=args.n_per_image,
-        seed=args.seed,
-        data=args.data,
-        image_size=args.image_size,
-        verbose=True,
-    )
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run_demo(
+            output=args.output,
+            device=args.device,
+            n_per_image=args.n_per_image,
+            seed=args.seed,
+            data=args.data,
+            image_size=args.image_size,
+            verbose=True,
+        )
+    except (ValueError, TypeError) as err:  # bad input: a usage error, not a traceback
+        parser.error(_as_option(str(err)))
     return 0
+
+
+def _as_option(message: str) -> str:
+    """Name command-line options, not run_demo's parameters, in a message."""
+    for param in ("output", "device", "data", "seed", "image_size", "n_per_image"):
+        option = "--" + param.replace("_", "-")
+        message = message.replace(f"The '{param}' parameter of run_demo", option)
+        message = message.replace(f"The '{param}' parameter", option)
+    return message
 
 
 if __name__ == "__main__":

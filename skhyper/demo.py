@@ -23,6 +23,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ._paths import check_output_path
 from .datasets import load_horses
 from .estimators import HypercolumnSegmenter, HypercolumnTransformer
 from .metrics import foreground_iou
@@ -230,12 +231,7 @@ def run_demo(
     """
     say: Callable[..., None] = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
-    output = Path(output).resolve()
-    if output.suffix.lower() != ".png":
-        raise ValueError(
-            f"The 'output' parameter of run_demo must be a path ending in .png. Got "
-            f"{str(output)!r} instead."
-        )
+    output = check_output_path(output, "output", suffixes=(".png",))  # before the work
     train = load_horses(data, split="train")
     test = load_horses(data, split="test")
     where = "bundled Weizmann horse sample" if data is None else str(data)

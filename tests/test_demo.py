@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 
 import numpy as np
@@ -97,3 +98,35 @@ def test_foreground_iou():
         foreground_iou(np.zeros((2, 3)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="'y_pred' parameter has 2 label maps but `y_true` has 1"):
         foreground_iou([true], [true, true])
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "folder", "read_only", "suffix"])
+def test_output_is_checked_before_any_work(where, tmp_path, capsys, monkeypatch):
+    import skhyper.demo
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the data was loaded before the output path was checked")
+
+    monkeypatch.setattr(skhyper.demo, "load_horses", no_work)
+    (tmp_path / "a_file").write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    real_access = os.access  # root may write anywhere: the permission is what is tested
+
+    def access(p, mode):
+        return False if os.fspath(p) == os.fspath(locked) else real_access(p, mode)
+
+    monkeypatch.setattr(os, "access", access)
+    path = {
+        "under_a_file": tmp_path / "a_file" / "sub" / "x.png",
+        "folder": tmp_path,
+        "read_only": locked / "x.png",
+        "suffix": tmp_path / "x.jpg",
+    }[where]
+    with pytest.raises(SystemExit) as exc:
+        main(["--output", str(path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--output" in err and {"under_a_file": "is a file", "folder": "is a folder",
+                                  "read_only": "cannot be written", "suffix": ".png"}[where] in err
