@@ -80,6 +80,8 @@ def _describe(x: Any) -> str:
 def _as_array(img: Any, param: str, i: int | None) -> np.ndarray:
     where = f"{param}[{i}]" if i is not None else param
     if isinstance(img, torch.Tensor):
+        if img.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
+            img = img.float()
         img = img.detach().cpu().numpy()
     arr = as_array(img, f"The '{where}' parameter", "an image array (height, width[, channels])")
     if arr.dtype == object or not (

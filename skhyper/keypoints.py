@@ -13,6 +13,7 @@ is the whole ``W`` x ``H`` image (as for the location columns of
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -106,6 +107,8 @@ def crop_frames(images: Sequence[np.ndarray], boxes: np.ndarray, frame_size: int
     >>> np.allclose(frame[..., 0], img[..., 0])
     True
     """
+    frame_size = _check_frame_size(frame_size)
+    boxes = _check_frame_boxes(boxes, len(images))
     frames = []
     for img, box in zip(images, boxes):
         x = torch.from_numpy(np.ascontiguousarray(to_float_image(img, n_channels, intensity_range)))
@@ -115,6 +118,36 @@ def crop_frames(images: Sequence[np.ndarray], boxes: np.ndarray, frame_size: int
                       sampling_ratio=-1, aligned=True)
         frames.append(np.ascontiguousarray(f[0].permute(1, 2, 0).numpy()))
     return frames
+
+
+def _check_frame_size(frame_size: Any) -> int:
+    if isinstance(frame_size, bool) or not isinstance(frame_size, numbers.Integral) or (
+        frame_size < 1
+    ):
+        raise ValueError(f"The 'frame_size' parameter must be an int >= 1; got {frame_size!r}.")
+    return int(frame_size)
+
+
+def _check_frame_boxes(boxes: Any, n: int | None = None) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or (n is not None and len(boxes) != n):
+        want = "(n, 4)" if n is None else f"({n}, 4)"
+        raise ValueError(f"The 'boxes' parameter must have shape {want}; got {boxes.shape}.")
+    if not np.all(boxes[:, 2:] > boxes[:, :2]):
+        raise ValueError(
+            "The 'boxes' parameter must hold (x0, y0, x1, y1) boxes with x1 > x0 and y1 > y0."
+        )
+    return boxes
+
+
+def _check_points(points: Any, n: int) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 3 or points.shape[2] != 2 or len(points) != n:
+        raise ValueError(
+            f"The 'points' parameter must have shape ({n}, n_keypoints, 2), one row per box; "
+            f"got {points.shape}."
+        )
+    return points
 
 
 def _scale(boxes: np.ndarray, frame_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +164,9 @@ def to_frame(points: np.ndarray, boxes: np.ndarray, frame_size: int) -> np.ndarr
     >>> to_frame(np.array([[[10.5, 20.5]]]), np.array([[10.0, 20.0, 12.0, 24.0]]), 4).tolist()
     [[[1.5, 0.5]]]
     """
-    origin, size = _scale(boxes, frame_size)
+    boxes = _check_frame_boxes(boxes)
+    points = _check_points(points, len(boxes))
+    origin, size = _scale(boxes, _check_frame_size(frame_size))
     return (points + 0.5 - origin) / size - 0.5
 
 
@@ -144,7 +179,9 @@ def from_frame(points: np.ndarray, boxes: np.ndarray, frame_size: int) -> np.nda
     >>> from_frame(np.array([[[1.5, 0.5]]]), np.array([[10.0, 20.0, 12.0, 24.0]]), 4).tolist()
     [[[10.5, 20.5]]]
     """
-    origin, size = _scale(boxes, frame_size)
+    boxes = _check_frame_boxes(boxes)
+    points = _check_points(points, len(boxes))
+    origin, size = _scale(boxes, _check_frame_size(frame_size))
     return (points + 0.5) * size + origin - 0.5
 
 
@@ -204,6 +241,12 @@ def heatmap_peaks(scores: np.ndarray, *, refine: bool = True) -> np.ndarray:
     >>> heatmap_peaks(heat).round(2).tolist(), heatmap_peaks(heat, refine=False).tolist()
     ([[3.3, 5.0]], [[3.0, 5.0]])
     """
+    scores = np.asarray(scores)
+    if scores.ndim != 3 or 0 in scores.shape:
+        raise ValueError(
+            "The 'scores' parameter must be (n_keypoints, height, width) score maps; got shape "
+            f"{scores.shape}. For one map pass scores[None]."
+        )
     k, h, w = scores.shape
     flat = scores.reshape(k, -1).argmax(axis=1)
     r, c = np.divmod(flat, w)

@@ -18,6 +18,7 @@ Folding the grid and blending its dense scores is the heads' job
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,17 @@ def frame_of(box: Any, image_shape: tuple[int, int]) -> tuple[float, float, floa
     """``(x0, y0, x1, y1)`` of ``box``, or of the whole image when ``box`` is None."""
     if box is None:
         return 0.0, 0.0, float(image_shape[1]), float(image_shape[0])
-    x0, y0, x1, y1 = (float(b) for b in box)
+    try:
+        x0, y0, x1, y1 = (float(b) for b in box)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"The 'box' parameter must be 4 numbers (x0, y0, x1, y1); got {box!r}."
+        ) from None
+    if not (np.isfinite([x0, y0, x1, y1]).all() and x1 > x0 and y1 > y0):
+        raise ValueError(
+            f"The 'box' parameter must be finite (x0, y0, x1, y1) with x1 > x0 and y1 > y0; "
+            f"got {box!r}."
+        )
     return x0, y0, x1, y1
 
 
@@ -170,6 +181,16 @@ def cell_weights(locations: np.ndarray, grid_size: int) -> tuple[np.ndarray, np.
     >>> cells[0, np.argmax(w[0])], w.sum()
     (np.int64(4), np.float64(1.0))
     """
+    locations = np.asarray(locations)
+    if locations.ndim != 2 or locations.shape[1] != 2:
+        raise ValueError(
+            f"The 'locations' parameter must have shape (n, 2), (u, v) per row; got "
+            f"{locations.shape}."
+        )
+    if isinstance(grid_size, bool) or not isinstance(grid_size, numbers.Integral) or (
+        grid_size < 1
+    ):
+        raise ValueError(f"The 'grid_size' parameter must be an int >= 1; got {grid_size!r}.")
     ju0, ju1, wu0, wu1 = axis_cell_weights(locations[:, 0], grid_size)
     iv0, iv1, wv0, wv1 = axis_cell_weights(locations[:, 1], grid_size)
     K = grid_size

@@ -58,7 +58,6 @@ class PixelSet:
     """
 
     def __init__(self, images: Sequence[Any], coords: Any, boxes: Any = None) -> None:
-        images = images if isinstance(images, (list, tuple)) else list(images)
         checked, _ = check_images(images, param="images", n_channels=None)
         coords = np.asarray(coords)
         if coords.ndim != 2 or coords.shape[1] != 3:

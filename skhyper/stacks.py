@@ -137,6 +137,12 @@ def stack_planes(planes: Sequence[Any], axes: str, shape: Sequence[int] | None =
     (2, 3, 8, 9, 4)
     """
     letters = _parse_axes(axes, None if shape is None else len(shape))
+    if isinstance(planes, np.ndarray) or not isinstance(planes, Sequence) or not len(planes):
+        raise ValueError(
+            "The 'planes' parameter must be a non-empty list of per-plane results (one per "
+            f"plane of split_planes); got {type(planes).__name__} of length "
+            f"{len(planes) if hasattr(planes, '__len__') else '?'}."
+        )
     lead = [a for a in letters if a not in "YXC"]
     if shape is not None:
         sizes = [int(shape[letters.index(a)]) for a in lead]

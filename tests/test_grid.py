@@ -165,8 +165,8 @@ def test_estimator_without_scores_blends_probabilities(rng):
 
 @pytest.mark.parametrize("kwargs, X, match", [
     ({}, np.array([[0.5, 0.5], [0.2, 0.3]]), r"2 feature\(s\).*location columns"),
-    ({"location_columns": (0, 7)}, np.zeros((4, 5)), r"\(0, 7\) are not two distinct columns"),
-    ({"location_columns": (1, 1)}, np.zeros((4, 5)), r"not two distinct columns"),
+    ({"location_columns": (0, 7)}, np.zeros((4, 5)), r"'location_columns' parameter \(0, 7\)"),
+    ({"location_columns": (1, 1)}, np.zeros((4, 5)), r"must name two distinct columns"),
     ({"location_columns": (1,)}, np.zeros((4, 5)), r"'location_columns' parameter must be two"),
     ({}, np.array([[0.0, 0.5, 1.5], [0.0, 0.5, 0.5]]), r"\[0, 1\].*found 1\.5.*append_location"),
     ({}, np.array([[0.0, -3.0, 0.5], [0.0, 0.5, 0.5]]), r"location columns \(-2, -1\).*-3"),

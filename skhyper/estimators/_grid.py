@@ -189,8 +189,14 @@ class GridLocationClassifier(VersionedMixin, MetaEstimatorMixin, ClassifierMixin
         """
         self._validate_params()
         check_classifier(self.estimator, "estimator")
-        X, y = validate_data(self, X, y)
+        X, y = _validated(self, X, y)
         check_classification_targets(y)
+        if len(np.unique(y)) < 2:
+            raise ValueError(
+                f"The 'y' parameter must hold at least two classes; got only class "
+                f"{np.unique(y).tolist()}. A classifier can't train when only one class is "
+                "present."
+            )
         self.location_columns_ = self._resolve_columns(X.shape[1])
         feats, loc = self._split(X)
         self.classes_ = np.unique(y)
@@ -279,8 +285,8 @@ class GridLocationClassifier(VersionedMixin, MetaEstimatorMixin, ClassifierMixin
         resolved = tuple(int(c) % n_features for c in cols)
         if bad or resolved[0] == resolved[1]:
             raise ValueError(
-                f"The location columns {tuple(cols)} are not two distinct columns of X, which "
-                f"has {n_features} features."
+                f"The 'location_columns' parameter {tuple(cols)} must name two distinct columns "
+                f"of X, which has {n_features} features."
             )
         return resolved
 
@@ -291,7 +297,7 @@ class GridLocationClassifier(VersionedMixin, MetaEstimatorMixin, ClassifierMixin
 
     def _blend(self, X: Any, method: str) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
+        X = _validated(self, X, reset=False)
         feats, loc = self._split(X)
         if self.grid_size == 1:  # one cell, weight 1: the plain estimator
             return getattr(self.estimators_[0], method)(feats)
@@ -315,3 +321,18 @@ class GridLocationClassifier(VersionedMixin, MetaEstimatorMixin, ClassifierMixin
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
         return tags
+
+
+_NO_Y = object()
+
+
+def _validated(est: GridLocationClassifier, X: Any, y: Any = _NO_Y, reset: bool = True) -> Any:
+    """scikit-learn's ``validate_data``, its messages prefixed with the parameter they concern."""
+    try:
+        if y is _NO_Y:
+            return validate_data(est, X, reset=reset)
+        return validate_data(est, X, y, reset=reset)
+    except ValueError as err:
+        text = str(err)
+        param = "'y' parameter" if y is not _NO_Y and " y " in f" {text} " else "'X' parameter"
+        raise ValueError(f"The {param} of GridLocationClassifier: {text}") from err

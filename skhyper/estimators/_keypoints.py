@@ -344,6 +344,12 @@ class HypercolumnKeypointLocator(VersionedMixin, BaseEstimator):
         check_is_fitted(self)
         checked = self.hypercolumns_.engine_.check_images(images, param="images")
         kp = check_keypoints(keypoints, len(checked))
+        if kp.shape[1] != self.n_keypoints_:
+            raise ValueError(
+                f"The 'keypoints' parameter has {kp.shape[1]} keypoints per image; the model "
+                f"was fitted on {self.n_keypoints_}. Pass all {self.n_keypoints_} (NaN for "
+                "those not annotated)."
+            )
         self._check_normalizer(kp)
         pred = self.predict(checked, boxes)
         if isinstance(self.score_normalizer, str):

@@ -273,7 +273,12 @@ class HypercolumnSegmenter(VersionedMixin, BaseEstimator):
         Every label of ``masks`` and of the prediction counts (a true label the model never
         learnt scores 0, it is not dropped); pixels labelled ``ignore_label`` are not scored.
         """
-        return mean_iou(masks, self.predict(images, boxes), ignore_label=self.ignore_label)
+        check_is_fitted(self)
+        checked = self.hypercolumns_.engine_.check_images(images, param="images")
+        truth = check_masks(masks, checked, param="masks", batched=checked.batched)
+        pred = self._dense(checked, "predict", boxes)
+        pred = pred if checked.batched else [pred]
+        return mean_iou(list(truth), pred, ignore_label=self.ignore_label)
 
     def _dense(self, images: Any, output: str, boxes: Any) -> np.ndarray | list[np.ndarray]:
         check_is_fitted(self)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import numbers
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -323,6 +324,13 @@ def resolve_layers(backbone: Backbone, layers: Sequence[str | int] | None) -> li
     selects all stages.
     """
     table = {d["name"]: d for d in backbone.layer_table()}
+    if not table:
+        raise ValueError(
+            f"The 'backbone' parameter {backbone.name!r} has no layer with an image-shaped "
+            "(batch, channels, height, width) or vector output to capture (e.g. nn.Identity "
+            "or a module without submodules). Pass a network with named submodules, such as "
+            "a torchvision or timm CNN."
+        )
     stages = backbone.stages()
     if layers is None:
         names = list(stages)
@@ -334,12 +342,13 @@ def resolve_layers(backbone: Backbone, layers: Sequence[str | int] | None) -> li
             )
         names = []
         for layer in layers:
-            if isinstance(layer, bool) or not isinstance(layer, (str, int)):
+            if isinstance(layer, bool) or not isinstance(layer, (str, numbers.Integral)):
                 raise TypeError(
                     "The 'layers' parameter must hold layer names (str) or stage indices (int); "
                     f"got {layer!r} of type {type(layer).__name__}."
                 )
-            if isinstance(layer, int):
+            if isinstance(layer, numbers.Integral):
+                layer = int(layer)
                 if not -len(stages) <= layer < len(stages):
                     raise ValueError(
                         f"The 'layers' parameter got stage index {layer}, but backbone "

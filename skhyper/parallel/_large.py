@@ -242,7 +242,10 @@ default="predict"
             "image, and a chunk's differ from the whole image's. Use a model with a fixed "
             "intensity_range=(low, high)."
         )
-    pair = (chunks, chunks) if isinstance(chunks, Integral) else tuple(chunks)
+    try:
+        pair = (chunks, chunks) if isinstance(chunks, Integral) else tuple(chunks)
+    except TypeError:
+        pair = ()
     if len(pair) != 2 or any(isinstance(c, bool) or not isinstance(c, Integral) or c < 1
                              for c in pair):
         raise ValueError(
