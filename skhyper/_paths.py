@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,16 @@ def check_output_path(path: Any, param: str = "output", *, suffixes: tuple[str, 
             f"The '{param}' parameter {str(path)!r} lies under {str(parent)!r}, which is a "
             "file, not a folder: choose another path."
         )
-    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+    writable = os.access(parent, os.W_OK | os.X_OK) and (
+        not out.exists() or os.access(out, os.W_OK)
+    )
+    if writable:  # permissions can say yes where writing fails (/proc, read-only mounts)
+        try:
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError:
+            writable = False
+    if not writable:
         where = out if out.exists() else parent
         raise ValueError(
             f"The '{param}' parameter {str(path)!r} cannot be written: no write permission on "

@@ -221,6 +221,11 @@ def check_masks(
     """
     if isinstance(masks, (list, tuple)):
         arrays = [_as_array(m, param, i) for i, m in enumerate(masks)]
+    elif isinstance(masks, Iterator):
+        raise TypeError(
+            f"The '{param}' parameter got {type(masks).__name__} (an iterator); pass a list of "
+            "masks (e.g. list(masks)), as they are read more than once."
+        )
     else:
         arr = _as_array(masks, param, None)
         if not batched and arr.ndim == 2:
@@ -233,6 +238,15 @@ def check_masks(
                 f"(n_images, height, width) array; got shape {arr.shape}."
             )
     if len(arrays) != len(images):
+        if not batched and len(images) == 1 and images[0].ndim == 3 and (
+            len(arrays) == images[0].shape[0]
+        ):
+            raise ValueError(
+                f"The 'images' parameter, an array of shape {images[0].shape}, was read as one "
+                f"(height, width, channels) image, but '{param}' has {len(arrays)} masks. For "
+                "a stack of grayscale images pass a list of 2-D images or add a channel axis "
+                "(images[..., None]); skhyper.stacks.split_planes splits named axes."
+            )
         raise ValueError(
             f"The '{param}' parameter has {len(arrays)} masks but there are {len(images)} "
             "images; give one mask per image."
@@ -276,12 +290,24 @@ def as_labels(labels: np.ndarray, where: str) -> np.ndarray:
                 f"The '{where}' parameter holds non-integer labels; labels are classes "
                 "(integers, bools, or floats with integer values)."
             )
+        if labels.size and (labels.min() < -(2.0**63) or labels.max() >= 2.0**63):
+            raise ValueError(_LABEL_RANGE.format(where=where))
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
         raise TypeError(
             f"The '{where}' parameter must hold integer class labels; got dtype {labels.dtype}."
         )
+    if labels.dtype == np.uint64:  # every mask becomes a signed type: no float mixing
+        if labels.size and labels.max() > np.iinfo(np.int64).max:
+            raise ValueError(_LABEL_RANGE.format(where=where))
+        return labels.astype(np.int64)
     return labels
+
+
+_LABEL_RANGE = (
+    "The '{where}' parameter holds labels outside the int64 range; class labels must fit in "
+    "int64 (e.g. 0 .. n_classes - 1)."
+)
 
 
 def check_boxes(boxes: Any, images: Sequence[Any], param: str = "boxes") -> np.ndarray | None:

@@ -232,8 +232,13 @@ def run_demo(
     say: Callable[..., None] = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
     output = check_output_path(output, "output", suffixes=(".png",))  # before the work
-    train = load_horses(data, split="train")
-    test = load_horses(data, split="test")
+    try:
+        train = load_horses(data, split="train")
+        test = load_horses(data, split="test")
+    except ValueError as err:  # name run_demo's parameter, not load_horses'
+        raise ValueError(
+            str(err).replace("The 'path' parameter of load_horses", "The 'data' parameter")
+        ) from None
     where = "bundled Weizmann horse sample" if data is None else str(data)
     say(f"data: {where}: {len(train.images)} train / {len(test.images)} test images")
     if not train.images or not test.images:

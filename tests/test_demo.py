@@ -130,3 +130,11 @@ def test_output_is_checked_before_any_work(where, tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "--output" in err and {"under_a_file": "is a file", "folder": "is a folder",
                                   "read_only": "cannot be written", "suffix": ".png"}[where] in err
+
+
+def test_bad_data_folder_names_the_option(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", str(tmp_path / "missing"), "--output", str(tmp_path / "x.png")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--data must be an existing folder" in err and "load_horses" not in err

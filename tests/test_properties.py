@@ -637,12 +637,9 @@ def test_pixelset_without_images_names_images():
 
 
 # ---------------------------------------------------------------------------------------------
-# Known failures (issue 15): each asserts the right behaviour and flips when fixed.
+# Cases found by this suite (issue 15), fixed: each asserts the right behaviour.
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: float pixels beyond ~1e38 (float64 above "
-                                       "float32's range, or float32 near its maximum) give "
-                                       "NaN probabilities and features without an error")
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("api", ["predict_proba", "transform"])
 @pytest.mark.parametrize("dtype, value", [("float64", 1e300), ("float64", 1e39),
@@ -661,8 +658,6 @@ def test_huge_float_pixels(api, dtype, value, segmenter, transformer):
     assert np.isfinite(out).all(), "non-finite output from finite pixels"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: float labels beyond the int64 range wrap to "
-                                       "-2**63 (numpy's invalid-cast RuntimeWarning only)")
 @pytest.mark.parametrize("api", ["sample_pixels", "fit"])
 @pytest.mark.parametrize("label", [1e20, 2.0**63, -1e19])
 def test_float_labels_beyond_int64_are_refused(api, label):
@@ -677,8 +672,6 @@ def test_float_labels_beyond_int64_are_refused(api, label):
             assert_refused(lambda: tiny_segmenter().fit(img, mask), MASK_NAME, "masks[0]")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: a generator of masks is called 'dtype object' "
-                                       "(images got 'Pass a list'; masks did not)")
 @pytest.mark.parametrize("api", ["sample_pixels", "fit"])
 def test_generator_of_masks_asks_for_a_list(api):
     imgs = [np.zeros((5, 6, 3)), np.ones((5, 6, 3))]
@@ -688,23 +681,18 @@ def test_generator_of_masks_asks_for_a_list(api):
     assert_refused(call, MASK_NAME, "masks", also="list")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: score raises OverflowError (Python int too "
-                                       "large to convert to C long) when a mask holds only "
-                                       "uint64 labels >= 2**63; fit and predict take them")
-def test_score_with_uint64_labels_beyond_int64():
+def test_uint64_labels_beyond_int64_are_refused():
+    """Labels must fit in int64 (they used to be taken by fit and crash score)."""
     img = np.random.default_rng(0).random((6, 7, 3))
     mask = np.zeros((6, 7), dtype=np.uint64)
     mask[:3] = 2**63
+    assert_refused(lambda: tiny_segmenter().fit(img, mask), MASK_NAME, "masks[0]")
+    mask[:3] = 2**63 - 1  # the largest int64 is a label like any other
     seg = tiny_segmenter().fit(img, mask)
-    assert {int(c) for c in seg.classes_} == {0, 2**63}
-    score = seg.score([img, img], [mask, np.full((6, 7), 2**63, dtype=np.uint64)])
-    assert 0.0 <= score <= 1.0
+    assert {int(c) for c in seg.classes_} == {0, 2**63 - 1}
+    assert 0.0 <= seg.score([img, img], [mask, np.zeros((6, 7), np.uint64)]) <= 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: a list of masks mixing uint64 with signed or "
-                                       "float labels gives float64 labels (2**53 + 1 becomes "
-                                       "2**53); fit then fails in sklearn ('Unknown label type: "
-                                       "continuous') after computing the features")
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("api", ["sample_pixels", "fit"])
 @pytest.mark.parametrize("big, other", [(2**53 + 1, "int8"), (2**63 + 1, "int64"),
@@ -715,6 +703,11 @@ def test_masks_of_mixed_integer_dtypes(api, big, other):
     a[:3] = big
     b = np.zeros((6, 7), dtype=other)
     b[:2] = 3
+    if big > np.iinfo(np.int64).max:  # labels must fit in int64: refused, naming the mask
+        call = (partial(sample_pixels, [img, img], [a, b], n_per_image=None)
+                if api == "sample_pixels" else partial(tiny_segmenter().fit, [img, img], [a, b]))
+        assert_refused(call, MASK_NAME, "masks[0]")
+        return
     if api == "sample_pixels":
         _, labels = sample_pixels([img, img], [a, b], n_per_image=None)
     else:
@@ -723,8 +716,6 @@ def test_masks_of_mixed_integer_dtypes(api, big, other):
     assert {int(v) for v in np.unique(labels)} == {0, 3, big}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: score's masks that are all ignore_label raise "
-                                       "mean_iou's message about `y_true`, not 'masks'")
 def test_score_with_nothing_to_score_names_masks():
     img = np.random.default_rng(0).random((8, 9, 3))
     mask = np.zeros((8, 9), dtype=int)
@@ -733,8 +724,6 @@ def test_score_with_nothing_to_score_names_masks():
     assert_refused(lambda: seg.score(img, np.full((8, 9), 255)), MASK_NAME)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: with min_pixels_per_class=None a rare class "
-                                       "that was not drawn leaves classes_ without a warning")
 def test_rare_class_without_a_minimum_is_learnt_or_named():
     rng = np.random.default_rng(0)
     img = rng.random((20, 20, 3))
@@ -748,9 +737,6 @@ def test_rare_class_without_a_minimum_is_learnt_or_named():
     assert 7 in seg.classes_ or named
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: a 3-D stack of grayscale images is read as "
-                                       "one (h, w, c) image (documented) but the error blames "
-                                       "'masks' (count or shape) without saying so")
 @pytest.mark.parametrize("api, shape", [("sample_pixels", (2, 6, 3)), ("sample_pixels", (2, 6, 7)),
                                         ("sample_pixels", (3, 6, 5)), ("fit", (2, 6, 3))])
 def test_3d_stack_of_grayscale_images_is_explained(api, shape):

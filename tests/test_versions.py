@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.svm import SVR
@@ -158,3 +158,12 @@ def test_an_untyped_estimator_without_classes_is_named(fitted):
     with pytest.raises(TypeError, match=r"'classifier' parameter.*no classes_"):
         HypercolumnSegmenter(seg.hypercolumns, classifier=_DuckRegressor(),
                              n_pixels_per_image=50).fit(images, masks)
+
+
+def test_a_pickle_without_a_newer_parameter_gets_its_default(fitted):
+    seg, images = fitted
+    with pytest.warns(InconsistentVersionWarning):
+        loaded = _load_as(seg, "0.0.9", drop=("min_pixels_per_class",))
+    assert loaded.min_pixels_per_class == 20  # the default, so get_params / clone / repr work
+    assert clone(loaded).get_params()["min_pixels_per_class"] == 20 and repr(loaded)
+    np.testing.assert_array_equal(loaded.predict(images[0]), seg.predict(images[0]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -107,6 +108,11 @@ class VersionedMixin:
             )
         elif saved != __version__:
             warnings.warn(InconsistentVersionWarning(name, saved, __version__), stacklevel=2)
+        for param in inspect.signature(type(self).__init__).parameters.values():
+            if param.name != "self" and param.name not in state and (
+                param.default is not inspect.Parameter.empty
+            ):  # a parameter added after the pickle was made: its default
+                state[param.name] = param.default
         super().__setstate__(state)  # type: ignore[misc]
 
 

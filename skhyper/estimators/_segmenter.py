@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 from typing import Any
 
@@ -226,6 +227,15 @@ class HypercolumnSegmenter(VersionedMixin, BaseEstimator):
             boxes=boxes, min_per_class=self.min_pixels_per_class,
             random_state=self.random_state,
         )
+        unsampled = np.setdiff1d(classes, y)
+        if unsampled.size:  # only possible with min_pixels_per_class=None
+            warnings.warn(
+                f"Classes {unsampled.tolist()} of 'masks' got no training pixel (they cover few "
+                "pixels and min_pixels_per_class=None): the model will never predict them. Set "
+                "min_pixels_per_class (e.g. 20) to learn every class.",
+                UserWarning,
+                stacklevel=2,
+            )
         clf.fit(hc.transform(X), y)
         self.hypercolumns_ = hc
         self.classifier_ = clf
@@ -276,6 +286,11 @@ class HypercolumnSegmenter(VersionedMixin, BaseEstimator):
         check_is_fitted(self)
         checked = self.hypercolumns_.engine_.check_images(images, param="images")
         truth = check_masks(masks, checked, param="masks", batched=checked.batched)
+        if self.ignore_label is not None and all(np.all(m == self.ignore_label) for m in truth):
+            raise ValueError(
+                f"The 'masks' parameter has no labelled pixel: every pixel is ignore_label="
+                f"{self.ignore_label}, so there is nothing to score."
+            )
         pred = self._dense(checked, "predict", boxes)
         pred = pred if checked.batched else [pred]
         return mean_iou(list(truth), pred, ignore_label=self.ignore_label)

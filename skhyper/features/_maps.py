@@ -81,7 +81,7 @@ def _forward(backbone: Backbone, batch: torch.Tensor, layers: Sequence[str], dty
              shape: tuple[int, int]) -> dict[str, torch.Tensor]:
     batch = batch.contiguous(memory_format=torch.channels_last)
     try:
-        return forward_maps(backbone, batch, layers, dtype=dtype)
+        maps = forward_maps(backbone, batch, layers, dtype=dtype)
     except RuntimeError as err:
         target = tuple(batch.shape[-2:])
         if isinstance(err, torch.OutOfMemoryError) or min(target) >= 64:
@@ -90,6 +90,24 @@ def _forward(backbone: Backbone, batch: torch.Tensor, layers: Sequence[str], dty
             f"Images of shape {shape} (fed at {target}) are too small for backbone "
             f"{backbone.name!r}: {err}. Upscale them, set image_size or use larger scales."
         ) from err
+    _check_finite_maps(maps, batch, backbone, dtype)
+    return maps
+
+
+def _check_finite_maps(maps: dict[str, torch.Tensor], batch: torch.Tensor, backbone: Backbone,
+                       dtype: str) -> None:
+    """Overflow inside the network (huge pixel values, float16) must not become NaN scores."""
+    if not maps or bool(torch.stack([torch.isfinite(m).all() for m in maps.values()]).all()):
+        return
+    bad = [name for name, m in maps.items() if not bool(torch.isfinite(m).all())]
+    lo, hi = float(batch.amin()), float(batch.amax())
+    raise ValueError(
+        f"The 'images' parameter gave non-finite activations (overflow) in layers {bad} of "
+        f"backbone {backbone.name!r} at dtype={dtype!r}; the pixel values reached the network "
+        f"in [{lo:.3g}, {hi:.3g}]. Map pixel values to [0, 1] with "
+        "intensity_range=(low, high)"
+        + (", or use dtype='bfloat16' or 'float32'." if dtype == "float16" else ".")
+    )
 
 
 Maps = dict[str, torch.Tensor]
