@@ -140,12 +140,12 @@ def _check_frame_boxes(boxes: Any, n: int | None = None) -> np.ndarray:
     return boxes
 
 
-def _check_points(points: Any, n: int) -> np.ndarray:
+def _check_points(points: Any) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 3 or points.shape[2] != 2 or len(points) != n:
+    if points.ndim != 3 or points.shape[2] != 2:
         raise ValueError(
-            f"The 'points' parameter must have shape ({n}, n_keypoints, 2), one row per box; "
-            f"got {points.shape}."
+            "The 'points' parameter must have shape (n_boxes, n_keypoints, 2); got "
+            f"{points.shape}."
         )
     return points
 
@@ -164,8 +164,8 @@ def to_frame(points: np.ndarray, boxes: np.ndarray, frame_size: int) -> np.ndarr
     >>> to_frame(np.array([[[10.5, 20.5]]]), np.array([[10.0, 20.0, 12.0, 24.0]]), 4).tolist()
     [[[1.5, 0.5]]]
     """
-    boxes = _check_frame_boxes(boxes)
-    points = _check_points(points, len(boxes))
+    points = _check_points(points)
+    boxes = _check_frame_boxes(boxes, len(points))
     origin, size = _scale(boxes, _check_frame_size(frame_size))
     return (points + 0.5 - origin) / size - 0.5
 
@@ -179,8 +179,8 @@ def from_frame(points: np.ndarray, boxes: np.ndarray, frame_size: int) -> np.nda
     >>> from_frame(np.array([[[1.5, 0.5]]]), np.array([[10.0, 20.0, 12.0, 24.0]]), 4).tolist()
     [[[10.5, 20.5]]]
     """
-    boxes = _check_frame_boxes(boxes)
-    points = _check_points(points, len(boxes))
+    points = _check_points(points)
+    boxes = _check_frame_boxes(boxes, len(points))
     origin, size = _scale(boxes, _check_frame_size(frame_size))
     return (points + 0.5) * size + origin - 0.5
 

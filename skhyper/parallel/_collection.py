@@ -144,6 +144,13 @@ default="predict"
     _check_fitted(model)
     _check_positive(batch_size, "batch_size", owner)
     _check_positive(n_threads, "n_threads", owner, allow_none=True)
+    if _hypercolumns_of(model) is None and hasattr(model, "n_features_in_"):
+        raise ValueError(
+            f"The 'model' parameter of {owner} must be a model of images (a fitted skhyper "
+            f"estimator, or an object whose '{method}' takes a list of images); got "
+            f"{type(model).__name__}, fitted on feature tables (n_features_in_="
+            f"{model.n_features_in_}). Wrap it: HypercolumnSegmenter(classifier=...)."
+        )
     if not isinstance(errors, str) or errors not in ("raise", "warn"):
         raise ValueError(
             f"The 'errors' parameter of {owner} must be 'raise' or 'warn'; got {errors!r}."
