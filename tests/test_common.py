@@ -85,7 +85,7 @@ NEEDS_UNIT_RANGE = [
     "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_pipeline_consistency",
     "check_estimators_pickle", "check_f_contiguous_array_estimator",
     "check_methods_sample_order_invariance", "check_methods_subset_invariance",
-    "check_fit2d_1sample", "check_dict_unchanged", "check_fit2d_predict1d",
+    "check_dict_unchanged", "check_fit2d_predict1d",
 ]
 
 
