@@ -19,7 +19,7 @@ from several threads at once.
 """
 
 from ._backbone import Backbone, resolve_layers
-from ._bilinear import interp_weights, row_bands, sample_maps
+from ._bilinear import interp_weights, row_bands, sample_maps, upsample_canvas
 from ._build import DEFAULT_BACKBONE, build_backbone, list_layers
 from ._cache import MapCache
 from ._channels import (
@@ -66,4 +66,5 @@ __all__ = [
     "split_scaled",
     "tiled_maps",
     "to_float_image",
+    "upsample_canvas",
 ]

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..exceptions import WeightsUnavailableError
 from ._backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from ._transformers import is_transformer, transformer_backbone, transformer_kwargs
 
 __all__ = ["DEFAULT_BACKBONE", "build_backbone", "import_timm", "list_layers"]
 
@@ -142,13 +143,16 @@ def _build_timm(arch: str, name: str, weights: Any) -> Backbone:
 
     pretrained = isinstance(weights, str) and weights in _PRETRAINED
     try:
-        model = _seeded(timm.create_model, arch, pretrained=pretrained)
+        model = _seeded(timm.create_model, arch, pretrained=pretrained,
+                        **transformer_kwargs(arch))
     except Exception as err:
         if pretrained:
             raise _download_error(name, weights, err) from err
         raise
     if weights is not None and not pretrained:
         _load_in_order(model, _load_state_dict_file(os.fspath(weights)), repr(weights))
+    if is_transformer(model):  # blocks read as maps (features/_transformers.py)
+        return transformer_backbone(model, name=name)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     stages = [info["module"] for info in getattr(model, "feature_info", [])]
     return Backbone(
@@ -270,6 +274,8 @@ def build_backbone(
     """
     if isinstance(backbone, Backbone):
         built = copy.deepcopy(backbone).out_of_place()
+    elif isinstance(backbone, nn.Module) and is_transformer(backbone):
+        built = transformer_backbone(copy.deepcopy(backbone)).out_of_place()
     elif isinstance(backbone, nn.Module):
         built = Backbone(copy.deepcopy(backbone)).out_of_place()
     elif isinstance(backbone, str):
