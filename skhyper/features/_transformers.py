@@ -201,7 +201,7 @@ class TokenMaps(nn.Module):
     family : {"vit", "swin", "sam"}
     pad_to : int
         Images are zero-padded at the bottom and right to a multiple of this many pixels.
-    layers : list of str
+    layer_names : list of str
         The layers: block outputs (maps), ``<block>.cls`` class tokens (vectors), the final norm.
     not_tileable : str
         Why windows of an image cannot reproduce its maps (read by
@@ -212,7 +212,7 @@ class TokenMaps(nn.Module):
     >>> import timm, torch
     >>> vit = timm.create_model("vit_tiny_patch16_224", depth=2, dynamic_img_size=True)
     >>> tm = TokenMaps(vit)
-    >>> tm.layers
+    >>> tm.layer_names
     ['blocks.0', 'blocks.0.cls', 'blocks.1', 'blocks.1.cls', 'norm', 'norm.cls']
     >>> _ = tm.eval()(torch.rand(1, 3, 40, 50))  # padded to 48 x 64: a 3 x 4 token grid
     """
@@ -232,7 +232,7 @@ class TokenMaps(nn.Module):
         self.name = name
         prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
         has_cls = family == "vit" and getattr(model, "cls_token", None) is not None
-        self.layers: list[str] = []
+        self.layer_names: list[str] = []
         strides = []
         found = dict(model.named_modules())
         for module_name, layout, stride in _readable(model, family):
@@ -241,9 +241,9 @@ class TokenMaps(nn.Module):
                 reader.cls = _Reader("cls", stride)
             self._place(module_name, reader)
             found[module_name].register_forward_hook(functools.partial(_read, reader))
-            self.layers.append(module_name)
+            self.layer_names.append(module_name)
             if has_cls and layout == "nlc":
-                self.layers.append(f"{module_name}.cls")
+                self.layer_names.append(f"{module_name}.cls")
             strides.append(stride)
         self.pad_to = max(strides)
         self.not_tileable = NOT_TILEABLE.format(name=name)
@@ -322,7 +322,7 @@ def transformer_backbone(
         std=cfg.get("std", IMAGENET_STD) if std is None else std,
         name=name,
     )
-    keep = set(wrapped.layers)
+    keep = set(wrapped.layer_names)
     table = [{**d, "pad_to": wrapped.pad_to} if d["kind"] == "map" else d
              for d in probe.layer_table() if d["name"] in keep]
     for d in table:
