@@ -48,14 +48,31 @@ def padded(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, -x.shape[-1] % multiple, 0, -x.shape[-2] % multiple))
 
 
+def _axis_matrix(n: int, cells: int, canvas: float) -> torch.Tensor:
+    """``(n, cells)`` float64 bilinear weights of pixels ``0..n-1`` on a map of ``cells`` cells
+    spread over ``canvas`` pixels (``align_corners=False``)."""
+    src = ((np.arange(n) + 0.5) * cells / canvas - 0.5).clip(min=0)
+    i0 = np.minimum(np.floor(src).astype(int), cells - 1)
+    i1 = np.minimum(i0 + 1, cells - 1)
+    lam = np.clip(src - i0, 0, 1)
+    A = np.zeros((n, cells))
+    np.add.at(A, (np.arange(n), i0), 1 - lam)
+    np.add.at(A, (np.arange(n), i1), lam)
+    return torch.from_numpy(A)
+
+
 def canvas_dense(maps: dict, image_shape: tuple[int, int], canvases: list) -> np.ndarray:
-    """The definition, in float64: each map upsampled (``F.interpolate``) to the padded image it
-    covers, cropped to the image; ``(H, W, D)``."""
+    """The definition, in float64: each map upsampled to the padded image it covers, cropped to
+    the image; ``(H, W, D)``. ``F.interpolate`` to whole-pixel canvases; a canvas of a resized
+    image (not whole pixels) by the bilinear formula itself."""
     H, W = image_shape
     out = []
     for m, canvas in zip(maps.values(), canvases):
         size = (H, W) if canvas is None else (int(canvas[0]), int(canvas[1]))
-        assert canvas is None or canvas == size, "integral canvases only (no resizing)"
-        up = F.interpolate(m[None].double(), size=size, mode="bilinear", align_corners=False)
-        out.append(up[0, :, :H, :W])
+        if canvas is None or canvas == size:
+            up = F.interpolate(m[None].double(), size=size, mode="bilinear", align_corners=False)
+            out.append(up[0, :, :H, :W])
+        else:
+            Ay, Ax = _axis_matrix(H, m.shape[1], canvas[0]), _axis_matrix(W, m.shape[2], canvas[1])
+            out.append(torch.einsum("yi,cij,xj->cyx", Ay, m.double(), Ax))
     return torch.cat(out, 0).permute(1, 2, 0).numpy()

@@ -135,6 +135,13 @@ def test_sampled_equals_dense_when_resized(kwargs):
     coords = np.stack([np.zeros(H * W, int), rr.ravel(), cc.ravel()], 1)
     rows = hc.transform(PixelSet([img], coords))
     np.testing.assert_allclose(rows, dense.reshape(H * W, -1), rtol=0, atol=1e-6)
+    # and both follow the definition: maps over the padded fed image, mapped back through the
+    # resize (a canvas that is not a whole number of image pixels)
+    engine = hc.engine_
+    (_, maps), = engine.iter_maps(engine.check_images([img]))
+    assert any(c is not None and c != tuple(map(int, c)) for c in engine.canvases((H, W)))
+    err = np.abs(dense - _vits.canvas_dense(maps, (H, W), engine.canvases((H, W))))
+    assert (err <= _bilinear_atol(maps)).all(), err.max()
 
 
 def _naive(seg, img, method):
