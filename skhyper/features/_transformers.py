@@ -46,7 +46,7 @@ from ._backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
 __all__ = ["TokenMaps", "is_transformer", "transformer_backbone", "transformer_kwargs"]
 
 _FAMILY_MODULES = {
-    "vit": ("vision_transformer", "deit", "eva", "vision_transformer_hybrid"),
+    "vit": ("vision_transformer", "deit", "eva"),
     "swin": ("swin_transformer",),
     "sam": ("vision_transformer_sam",),
 }
