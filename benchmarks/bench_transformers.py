@@ -21,14 +21,12 @@ Targets (issue 16): for the ViT, transform >= 0.9x and folded predict >= 0.9x fo
 throughput. Memory: peak growth of the resident set size (VmRSS sampled every 5 ms) per call.
 
 Then the ViT's attention memory: ``predict`` at 512, 1024 and 2048 pixels in fresh processes,
-whose whole peak RSS (``VmHWM``: imports, model, image and all) is reported. At 2048 only the
-first 3 blocks run (``layers=["blocks.2"]``), which keeps the run short on 2 CPU cores and
-still shows the peak: every block's attention over all tokens has the same size, and the
-memory of one block is reused by the next.
+whose whole peak RSS (``VmHWM``: imports, model, image and all) is reported (default layers:
+all 12 blocks run).
 
 Run::
 
-    python benchmarks/bench_transformers.py           # ~5 min on 2 CPU cores
+    python benchmarks/bench_transformers.py           # ~6 min on 2 CPU cores
     python benchmarks/bench_transformers.py --quick   # smoke run (224, 512; no 2048)
 
 It prints a table and writes the figures as JSON with the machine description to
@@ -168,12 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     for model, params in MODELS.items():
         seg = fit_segmenter("cpu", **params)
         bench_size(seg, 224, 1, dev)  # warm-up
-        rows[model] = [
-            bench_size(seg, s, 1 if (s >= 1024 and model == "vit_s14") else args.repeats, dev)
-            for s in sizes
-        ]
+        rows[model] = [bench_size(seg, s, args.repeats, dev) for s in sizes]
     print(f"\ntransformer vs CNN backbones (cpu, {torch.get_num_threads()} threads, "
-          f"load average at start {load_start}); memory: VmRSS growth per call")
+          f"load average at start {load_start}, now {loadavg()}); memory: VmRSS growth per "
+          "call")
     print(f"{'model':>18} {'size':>5} | {'forward':>8} {'transform':>9} {'predict':>8} img/s | "
           f"{'transf/fwd':>10} {'pred/fwd':>8} | {'fwd MB':>8} {'trans MB':>8} {'pred MB':>8}")
     for model, results in rows.items():
@@ -190,20 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         vit_params = dict(MODELS["vit_s14"])
         for size in (512, 1024, 2048):
-            extra = {"layers": ["blocks.2"]} if size == 2048 else {}
-            memory.append(peak_rss(size, args.threads, **vit_params, **extra))
+            memory.append(peak_rss(size, args.threads, **vit_params))
         print("\nViT-S/14 predict, whole-process peak RSS (VmHWM, fresh process):")
         for m in memory:
-            note = " (blocks 0-2 only)" if m["layers"] else ""
             print(f"  {m['size']:>5}^2: {m['peak_rss_gib']:.2f} GiB, predict "
-                  f"{m['predict_seconds']:.1f} s{note}")
+                  f"{m['predict_seconds']:.1f} s")
     record = {
         "benchmark": "bench_transformers",
         "machine": machine_info(dev),
         "settings": {"threads": args.threads, "repeats": args.repeats, "n_pixels": N_PIXELS,
                      "models": {k: {kk: str(vv) for kk, vv in v.items()}
-                                for k, v in MODELS.items()},
-                     "vit_1024_repeats": 1},
+                                for k, v in MODELS.items()}},
         "load_average": {"start": load_start, "end": loadavg()},
         "results": rows,
         "vit_targets_met": ok,

@@ -35,7 +35,7 @@ from ._maps import DTYPES
 from ._scales import check_scales, scaled_info, split_scaled
 from ._setup import build_engine
 from ._tiling import NotTileableError, needs_tiling, plan_axis, receptive_field, tiled_maps
-from ._transformers import TokenMaps, is_transformer, transformer_backbone
+from ._transformers import TokenMaps, is_transformer, map_canvases, transformer_backbone
 from ._union import BackboneUnion, backbone_union
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "interp_weights",
     "is_transformer",
     "list_layers",
+    "map_canvases",
     "needs_tiling",
     "plan_axis",
     "receptive_field",

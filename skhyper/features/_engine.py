@@ -36,9 +36,9 @@ from ._bilinear import row_bands, sample_maps
 from ._cache import MapCache, backbone_fingerprint
 from ._channels import check_channels
 from ._intensity import warn_intensity
-from ._maps import Project, iter_maps, resized_shape
+from ._maps import Project, iter_maps
 from ._tiling import NotTileableError, receptive_field
-from ._transformers import canvas_size
+from ._transformers import map_canvases
 
 __all__ = ["FeatureEngine"]
 
@@ -168,24 +168,10 @@ intensity_range, append_location, verbose
         return names
 
     def canvases(self, image_shape: tuple[int, int]) -> list[tuple[float, float] | None]:
-        """Per map, the canvas it covers in an image of ``image_shape``; None: the image.
-
-        Transformer maps (``pad_to`` in their layer table) come from the fed image
-        zero-padded at the bottom and right to whole patches: they cover that padded canvas,
-        measured in image pixels (``canvas_size``), and are read over it, so pixel ``y`` falls
-        at patch coordinate ``(y + 0.5) / r - 0.5`` (``r`` the patch stride, in fed pixels).
-        """
-        H, W = image_shape
-        out: list[tuple[float, float] | None] = []
-        for d in self.feature_info:
-            pad = d.get("pad_to")
-            if not pad or d["kind"] != "map":
-                out.append(None)
-                continue
-            fh, fw = resized_shape((H, W), self.image_size, d.get("scale", 1.0))
-            canvas = (canvas_size(H, fh, pad), canvas_size(W, fw, pad))
-            out.append(None if canvas == (H, W) else canvas)
-        return out
+        """Per map, the canvas it covers in an image of ``image_shape`` (None: the image); see
+        :func:`~skhyper.features.map_canvases` (transformer maps of images padded to whole
+        patches)."""
+        return map_canvases(self.feature_info, image_shape, self.image_size)
 
     def receptive_field(self) -> tuple[int, int]:
         """``(halo, stride)`` of the engine's layers (see :func:`skhyper.features.receptive_field`).

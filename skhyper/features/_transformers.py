@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -42,8 +43,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from ._maps import resized_shape
 
-__all__ = ["TokenMaps", "is_transformer", "transformer_backbone", "transformer_kwargs"]
+__all__ = [
+    "TokenMaps", "canvas_size", "is_transformer", "map_canvases", "transformer_backbone",
+    "transformer_kwargs",
+]
 
 _FAMILY_MODULES = {
     "vit": ("vision_transformer", "deit", "eva"),
@@ -344,3 +349,33 @@ def canvas_size(length: int, fed: int, pad_to: int) -> float:
     (144.0, 128.0)
     """
     return length * (math.ceil(fed / pad_to) * pad_to) / fed
+
+
+def map_canvases(
+    feature_info: Sequence[dict], image_shape: tuple[int, int], image_size: int | None = None
+) -> list[tuple[float, float] | None]:
+    """Per map of ``feature_info``, the canvas it covers in an image of ``image_shape``.
+
+    Transformer maps (``pad_to`` in their layer table) come from the fed image (resized by
+    ``image_size`` and the map's ``scale``) zero-padded at the bottom and right to whole
+    patches: they cover that padded canvas, measured in image pixels (:func:`canvas_size`),
+    so pixel ``y`` falls at patch coordinate ``(y + 0.5) / r - 0.5`` (``r`` the patch stride in
+    fed pixels). None: the map covers the image (CNN maps, vectors, whole patches).
+
+    Examples
+    --------
+    >>> info = [{"kind": "map", "pad_to": 16}, {"kind": "map"}]
+    >>> map_canvases(info, (97, 131))
+    [(112.0, 144.0), None]
+    """
+    H, W = image_shape
+    out: list[tuple[float, float] | None] = []
+    for d in feature_info:
+        pad = d.get("pad_to")
+        if not pad or d["kind"] != "map":
+            out.append(None)
+            continue
+        fh, fw = resized_shape((H, W), image_size, d.get("scale", 1.0))
+        canvas = (canvas_size(H, fh, pad), canvas_size(W, fw, pad))
+        out.append(None if canvas == (H, W) else canvas)
+    return out
