@@ -41,11 +41,14 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="efficientnet_lite0"
+    backbone : str, torch.nn.Module or dict, default="efficientnet_lite0"
         A model name (``"efficientnet_lite0"``: timm ``tf_efficientnet_lite0``
         with bundled ImageNet weights, offline; torchvision ``"vgg16"``,
-        ``"resnet18"``, ``"resnet50"``, ...; timm names) or a module, see
-        :func:`skhyper.features.build_backbone`. ``fit`` copies it.
+        ``"resnet18"``, ``"resnet50"``, ...; timm names, vision transformers
+        included: ``"timm:vit_small_patch14_dinov2"``, Swin, SAM, EVA) or a
+        module, see :func:`skhyper.features.build_backbone`. ``fit`` copies it.
+        A dict ``{name: backbone}`` puts several backbones in one hypercolumn
+        (:func:`skhyper.features.backbone_union`; layers ``"name.layer"``).
     layers : list of str or int, default=None
         Layer names (see :func:`skhyper.features.list_layers`) or indices
         into the backbone's stages. None takes all stages.
@@ -197,7 +200,7 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
     _required_fitted = ("engine_",)
 
     _parameter_constraints: dict = {
-        "backbone": [str, torch.nn.Module],
+        "backbone": [str, torch.nn.Module, dict],
         "layers": [list, tuple, None],
         "weights": [None, str, os.PathLike, object],
         "device": [str, torch.device],

@@ -19,7 +19,7 @@ from several threads at once.
 """
 
 from ._backbone import Backbone, resolve_layers
-from ._bilinear import interp_weights, row_bands, sample_maps
+from ._bilinear import interp_weights, row_bands, sample_maps, upsample_canvas
 from ._build import DEFAULT_BACKBONE, build_backbone, list_layers
 from ._cache import MapCache
 from ._channels import (
@@ -35,17 +35,22 @@ from ._maps import DTYPES
 from ._scales import check_scales, scaled_info, split_scaled
 from ._setup import build_engine
 from ._tiling import NotTileableError, needs_tiling, plan_axis, receptive_field, tiled_maps
+from ._transformers import TokenMaps, is_transformer, map_canvases, transformer_backbone
+from ._union import BackboneUnion, backbone_union
 
 __all__ = [
     "CHANNEL_STRATEGIES",
     "DEFAULT_BACKBONE",
     "DTYPES",
     "Backbone",
+    "BackboneUnion",
     "FeatureEngine",
     "MapCache",
     "NotTileableError",
     "PerChannelBackbone",
+    "TokenMaps",
     "adapt_first_conv",
+    "backbone_union",
     "build_backbone",
     "build_engine",
     "check_intensity_range",
@@ -54,7 +59,9 @@ __all__ = [
     "extract_hypercolumns",
     "find_first_conv",
     "interp_weights",
+    "is_transformer",
     "list_layers",
+    "map_canvases",
     "needs_tiling",
     "plan_axis",
     "receptive_field",
@@ -66,4 +73,6 @@ __all__ = [
     "split_scaled",
     "tiled_maps",
     "to_float_image",
+    "transformer_backbone",
+    "upsample_canvas",
 ]

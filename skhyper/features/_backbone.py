@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Backbone", "resolve_layers", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Backbone", "resolve_layers", "requested_modules", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,6 +67,16 @@ _ACTIVE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar(
 _PROBING: contextvars.ContextVar[object | None] = contextvars.ContextVar(
     "skhyper_layer_probe", default=None
 )
+
+
+def requested_modules() -> frozenset[int] | None:
+    """Ids of the modules the running capture records; None outside a capture.
+
+    Lets a composite model skip the parts that hold no requested layer (see
+    :class:`~skhyper.features.BackboneUnion`).
+    """
+    cap = _ACTIVE.get()
+    return None if cap is None else frozenset(cap.names)
 
 
 def _tap(module: nn.Module, args: Any, output: Any) -> None:

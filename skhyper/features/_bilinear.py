@@ -13,16 +13,19 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-__all__ = ["interp_weights", "sample_maps", "row_bands"]
+__all__ = ["interp_weights", "sample_maps", "row_bands", "upsample_canvas"]
 
 
 def interp_weights(
-    pos: torch.Tensor, in_size: int, out_size: int
+    pos: torch.Tensor, in_size: int, out_size: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Neighbour indices and weights along one axis, as ``F.interpolate`` computes them.
 
     For output positions ``pos`` of an axis upsampled from ``in_size`` to
     ``out_size`` (bilinear, ``align_corners=False``): ``(i0, i1, w0, w1)``.
+    ``out_size`` may be a canvas length that is not a whole number of pixels
+    (a map of an image padded to whole patches, see
+    :meth:`~skhyper.features.FeatureEngine.canvases`).
     """
     scale = torch.tensor(in_size / out_size, dtype=torch.float32)
     src = ((pos.to(torch.float32) + 0.5) * scale - 0.5).clamp_(min=0.0)
@@ -40,6 +43,7 @@ def sample_maps(
     out: torch.Tensor | None = None,
     *,
     windows: Sequence[tuple[int, int, int, int] | None] | None = None,
+    canvases: Sequence[tuple[float, float] | None] | None = None,
 ) -> torch.Tensor:
     """Bilinearly sample ``(c, h, w)`` maps at pixels of an image of ``image_shape``.
 
@@ -61,6 +65,11 @@ def sample_maps(
         window, see :func:`skhyper.parallel.predict_large`); the pixels are
         read with the larger map's bilinear weights, so that the result
         equals sampling the larger map. None: each map covers the image.
+    canvases : list of (height, width) or None, optional
+        Per map: the map covers a canvas of this size (in image pixels, from
+        the top-left corner) rather than the image: the maps of an image
+        padded to whole patches. Pixels are read as the map upsampled to the
+        canvas. None: the image.
 
     Returns
     -------
@@ -87,18 +96,20 @@ def sample_maps(
     cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
     start = 0
     windows = [None] * len(tensors) if windows is None else list(windows)
-    for m, win in zip(tensors, windows):
+    canvases = [None] * len(tensors) if canvases is None else list(canvases)
+    for m, win, canvas in zip(tensors, windows, canvases):
         c, h, w = m.shape
         dst = out[:, start : start + c]
         start += c
         if h == 1 and w == 1 and win is None:
             dst.copy_(m.reshape(1, c).expand(n, c))
             continue
-        key = (h, w, win)
+        key = (h, w, win, canvas)
         if key not in cache:
             r0, c0, fh, fw = (0, 0, h, w) if win is None else win
-            y0, y1, wy0, wy1 = interp_weights(rows, fh, H)
-            x0, x1, wx0, wx1 = interp_weights(cols, fw, W)
+            ch, cw = (H, W) if canvas is None else canvas
+            y0, y1, wy0, wy1 = interp_weights(rows, fh, ch)
+            x0, x1, wx0, wx1 = interp_weights(cols, fw, cw)
             y0, y1, x0, x1 = y0 - r0, y1 - r0, x0 - c0, x1 - c0
             if win is not None and (int(y0.min()) < 0 or int(y1.max()) >= h
                                     or int(x0.min()) < 0 or int(x1.max()) >= w):
@@ -115,6 +126,30 @@ def sample_maps(
         )
         dst.copy_(vals)
     return out
+
+
+def upsample_canvas(
+    m: torch.Tensor, image_shape: tuple[int, int], canvas: tuple[float, float]
+) -> torch.Tensor:
+    """A ``(c, h, w)`` map that covers ``canvas`` upsampled to the image: ``(c, H, W)``.
+
+    As ``F.interpolate`` (bilinear, ``align_corners=False``) to the canvas, cropped to the
+    image, with the weights of :func:`sample_maps` (the canvas need not be whole pixels).
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = torch.arange(2.0).view(1, 1, 2)  # two 16-pixel patches, an image of 20 pixels
+    >>> upsample_canvas(m, (1, 20), (1.0, 32.0))[0, 0, [0, 8, 15, 19]].tolist()
+    [0.0, 0.03125, 0.46875, 0.71875]
+    """
+    H, W = image_shape
+    _, h, w = m.shape
+    i0, i1, a0, a1 = (t.to(m.device) for t in interp_weights(torch.arange(H), h, canvas[0]))
+    j0, j1, b0, b1 = (t.to(m.device) for t in interp_weights(torch.arange(W), w, canvas[1]))
+    a0, a1, b0, b1 = (t.to(m.dtype) for t in (a0, a1, b0, b1))
+    t = m[:, i0, :] * a0[:, None] + m[:, i1, :] * a1[:, None]
+    return t[:, :, j0] * b0 + t[:, :, j1] * b1
 
 
 def row_bands(

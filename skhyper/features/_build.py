@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ._backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from ._transformers import is_transformer, transformer_backbone, transformer_kwargs
 from ._weights import (
     bundled_lite0_path,
     download_error,
@@ -77,13 +78,16 @@ def _build_timm(arch: str, name: str, weights: Any) -> Backbone:
 
     pretrained = isinstance(weights, str) and weights in _PRETRAINED
     try:
-        model = _seeded(timm.create_model, arch, pretrained=pretrained)
+        model = _seeded(timm.create_model, arch, pretrained=pretrained,
+                        **transformer_kwargs(arch))
     except Exception as err:
         if pretrained:
             raise download_error(name, weights, err) from err
         raise
     if weights is not None and not pretrained:
         load_into(model, load_state_dict_file(os.fspath(weights)), repr(weights))
+    if is_transformer(model):  # blocks read as maps (features/_transformers.py)
+        return transformer_backbone(model, name=name)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     stages = [info["module"] for info in getattr(model, "feature_info", [])]
     return Backbone(
@@ -205,6 +209,8 @@ def build_backbone(
     """
     if isinstance(backbone, Backbone):
         built = copy.deepcopy(backbone).out_of_place()
+    elif isinstance(backbone, nn.Module) and is_transformer(backbone):
+        built = transformer_backbone(copy.deepcopy(backbone)).out_of_place()
     elif isinstance(backbone, nn.Module):
         built = Backbone(copy.deepcopy(backbone)).out_of_place()
     elif isinstance(backbone, str):

@@ -38,6 +38,7 @@ from ._channels import check_channels
 from ._intensity import warn_intensity
 from ._maps import Project, iter_maps
 from ._tiling import NotTileableError, receptive_field
+from ._transformers import map_canvases
 
 __all__ = ["FeatureEngine"]
 
@@ -166,6 +167,12 @@ intensity_range, append_location, verbose
             names.extend(["location.u", "location.v"])
         return names
 
+    def canvases(self, image_shape: tuple[int, int]) -> list[tuple[float, float] | None]:
+        """Per map, the canvas it covers in an image of ``image_shape`` (None: the image); see
+        :func:`~skhyper.features.map_canvases` (transformer maps of images padded to whole
+        patches)."""
+        return map_canvases(self.feature_info, image_shape, self.image_size)
+
     def receptive_field(self) -> tuple[int, int]:
         """``(halo, stride)`` of the engine's layers (see :func:`skhyper.features.receptive_field`).
 
@@ -243,11 +250,13 @@ intensity_range, append_location, verbose
         n_maps = out.shape[1] - (2 if self.append_location else 0)
         dst = out[:, :n_maps]
         tensors = [maps[name] for name in self.map_names]
+        canvases = self.canvases(image_shape)
         if tensors[0].device.type == "cpu":  # straight into the result (a strided view)
             sample_maps(tensors, rows, cols, image_shape, out=torch.from_numpy(dst),
-                        windows=windows)
+                        windows=windows, canvases=canvases)
         else:
-            dst[:] = sample_maps(tensors, rows, cols, image_shape, windows=windows).cpu().numpy()
+            dst[:] = sample_maps(tensors, rows, cols, image_shape, windows=windows,
+                                 canvases=canvases).cpu().numpy()
         if self.append_location:
             frame = frame_of(None, image_shape) if frame is None else frame
             out[:, n_maps:] = location_columns(np.asarray(rows), np.asarray(cols), image_shape,

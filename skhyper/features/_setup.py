@@ -19,13 +19,14 @@ from ._engine import FeatureEngine
 from ._intensity import check_intensity_range
 from ._maps import DTYPES
 from ._scales import check_scales, scaled_info
+from ._union import backbone_union
 
 __all__ = ["build_engine"]
 
 
 @validate_params(
     {
-        "backbone": [str, torch.nn.Module],
+        "backbone": [str, torch.nn.Module, dict],
         "layers": [list, tuple, None],
         "weights": "no_validation",
         "device": [str, torch.device],
@@ -45,7 +46,7 @@ __all__ = ["build_engine"]
     prefer_skip_nested_validation=True,
 )
 def build_engine(
-    backbone: str | torch.nn.Module = DEFAULT_BACKBONE,
+    backbone: str | torch.nn.Module | dict = DEFAULT_BACKBONE,
     *,
     layers: Sequence[str | int] | None = None,
     weights: Any = "imagenet",
@@ -80,7 +81,12 @@ def build_engine(
     intensity_range = check_intensity_range(intensity_range, owner="build_engine")
     scales = check_scales(scales, owner="build_engine")
     dev = resolve_device(device)
-    bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone, weights=weights)
+    if isinstance(backbone, Backbone):
+        bb = backbone
+    elif isinstance(backbone, dict):  # several backbones in one hypercolumn
+        bb = backbone_union(backbone, weights=weights)
+    else:
+        bb = build_backbone(backbone, weights=weights)
     n_channels = fit_channels(images, channel_strategy, bb.in_chans, param=param)
     bb = prepare_backbone(bb, channel_strategy, n_channels)
     info = resolve_layers(bb, layers)

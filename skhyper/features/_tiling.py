@@ -55,7 +55,8 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
     Raises
     ------
     NotTileableError
-        When a layer is a vector or something before it pools globally.
+        When a layer is a vector or something before it pools globally, or the backbone
+        is a vision transformer (attention mixes the whole image).
 
     Examples
     --------
@@ -63,6 +64,10 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
     >>> receptive_field(build_backbone("vgg16", weights=None), ["features.8"])
     (8, 2)
     """
+    refusal = next((r for m in backbone.model.modules()
+                    if isinstance(r := getattr(m, "not_tileable", None), str)), None)
+    if refusal is not None:  # attention backbones (features/_transformers.py)
+        raise NotTileableError(refusal)
     key = tuple(layers)
     memo = backbone.__dict__.setdefault("_rf_memo", {})
     if key in memo:

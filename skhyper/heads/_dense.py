@@ -126,8 +126,9 @@ class _Weights:
         return dict(zip(maps, project_maps(maps, [self.by_name[name] for name in maps])))
 
     def scores(self, parts: list[torch.Tensor], shape: tuple[int, int],
-               frame: tuple[float, ...]) -> torch.Tensor:
-        """Dense ``(k, H, W)`` scores of one image from its projected maps."""
+               frame: tuple[float, ...], canvases: list | None = None) -> torch.Tensor:
+        """Dense ``(k, H, W)`` scores of one image from its projected maps (``canvases``:
+        ``FeatureEngine.canvases``)."""
         # Upsampling dominates the cost after the forward pass; float32 is exact to 1e-5
         # while scores stay below 64 in magnitude, beyond that it runs in float64.
         bound = float(self.bias.abs().max()) + sum(float(p.abs().amax()) for p in parts)
@@ -136,8 +137,9 @@ class _Weights:
         dtype = torch.float32 if bound <= _FLOAT32_SAFE else torch.float64
         parts = [p.to(dtype) for p in parts]
         if isinstance(self.head, FoldedGrid):
-            return grid_scores(parts, self.bias.to(dtype), self.head.grid_size, shape, frame)
-        total = upsample_sum(parts, self.bias.to(dtype), shape)
+            return grid_scores(parts, self.bias.to(dtype), self.head.grid_size, shape, frame,
+                               canvases)
+        total = upsample_sum(parts, self.bias.to(dtype), shape, canvases)
         if self.location is not None:
             total += location_scores(self.location.to(dtype), frame, shape)
         return total
@@ -188,7 +190,8 @@ def predict_dense(
         for i, scores in engine.iter_maps(images, project=w.project):
             shape = images[i].shape[:2]
             frame = frame_of(None if boxes is None else boxes[i], shape)
-            total = w.scores([scores[name] for name in engine.map_names], shape, frame)
+            total = w.scores([scores[name] for name in engine.map_names], shape, frame,
+                             engine.canvases(shape))
             results[i] = _finish(head, total, output)
         return results
     if classifier is None:
@@ -266,6 +269,8 @@ def predict_window(
         The block's ``(r1 - r0, c1 - c0[, k])`` outputs.
     """
     H, W = region["shape"]
+    if any(c is not None for c in engine.canvases((H, W))):  # pragma: no cover - refused above
+        raise NotImplementedError("predict_window: maps of padded images are not windowed.")
     r0, r1, c0, c1 = region["core"]
     w0, v0 = region["origin"]
     red = {d["name"]: max(1, round(d["reduction"])) for d in engine.feature_info}

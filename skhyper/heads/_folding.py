@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..features import upsample_canvas
 from ..location import LOCATION
 
 __all__ = [
@@ -310,19 +311,25 @@ def project_maps(
 
 
 def upsample_sum(
-    scores: Sequence[torch.Tensor], bias: torch.Tensor, image_shape: tuple[int, int]
+    scores: Sequence[torch.Tensor], bias: torch.Tensor, image_shape: tuple[int, int],
+    canvases: Sequence[tuple[float, float] | None] | None = None,
 ) -> torch.Tensor:
     """``sum_l up(scores_l) + bias`` as ``(k, height, width)``.
 
     Each ``(k, h_l, w_l)`` score map is upsampled with
     ``F.interpolate(mode="bilinear", align_corners=False)``, the convention
-    of the hypercolumn itself; 1x1 maps (vectors) are broadcast.
+    of the hypercolumn itself; 1x1 maps (vectors) are broadcast. A map with a
+    canvas (``FeatureEngine.canvases``) is upsampled over it
+    (:func:`~skhyper.features.upsample_canvas`).
     """
     H, W = image_shape
     out = bias.reshape(-1, 1, 1).to(scores[0].dtype).expand(-1, H, W).clone()
-    for s in scores:
+    canvases = [None] * len(scores) if canvases is None else canvases
+    for s, canvas in zip(scores, canvases):
         if s.shape[1:] == (1, 1):
             out += s
+        elif canvas is not None:
+            out += upsample_canvas(s, (H, W), canvas)
         else:
             out += F.interpolate(s[None].contiguous(), size=(H, W), mode="bilinear",
                                  align_corners=False)[0]
@@ -334,6 +341,7 @@ def folded_scores(
     blocks: Sequence[torch.Tensor],
     bias: torch.Tensor,
     image_shape: tuple[int, int],
+    canvases: Sequence[tuple[float, float] | None] | None = None,
 ) -> torch.Tensor:
     """Dense ``(n_outputs, height, width)`` scores: ``sum_l up(W_l^T f_l) + b``.
 
@@ -341,8 +349,9 @@ def folded_scores(
     matching ``(c_l, n_outputs)`` weights. Equals the linear head applied to
     the dense hypercolumn (:func:`project_maps` then :func:`upsample_sum`).
     Computed in the dtype of ``bias`` (float64 keeps large scores exact to
-    float32 rounding of the features).
+    float32 rounding of the features). ``canvases``: as
+    ``FeatureEngine.canvases(image_shape)`` for maps of images padded to whole patches.
     """
     dtype = bias.dtype if bias.dtype in (torch.float32, torch.float64) else torch.float32
     scores = project_maps(maps, [w.to(dtype) for w in blocks])
-    return upsample_sum(scores, bias.to(dtype), image_shape)
+    return upsample_sum(scores, bias.to(dtype), image_shape, canvases)

@@ -99,6 +99,7 @@ def grid_scores(
     grid_size: int,
     image_shape: tuple[int, int],
     frame: tuple[float, float, float, float],
+    canvases: Sequence[tuple[float, float] | None] | None = None,
 ) -> torch.Tensor:
     """Blended dense scores ``(k, H, W)`` of a folded grid.
 
@@ -111,7 +112,8 @@ def grid_scores(
     taken in runs that share their (1 or 2) cell rows; for each run and layer
     the cells of those rows are interpolated along columns at the native rows
     the run needs and blended by ``u``, then one weighted gather
-    (``embedding_bag``) interpolates along rows and blends by ``v``.
+    (``embedding_bag``) interpolates along rows and blends by ``v``. A part
+    with a canvas (``FeatureEngine.canvases``) is interpolated over it.
     """
     H, W = image_shape
     K = grid_size
@@ -122,21 +124,25 @@ def grid_scores(
     col_w = [(c0, c1, [(j, torch.from_numpy(w).to(dev, dt)) for j, w in cells])
              for c0, c1, cells in col_runs]
     maps = [*parts, bias.reshape(-1, 1, 1)]  # the bias is a 1x1 map
+    canvases = [*([None] * len(parts) if canvases is None else canvases), None]
     out = torch.empty((k, H, W), dtype=dt, device=dev)
     for r0, r1, rcells in _runs(axis_locations(H, y0, y1), K):
         rows = torch.arange(r0, r1, device=dev)
         acc = None
-        for m in maps:
+        for m, canvas in zip(maps, canvases):
             _, h, w = m.shape
-            y_0, y_1, wy0, wy1 = interp_weights(rows, h, H)
+            y_0, y_1, wy0, wy1 = interp_weights(rows, h, H if canvas is None else canvas[0])
             lo, hi = int(y_0.min()), int(y_1.max()) + 1
             n = hi - lo
             tables, idx, wts = [], [], []
             for t, (i, wr) in enumerate(rcells):
                 cells = m.reshape(K, K * k, h, w)[i, :, lo:hi]
                 # along columns only (same height: the rows are copied as they are)
-                xs = F.interpolate(cells[None], size=(n, W), mode="bilinear",
-                                   align_corners=False)[0].reshape(K, k, n, W)
+                if canvas is None:
+                    xs = F.interpolate(cells[None], size=(n, W), mode="bilinear",
+                                       align_corners=False)[0].reshape(K, k, n, W)
+                else:
+                    xs = _canvas_cols(cells, W, canvas[1]).reshape(K, k, n, W)
                 tables.append(_blend_cols(xs, col_w).transpose(0, 1).reshape(n, k * W))
                 wr_t = torch.from_numpy(wr).to(dev, dt)
                 idx += [y_0 - lo + t * n, y_1 - lo + t * n]
@@ -146,6 +152,13 @@ def grid_scores(
             acc = contrib if acc is None else acc.add_(contrib)
         out[:, r0:r1] = acc.reshape(r1 - r0, k, W).transpose(0, 1)
     return out
+
+
+def _canvas_cols(cells: torch.Tensor, W: int, canvas_w: float) -> torch.Tensor:
+    """``(c, n, w)`` cells interpolated along columns over a canvas, cropped to ``W``."""
+    j0, j1, b0, b1 = (t.to(cells.device) for t in interp_weights(torch.arange(W), cells.shape[-1],
+                                                                  canvas_w))
+    return cells[..., j0] * b0.to(cells.dtype) + cells[..., j1] * b1.to(cells.dtype)
 
 
 def _blend_cols(xs: torch.Tensor, col_w: list) -> torch.Tensor:
