@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
-from ._validation import check_keypoint_array
+from ._params import check_keypoint_array
 from .features import to_float_image
 
 __all__ = [

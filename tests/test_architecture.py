@@ -27,7 +27,7 @@ PACKAGE = Path(skhyper.__file__).resolve().parent
 # Layers of the package, bottom to top (ARCHITECTURE.md, "Layers"): a module may import from
 # its own layer or below, never from above.
 LAYERS = [
-    ["skhyper.exceptions", "skhyper._validation", "skhyper._version",
+    ["skhyper.exceptions", "skhyper._validation", "skhyper._version", "skhyper._params",
      "skhyper._paths"],
     ["skhyper.sampling", "skhyper.stacks", "skhyper.metrics"],
     ["skhyper.location", "skhyper.datasets"],

@@ -14,7 +14,7 @@ from skhyper import (
     extract_dense,
     sample_pixels,
 )
-from skhyper._validation import resolve_device
+from skhyper._params import resolve_device
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import CheckedImages, resolve_device
+from .._params import resolve_device
+from .._validation import CheckedImages
 from ..exceptions import DeviceWarning
 from ..location import LOCATION, frame_of, location_columns
 from ..sampling import PixelSet

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from .._validation import resolve_device
+from .._params import resolve_device
 from ._backbone import Backbone, resolve_layers
 from ._build import DEFAULT_BACKBONE, build_backbone
 from ._cache import MapCache

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_array, check_keypoint_array
+from .._params import check_keypoint_array
+from .._validation import as_array
 
 __all__ = ["pck", "nme", "inter_ocular_distance"]
 

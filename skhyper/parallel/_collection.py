@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import resolve_device
+from .._params import resolve_device
 from ..exceptions import CollectionError
 from ._common import (
     Failed,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import resolve_device
+from .._params import resolve_device
 from ..estimators import HypercolumnTransformer
 from ..features import FeatureEngine
 
