@@ -105,8 +105,8 @@ def test_notebook_runs(path, monkeypatch):
     committed = _read(path)
     fresh = _read(path)
     # The per-cell limit catches a hung kernel, not a slow machine: the keypoint notebook's fit
-    # cell takes ~2-3 min on 2 quiet cores but passed 900 s on a fresh clone at load average 6
-    # (issue 15). CI's own 90-minute limit bounds the whole run.
+    # cell ran past 900 s on a fresh clone at load average ~6 on 2 cores (issue 15). CI's own
+    # 90-minute limit bounds the whole run.
     client = nbclient.NotebookClient(fresh, timeout=3600, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
