@@ -58,6 +58,8 @@ class InconsistentVersionWarning(UserWarning):
         detail = self.detail or (
             "It might not work or give other results; fit it again with this version to be sure."
         )
+        if saved == self.current_skhyper_version:
+            return f"Unpickling {self.estimator_name} (skhyper {saved}): {detail}"
         return (
             f"Trying to unpickle {self.estimator_name} from skhyper {saved} when using "
             f"skhyper {self.current_skhyper_version}. {detail}"

@@ -167,3 +167,11 @@ def test_a_pickle_without_a_newer_parameter_gets_its_default(fitted):
     assert loaded.min_pixels_per_class == 20  # the default, so get_params / clone / repr work
     assert clone(loaded).get_params()["min_pixels_per_class"] == 20 and repr(loaded)
     np.testing.assert_array_equal(loaded.predict(images[0]), seg.predict(images[0]))
+
+
+def test_fitted_attributes_that_follow_from_others_are_restored(fitted):
+    seg, images = fitted
+    loaded = _load_as(seg, skhyper.__version__, drop=("classes_", "prediction_path_"))
+    np.testing.assert_array_equal(loaded.classes_, seg.classes_)
+    assert loaded.prediction_path_ == seg.prediction_path_
+    np.testing.assert_array_equal(loaded.predict(images[0]), seg.predict(images[0]))

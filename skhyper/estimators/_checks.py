@@ -89,7 +89,7 @@ class VersionedMixin:
         return {**state, "_skhyper_version": __version__}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
+        state = self._upgrade_state(dict(state))
         saved = state.pop("_skhyper_version", None)
         name = type(self).__name__
         fitted = [k for k in state if k.endswith("_") and not k.startswith("_")]
@@ -114,6 +114,10 @@ class VersionedMixin:
             ):  # a parameter added after the pickle was made: its default
                 state[param.name] = param.default
         super().__setstate__(state)  # type: ignore[misc]
+
+    def _upgrade_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Fill fitted attributes an older pickle lacks but that follow from the others."""
+        return state
 
 
 def _unfitted(value: Any) -> bool:

@@ -112,6 +112,15 @@ class HypercolumnKeypointLocator(VersionedMixin, BaseEstimator):
 
     _required_fitted = ("estimators_", "hypercolumns_", "n_keypoints_", "folded_")
 
+    def _upgrade_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        ests = state.get("estimators_")
+        if "n_keypoints_" not in state and ests:
+            if state.get("strategy") == "per_keypoint":
+                state["n_keypoints_"] = len(ests)
+            elif hasattr(ests[0], "classes_"):
+                state["n_keypoints_"] = len(ests[0].classes_) - 1  # background + keypoints
+        return state
+
     _parameter_constraints: dict = {
         "hypercolumns": [HypercolumnTransformer, None],
         "classifier": [HasMethods(["fit", "predict"]), None],

@@ -138,6 +138,14 @@ class HypercolumnSegmenter(VersionedMixin, BaseEstimator):
 
     _required_fitted = ("hypercolumns_", "classifier_", "classes_", "folded_")
 
+    def _upgrade_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        clf = state.get("classifier_")
+        if "classes_" not in state and hasattr(clf, "classes_"):
+            state["classes_"] = np.asarray(clf.classes_)
+        if "prediction_path_" not in state and "folded_" in state:
+            state["prediction_path_"] = "folded" if state["folded_"] is not None else "chunked"
+        return state
+
     _parameter_constraints: dict = {
         "hypercolumns": [HypercolumnTransformer, None],
         "classifier": [HasMethods(["fit", "predict"]), None],
