@@ -10,6 +10,7 @@ step) is stored as JSON in the model's metadata under ``"skhyper"``
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -29,10 +30,12 @@ def export_program(net: HypercolumnNet, *, size: tuple[int, int] | None = None
                    ) -> torch.export.ExportedProgram:
     """``torch.export`` of a :class:`HypercolumnNet` with dynamic batch, height and width.
 
-    Traced at ``size`` (default: ``2 * config["min_size"] + 1`` on each side, odd so that no
-    size is specialized).
+    Traced at ``size`` (default: 257 x 259 pixels divided by the smallest scale: odd, and large
+    enough that no map of the backbone, down to its last layer, is 1 pixel wide, so no size
+    is specialized). The trace runs on fake tensors: its size costs nothing.
     """
-    side = 2 * int(net.config["min_size"]) + 1
+    small = min(net.config["scales"] or [1.0])
+    side = 2 * int(math.ceil(max(128, net.config["min_size"]) / small)) + 1
     h, w = size if size is not None else (side, side + 2)
     x = torch.rand(2, net.n_inputs, h, w)
     auto = torch.export.Dim.AUTO
