@@ -15,18 +15,22 @@ The optional packages (``onnx``, ``onnxruntime``, ``skops``, ``bioimageio.core``
 ``pip install "skhyper[export]"``.
 """
 
+from ._files import FORMAT, load, save
 from ._onnx import ONNX_OPSET, export_program, to_onnx
 from ._runtime import OnnxSegmenter, prepare_image
 from ._torch import HypercolumnNet, check_exportable, export_config, to_torch
 
 __all__ = [
+    "FORMAT",
     "ONNX_OPSET",
     "HypercolumnNet",
     "OnnxSegmenter",
     "check_exportable",
     "export_config",
     "export_program",
+    "load",
     "prepare_image",
+    "save",
     "to_onnx",
     "to_torch",
 ]
