@@ -20,8 +20,10 @@ import skhyper.export._runtime as runtime
 from skhyper import GridLocationClassifier, HypercolumnSegmenter, HypercolumnTransformer
 from skhyper.export import (
     OnnxSegmenter,
+    check_bioimageio,
     export_program,
     prepare_image,
+    to_bioimageio,
     to_onnx,
     to_torch,
 )
@@ -193,3 +195,19 @@ def test_runtime_runs_without_torch(fitted, onnx_files, tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["torch"]  # the blocked entry
     _check(np.load(tmp_path / "proba.npy"), seg, images[0])
+
+
+def test_bioimageio_package_passes_its_own_test(fitted, tmp_path):
+    """bioimage.io's own test (bioimageio.core.test_model, offline): the package is valid and
+    both weights formats (ONNX, TorchScript) reproduce the test output from the raw uint16
+    test input through the declared preprocessing, at the test size and at other sizes."""
+    seg, images = fitted["microscopy"]
+    path = to_bioimageio(seg, tmp_path / "model.zip", test_image=images[0],
+                         training_data={"text": "synthetic test images", "url":
+                                        "https://github.com/skhyper/skhyper"})
+    summary = check_bioimageio(path)
+    failed = [(d.name, [str(e)[:300] for e in d.errors]) for d in summary.details
+              if d.status != "passed"]
+    assert summary.status == "passed", failed
+    names = {d.name for d in summary.details}
+    assert any("onnx" in n for n in names) and any("torchscript" in n for n in names)

@@ -15,6 +15,7 @@ The optional packages (``onnx``, ``onnxruntime``, ``skops``, ``bioimageio.core``
 ``pip install "skhyper[export]"``.
 """
 
+from ._bioimageio import HYPERCOLUMNS_CITATION, check_bioimageio, to_bioimageio
 from ._files import FORMAT, load, save
 from ._onnx import ONNX_OPSET, export_program, to_onnx
 from ._runtime import OnnxSegmenter, prepare_image
@@ -22,15 +23,18 @@ from ._torch import HypercolumnNet, check_exportable, export_config, to_torch
 
 __all__ = [
     "FORMAT",
+    "HYPERCOLUMNS_CITATION",
     "ONNX_OPSET",
     "HypercolumnNet",
     "OnnxSegmenter",
+    "check_bioimageio",
     "check_exportable",
     "export_config",
     "export_program",
     "load",
     "prepare_image",
     "save",
+    "to_bioimageio",
     "to_onnx",
     "to_torch",
 ]

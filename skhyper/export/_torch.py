@@ -206,6 +206,9 @@ def _scaled(n: Any, scale: float) -> Any:
     p, q = float(scale).as_integer_ratio()
     a2 = 2 * n * p + q
     g = a2 // (2 * q)
+    if isinstance(n, torch.Tensor):  # a traced size (torch.jit.trace)
+        tie = 1 - torch.clamp(a2 % (2 * q), max=1)
+        return torch.clamp(g - tie * (g % 2), min=1)
     tie = 1 - torch.sym_min(1, a2 % (2 * q))
     return torch.sym_max(1, g - tie * (g % 2))
 
