@@ -211,7 +211,7 @@ def to_bioimageio(
         inputs=[input_descr],
         outputs=[output_descr],
         weights=bio.WeightsDescr(
-            onnx=bio.OnnxWeightsDescr(source=bio.FileDescr(source=onnx_path).source, opset_version=ONNX_OPSET),
+            onnx=bio.OnnxWeightsDescr(source=onnx_path, opset_version=ONNX_OPSET),
             torchscript=bio.TorchscriptWeightsDescr(
                 source=work / "weights.torchscript.pt",
                 pytorch_version=bio.Version(torch.__version__.split("+")[0]), parent="onnx"),

@@ -108,8 +108,8 @@ def save(model: HypercolumnSegmenter, path: str | os.PathLike) -> Path:
     True
     """
     import safetensors.torch
-    import skops.io
     import sklearn
+    import skops.io
 
     if not isinstance(model, HypercolumnSegmenter):
         raise TypeError(

@@ -1,0 +1,143 @@
+"""Benchmark the exported network: ``seg.predict`` (eager PyTorch) vs the ONNX Runtime model.
+
+The segmenter is ``HypercolumnSegmenter`` on ResNet-18 (random weights: speed does not depend
+on their values, and the run stays offline; its 5 stages ``relu, layer1..layer4``,
+StandardScaler + logistic regression), fitted on the bundled horse sample. It is exported
+with :func:`skhyper.export.to_onnx` and run by :class:`skhyper.export.OnnxSegmenter`
+(ONNX Runtime, CPU). For each size S (256, 512, 1024), in one run on the same image (a bundled
+horse photo resized to S x S), interleaved, median of ``--repeats``:
+
+1. **eager**: ``seg.predict(image)`` (PyTorch eager: forward pass, folded 1x1 heads,
+   upsampling of the score maps, labels);
+2. **onnx**: ``OnnxSegmenter(path).predict(image)`` (the intensity step in numpy, the network
+   in ONNX Runtime: forward pass, 1x1 convolutions, upsampling, softmax, argmax).
+
+Both use the same number of threads (``--threads``, default 2). Peak memory is the growth of
+the resident set size (VmRSS, sampled every 5 ms after ``malloc_trim``). The labels of both
+are compared (agreement, ties aside). The default backbone (EfficientNet-Lite0, TF "same"
+padding computed from the input size) is not used here: ``torch.export`` needs minutes for
+its symbolic sizes (see the README, "Deploy").
+
+Run::
+
+    python benchmarks/bench_export.py            # ~2 min on 2 CPU cores
+    python benchmarks/bench_export.py --quick    # smoke run
+
+It prints a table and writes the figures as JSON with the machine description to
+``benchmarks/results/export_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnxruntime  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from skhyper import HypercolumnSegmenter, HypercolumnTransformer  # noqa: E402
+from skhyper.datasets import load_horses  # noqa: E402
+from skhyper.export import OnnxSegmenter, to_onnx  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import loadavg, machine_info, measure, write_results  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_image(size: int) -> np.ndarray:
+    horse = load_horses().images[0]
+    return np.asarray(Image.fromarray(horse).resize((size, size), Image.BILINEAR))
+
+
+def fit_segmenter() -> HypercolumnSegmenter:
+    data = load_horses(split="train")
+    hc = HypercolumnTransformer("resnet18", weights=None, layers=None, device="cpu")
+    return HypercolumnSegmenter(hc, n_pixels_per_image=500, random_state=0).fit(
+        data.images, data.masks)
+
+
+def bench_size(seg, onnx_seg, size: int, repeats: int) -> dict:
+    img = make_image(size)
+    dev = torch.device("cpu")
+    methods = {"eager": lambda: seg.predict(img), "onnx": lambda: onnx_seg.predict(img)}
+    eager, onnx = methods["eager"](), methods["onnx"]()  # warm-up
+    agreement = float(np.mean(eager == onnx))
+    times = {k: [] for k in methods}
+    peaks = {k: [] for k in methods}
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            t, p = measure(fn, dev)
+            times[name].append(t)
+            peaks[name].append(p)
+    out = {"size": size, "label_agreement": agreement}
+    for name in methods:
+        t = statistics.median(times[name])
+        out[name] = {"seconds": t, "images_per_s": 1.0 / t, "peak_bytes": max(peaks[name]),
+                     "all_seconds": times[name]}
+    out["throughput_onnx_vs_eager"] = out["eager"]["seconds"] / out["onnx"]["seconds"]
+    m_e, m_o = out["eager"]["peak_bytes"], out["onnx"]["peak_bytes"]
+    out["memory_onnx_vs_eager"] = m_o / m_e if m_e else None
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="sizes 256 and 512, 1 repeat")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeats = [256, 512], 1
+    torch.set_num_threads(args.threads)
+    load_before = loadavg()
+    t0 = time.perf_counter()
+    seg = fit_segmenter()
+    t_fit = time.perf_counter() - t0
+    folder = Path(tempfile.mkdtemp(prefix="skhyper-bench-export-"))
+    t0 = time.perf_counter()
+    path = to_onnx(seg, folder / "seg.onnx")
+    t_export = time.perf_counter() - t0
+    onnx_seg = OnnxSegmenter(path, threads=args.threads)
+    rows = [bench_size(seg, onnx_seg, s, args.repeats) for s in args.sizes]
+    print(f"\nfit {t_fit:.1f} s, to_onnx {t_export:.1f} s, ONNX file "
+          f"{path.stat().st_size / 2**20:.1f} MiB; threads {args.threads}; load average "
+          f"before {load_before}, after {loadavg()}")
+    print(f"{'size':>6} {'eager s':>9} {'onnx s':>9} {'onnx/eager':>11} {'eager MiB':>10} "
+          f"{'onnx MiB':>9} {'mem ratio':>9} {'labels':>7}")
+    for r in rows:
+        mem = r["memory_onnx_vs_eager"]
+        print(f"{r['size']:>6} {r['eager']['seconds']:>9.3f} {r['onnx']['seconds']:>9.3f} "
+              f"{r['throughput_onnx_vs_eager']:>10.2f}x "
+              f"{r['eager']['peak_bytes'] / 2**20:>10.1f} {r['onnx']['peak_bytes'] / 2**20:>9.1f} "
+              f"{'-' if mem is None else f'{mem:.2f}':>9} {r['label_agreement']:>7.4f}")
+    record = {
+        "benchmark": "export",
+        "model": "HypercolumnSegmenter(resnet18, weights=None, layers=None), horses sample",
+        "settings": {"repeats": args.repeats, "threads": args.threads,
+                     "onnxruntime": onnxruntime.__version__},
+        "fit_seconds": t_fit,
+        "to_onnx_seconds": t_export,
+        "onnx_bytes": path.stat().st_size,
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+        "machine": machine_info(torch.device("cpu")),
+        "results": rows,
+    }
+    name = "export_cpu_quick.json" if args.quick else "export_cpu.json"
+    write_results(record, RESULTS / name)
+
+
+if __name__ == "__main__":
+    main()
