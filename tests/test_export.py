@@ -203,8 +203,8 @@ def test_bioimageio_package_passes_its_own_test(fitted, tmp_path):
     test input through the declared preprocessing, at the test size and at other sizes."""
     seg, images = fitted["microscopy"]
     path = to_bioimageio(seg, tmp_path / "model.zip", test_image=images[0],
-                         training_data={"text": "synthetic test images", "url":
-                                        "https://github.com/skhyper/skhyper"})
+                         training_data={"text": "synthetic test images",
+                                        "url": "https://example.org/synthetic"})
     summary = check_bioimageio(path)
     failed = [(d.name, [str(e)[:300] for e in d.errors]) for d in summary.details
               if d.status != "passed"]
