@@ -98,6 +98,7 @@ def _check(got, seg, img):
 def test_torch_equals_predict_proba(fitted, name):
     seg, images = fitted[name]
     net = to_torch(seg)
+    assert net.config["grid_size"] == (2 if name == "grid" else 1)
     with torch.inference_mode():
         for img in images:
             got = net(_net_input(seg, img))[0].permute(1, 2, 0).numpy()
