@@ -20,7 +20,7 @@ its symbolic sizes (see the README, "Deploy").
 
 Run::
 
-    python benchmarks/bench_export.py            # ~2 min on 2 CPU cores
+    python benchmarks/bench_export.py            # ~1 min on 2 CPU cores
     python benchmarks/bench_export.py --quick    # smoke run
 
 It prints a table and writes the figures as JSON with the machine description to
@@ -94,7 +94,7 @@ def bench_size(seg, onnx_seg, size: int, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="sizes 256 and 512, 1 repeat")
     args = parser.parse_args()
