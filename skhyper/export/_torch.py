@@ -51,7 +51,24 @@ def check_exportable(model: Any, output: str = "predict_proba") -> None:
         ``model`` is not a :class:`~skhyper.HypercolumnSegmenter`.
     ValueError
         The classifier does not fold (forests, boosting), ``output`` needs a link the
-        classifier lacks, or the features resize images (``image_size``).
+        classifier lacks, the features resize images (``image_size``) or a scale is not a
+        multiple of 1/1024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from skhyper import HypercolumnSegmenter, HypercolumnTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.random((2, 40, 52, 3)).astype(np.float32)
+    >>> masks = (images[..., 0] > 0.5).astype(int)
+    >>> hc = HypercolumnTransformer("resnet18", layers=["relu"], weights=None, device="cpu")
+    >>> forest = HypercolumnSegmenter(hc, RandomForestClassifier(n_estimators=2),
+    ...                               n_pixels_per_image=50).fit(images, masks)
+    >>> check_exportable(forest)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'model' parameter has a classifier that does not fold ...
     """
     if not isinstance(model, HypercolumnSegmenter):
         raise TypeError(
@@ -100,8 +117,23 @@ def check_exportable(model: Any, output: str = "predict_proba") -> None:
 def export_config(model: HypercolumnSegmenter, output: str = "predict_proba") -> dict[str, Any]:
     """What a runtime needs besides the network: classes, input channels, intensity step.
 
-    Plain JSON types only. ``n_channels`` is the network's input channel count;
-    ``image_channels`` the count the images have before grayscale replication.
+    Plain JSON types only (it is stored in the ONNX metadata). ``n_channels`` is the
+    network's input channel count (1 for ``channel_strategy="replicate"``: the network
+    replicates), ``intensity_range`` the step before it (:func:`prepare_image`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhyper import HypercolumnSegmenter, HypercolumnTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> images = list(rng.integers(100, 4000, (2, 40, 52)).astype(np.uint16))
+    >>> seg = HypercolumnSegmenter(HypercolumnTransformer(
+    ...     "resnet18", layers=["relu"], weights=None, device="cpu",
+    ...     channel_strategy="replicate", intensity_range=(100, 4000)),
+    ...     n_pixels_per_image=50).fit(images, [(i > 2000).astype(int) for i in images])
+    >>> config = export_config(seg)
+    >>> config["classes"], config["n_channels"], config["intensity_range"]
+    ([0, 1], 1, [100.0, 4000.0])
     """
     from .._version import __version__
 
@@ -138,7 +170,25 @@ def min_size(model: HypercolumnSegmenter) -> int:
 class HypercolumnNet(nn.Module):
     """A folded segmenter as a network: ``(n, c, h, w)`` in ``[0, 1]`` -> ``(n, k, h, w)``.
 
-    Built by :func:`to_torch`; see there. ``classes`` and ``config`` describe the outputs.
+    Built by :func:`to_torch` (see there for an example).
+
+    Attributes
+    ----------
+    backbone : skhyper.features.Backbone
+        A copy of the segmenter's backbone (its ``forward`` normalizes the input).
+    plan : list of (float, list of str)
+        Per scale, the layers read at that scale, in the order of the maps.
+    head0, head1, ... : Tensor of shape (n_outputs, num_chs, 1, 1)
+        The folded head's weights of each map, as 1x1 convolutions (buffers); ``bias``,
+        ``location`` (or None) likewise.
+    grid_size : int
+        K of a K x K grid head (1: a plain head).
+    link : {"sigmoid", "softmax", "ovr"} or None
+        None: the network returns scores.
+    n_inputs : int
+        Input channels.
+    config : dict
+        :func:`export_config` of the segmenter.
     """
 
     def __init__(self, backbone: Backbone, plan: list[tuple[float, list[str]]],
