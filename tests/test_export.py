@@ -115,6 +115,31 @@ def test_onnx_equals_predict_proba(fitted, onnx_files, name):
     assert [p.shape for p in model.predict(images)] == [img.shape[:2] for img in images]
 
 
+def test_dynamo_exporter(fitted, tmp_path):
+    """The torch.export route gives the same ONNX model (multi-scale: symbolic fed sizes)."""
+    seg, images = fitted["multiscale"]
+    model = OnnxSegmenter(to_onnx(seg, tmp_path / "m.onnx", exporter="dynamo"))
+    for img in images:
+        _check(model.predict_proba(img), seg, img)
+    with pytest.raises(ValueError, match="'exporter' parameter"):
+        to_onnx(seg, tmp_path / "x.onnx", exporter="jit")
+
+
+def test_default_backbone_exports(tmp_path):
+    """EfficientNet-Lite0 (bundled weights; TF 'same' padding computed from the input size)."""
+    rng = np.random.default_rng(0)
+    images = [_rgb(rng, s) for s in [(67, 89), (130, 101)]]
+    masks = [(img[..., 0] > 127).astype(int) for img in images]
+    seg = HypercolumnSegmenter(HypercolumnTransformer(device="cpu"), n_pixels_per_image=200,
+                               random_state=0).fit(images, masks)
+    model = OnnxSegmenter(to_onnx(seg, tmp_path / "lite0.onnx"))
+    net = to_torch(seg)
+    for img in images:
+        _check(model.predict_proba(img), seg, img)
+        with torch.inference_mode():
+            _check(net(_net_input(seg, img))[0].permute(1, 2, 0).numpy(), seg, img)
+
+
 def test_torch_export_dynamic_sizes(fitted):
     seg, images = fitted["multiscale"]
     net = to_torch(seg)
