@@ -1,10 +1,11 @@
 """Benchmark the exported network: ``seg.predict`` (eager PyTorch) vs the ONNX Runtime model.
 
-The segmenter is ``HypercolumnSegmenter`` on ResNet-18 (random weights: speed does not depend
-on their values, and the run stays offline; its 5 stages ``relu, layer1..layer4``,
-StandardScaler + logistic regression), fitted on the bundled horse sample. It is exported
-with :func:`skhyper.export.to_onnx` and run by :class:`skhyper.export.OnnxSegmenter`
-(ONNX Runtime, CPU). For each size S (256, 512, 1024), in one run on the same image (a bundled
+The segmenters are the default ``HypercolumnSegmenter`` (EfficientNet-Lite0 with its bundled
+ImageNet weights, its 5 stages, StandardScaler + logistic regression) and the same on ResNet-18
+(random weights: speed does not depend on their values, and the run stays offline; its 5
+stages ``relu, layer1..layer4``), fitted on the bundled horse sample. Each is exported with
+:func:`skhyper.export.to_onnx` and run by :class:`skhyper.export.OnnxSegmenter` (ONNX
+Runtime, CPU). For each size S (256, 512, 1024), in one run on the same image (a bundled
 horse photo resized to S x S), interleaved, median of ``--repeats``:
 
 1. **eager**: ``seg.predict(image)`` (PyTorch eager: forward pass, folded 1x1 heads,
@@ -14,9 +15,7 @@ horse photo resized to S x S), interleaved, median of ``--repeats``:
 
 Both use the same number of threads (``--threads``, default 2). Peak memory is the growth of
 the resident set size (VmRSS, sampled every 5 ms after ``malloc_trim``). The labels of both
-are compared (agreement, ties aside). The default backbone (EfficientNet-Lite0, TF "same"
-padding computed from the input size) is not used here: ``torch.export`` needs minutes for
-its symbolic sizes (see the README, "Deploy").
+are compared (agreement).
 
 Run::
 
@@ -60,11 +59,13 @@ def make_image(size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(horse).resize((size, size), Image.BILINEAR))
 
 
-def fit_segmenter() -> HypercolumnSegmenter:
+def fit_segmenter(backbone: str) -> HypercolumnSegmenter:
     data = load_horses(split="train")
-    hc = HypercolumnTransformer("resnet18", weights=None, layers=None, device="cpu")
-    return HypercolumnSegmenter(hc, n_pixels_per_image=500, random_state=0).fit(
-        data.images, data.masks)
+    if backbone == "resnet18":
+        hc = HypercolumnTransformer("resnet18", weights=None, layers=None, device="cpu")
+    else:
+        hc = HypercolumnTransformer(backbone, device="cpu")
+    return HypercolumnSegmenter(hc, random_state=0).fit(data.images, data.masks)
 
 
 def bench_size(seg, onnx_seg, size: int, repeats: int) -> dict:
@@ -91,19 +92,9 @@ def bench_size(seg, onnx_seg, size: int, repeats: int) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="sizes 256 and 512, 1 repeat")
-    args = parser.parse_args()
-    if args.quick:
-        args.sizes, args.repeats = [256, 512], 1
-    torch.set_num_threads(args.threads)
-    load_before = loadavg()
+def run(backbone: str, args) -> dict:
     t0 = time.perf_counter()
-    seg = fit_segmenter()
+    seg = fit_segmenter(backbone)
     t_fit = time.perf_counter() - t0
     folder = Path(tempfile.mkdtemp(prefix="skhyper-bench-export-"))
     t0 = time.perf_counter()
@@ -111,9 +102,8 @@ def main() -> None:
     t_export = time.perf_counter() - t0
     onnx_seg = OnnxSegmenter(path, threads=args.threads)
     rows = [bench_size(seg, onnx_seg, s, args.repeats) for s in args.sizes]
-    print(f"\nfit {t_fit:.1f} s, to_onnx {t_export:.1f} s, ONNX file "
-          f"{path.stat().st_size / 2**20:.1f} MiB; threads {args.threads}; load average "
-          f"before {load_before}, after {loadavg()}")
+    print(f"\n{backbone}: fit {t_fit:.1f} s, to_onnx {t_export:.1f} s, ONNX file "
+          f"{path.stat().st_size / 2**20:.1f} MiB")
     print(f"{'size':>6} {'eager s':>9} {'onnx s':>9} {'onnx/eager':>11} {'eager MiB':>10} "
           f"{'onnx MiB':>9} {'mem ratio':>9} {'labels':>7}")
     for r in rows:
@@ -122,18 +112,33 @@ def main() -> None:
               f"{r['throughput_onnx_vs_eager']:>10.2f}x "
               f"{r['eager']['peak_bytes'] / 2**20:>10.1f} {r['onnx']['peak_bytes'] / 2**20:>9.1f} "
               f"{'-' if mem is None else f'{mem:.2f}':>9} {r['label_agreement']:>7.4f}")
+    return {"backbone": backbone, "fit_seconds": t_fit, "to_onnx_seconds": t_export,
+            "onnx_bytes": path.stat().st_size, "results": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "resnet18"])
+    parser.add_argument("--quick", action="store_true", help="sizes 256 and 512, 1 repeat")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeats = [256, 512], 1
+    torch.set_num_threads(args.threads)
+    load_before = loadavg()
+    models = [run(b, args) for b in args.backbones]
+    print(f"\nthreads {args.threads}; load average before {load_before}, after {loadavg()}")
     record = {
         "benchmark": "export",
-        "model": "HypercolumnSegmenter(resnet18, weights=None, layers=None), horses sample",
-        "settings": {"repeats": args.repeats, "threads": args.threads,
-                     "onnxruntime": onnxruntime.__version__},
-        "fit_seconds": t_fit,
-        "to_onnx_seconds": t_export,
-        "onnx_bytes": path.stat().st_size,
+        "model": "HypercolumnSegmenter (default parameters) on the horses sample",
+        "settings": {"repeats": args.repeats, "threads": args.threads, "sizes": args.sizes,
+                     "onnxruntime": onnxruntime.__version__, "exporter": "torchscript"},
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
         "machine": machine_info(torch.device("cpu")),
-        "results": rows,
+        "models": models,
     }
     name = "export_cpu_quick.json" if args.quick else "export_cpu.json"
     write_results(record, RESULTS / name)
