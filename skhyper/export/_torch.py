@@ -33,6 +33,7 @@ __all__ = ["HypercolumnNet", "check_exportable", "export_config", "to_torch"]
 
 _OUTPUTS = ("predict_proba", "decision_function")
 _MAX_DENOMINATOR = 1024
+_PROBE_SHAPE = (97, 131)  # an image size no patch size divides
 
 
 def check_exportable(model: Any, output: str = "predict_proba") -> None:
@@ -97,6 +98,14 @@ def check_exportable(model: Any, output: str = "predict_proba") -> None:
             "scores) instead."
         )
     engine = model.hypercolumns_.engine_
+    canvases = getattr(engine, "canvases", None)  # maps of images padded for the backbone
+    if canvases is not None and any(c is not None for c in canvases(_PROBE_SHAPE)):
+        raise ValueError(
+            f"The 'model' parameter has a backbone ({engine.backbone.name!r}) whose maps cover "
+            "the image padded to whole patches (a transformer), which the exported network "
+            "does not reproduce yet. Export a segmenter on a CNN backbone, or predict with "
+            "model.predict."
+        )
     odd = [s for s in engine.scales or () if float(s).as_integer_ratio()[1] > _MAX_DENOMINATOR]
     if odd:
         raise ValueError(
