@@ -11,6 +11,7 @@ from .estimators import (
     HypercolumnSegmenter,
     HypercolumnTransformer,
 )
+from .export import load, save
 from .features import (
     Backbone,
     FeatureEngine,
@@ -39,8 +40,10 @@ __all__ = [
     "extract_dense",
     "extract_hypercolumns",
     "grid_pixels",
+    "load",
     "list_layers",
     "sample_pixels",
+    "save",
     "split_planes",
     "stack_planes",
 ]

@@ -35,7 +35,8 @@ LAYERS = [
     ["skhyper.heads"],
     ["skhyper.keypoints"],
     ["skhyper.estimators"],
-    ["skhyper.inspection", "skhyper.plotting", "skhyper.parallel", "skhyper.demo"],
+    ["skhyper.inspection", "skhyper.plotting", "skhyper.parallel", "skhyper.demo",
+     "skhyper.export"],
     ["skhyper.__main__", "skhyper"],
 ]
 

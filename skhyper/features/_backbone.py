@@ -92,8 +92,16 @@ def _tap(module: nn.Module, args: Any, output: Any) -> None:
     if output.ndim == 2:
         output = output[:, :, None, None]
     cap.out[name] = output.clone() if cap.copy else output
-    if len(cap.out) == len(cap.names):
+    if len(cap.out) == len(cap.names) and not _tracing():
         raise _StopForward
+
+
+def _tracing() -> bool:
+    """Whether the pass is being traced (``torch.export``, ``torch.jit.trace``, ``torch.compile``,
+    ONNX export): the pass then runs to the end, since tracers cannot follow an exception out of
+    nested modules; the unused tail is dead code in the traced graph."""
+    return bool(torch.jit.is_tracing() or torch.compiler.is_exporting()
+                or torch.compiler.is_compiling())
 
 
 class Backbone(nn.Module):

@@ -1,0 +1,339 @@
+"""A fitted segmenter as a plain PyTorch network: :func:`to_torch`.
+
+A segmenter whose classifier folds (:func:`skhyper.heads.fold_head`) *is* a feed-forward
+network: the backbone cut at its deepest chosen layer (per scale), one 1x1 convolution per
+map (the folded head's blocks), bilinear upsampling of the score maps to the image, their sum
+plus the bias, the location terms or the K x K grid blend, and the link (sigmoid, softmax or
+one-vs-rest). :class:`HypercolumnNet` is that network; it takes a float batch ``(n, channels,
+height, width)`` in ``[0, 1]`` (the images after the engine's intensity step, see
+:func:`skhyper.export.prepare_images`) and returns ``(n, n_classes, height, width)``
+probabilities (or scores), equal to ``seg.predict_proba`` within float32 rounding.
+
+What is not part of the network, because it is not a fixed function of the pixels:
+``image_size`` (a resize to the longer side, refused), frames (``boxes``: the whole image is the
+frame), tiling of huge images (the runtime's job; the network sees whole images), and the
+intensity range (a step before the network, described in the exported metadata).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from ..estimators import HypercolumnSegmenter
+from ..features import Backbone
+from ..heads import LINKS, FoldedGrid
+
+__all__ = ["HypercolumnNet", "check_exportable", "export_config", "to_torch"]
+
+_OUTPUTS = ("predict_proba", "decision_function")
+_MAX_DENOMINATOR = 1024
+_PROBE_SHAPE = (97, 131)  # an image size no patch size divides
+
+
+def check_exportable(model: Any, output: str = "predict_proba") -> None:
+    """Raise a clear error unless ``model`` is a fitted segmenter that exports as a network.
+
+    Parameters
+    ----------
+    model : HypercolumnSegmenter
+        Fitted, with a classifier that folds (a chain of ``StandardScaler`` / ``PCA`` / a linear
+        model, or a :class:`~skhyper.GridLocationClassifier` of such chains).
+    output : {"predict_proba", "decision_function"}, default="predict_proba"
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a :class:`~skhyper.HypercolumnSegmenter`.
+    ValueError
+        The classifier does not fold (forests, boosting), ``output`` needs a link the
+        classifier lacks, the features resize images (``image_size``) or a scale is not a
+        multiple of 1/1024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from skhyper import HypercolumnSegmenter, HypercolumnTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.random((2, 40, 52, 3)).astype(np.float32)
+    >>> masks = (images[..., 0] > 0.5).astype(int)
+    >>> hc = HypercolumnTransformer("resnet18", layers=["relu"], weights=None, device="cpu")
+    >>> forest = HypercolumnSegmenter(hc, RandomForestClassifier(n_estimators=2),
+    ...                               n_pixels_per_image=50).fit(images, masks)
+    >>> check_exportable(forest)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'model' parameter has a classifier that does not fold ...
+    """
+    if not isinstance(model, HypercolumnSegmenter):
+        raise TypeError(
+            "The 'model' parameter must be a fitted skhyper.HypercolumnSegmenter; got "
+            f"{type(model).__name__}."
+        )
+    check_is_fitted(model)
+    if output not in _OUTPUTS:
+        raise ValueError(
+            f"The 'output' parameter must be one of {_OUTPUTS}. Got {output!r} instead."
+        )
+    head = model.folded_
+    if head is None:
+        raise ValueError(
+            "The 'model' parameter has a classifier that does not fold "
+            f"({type(model.classifier_).__name__}), so it is not a feed-forward network and "
+            "cannot be exported. Only chains of affine steps ending in a linear model "
+            "(StandardScaler, PCA, LogisticRegression, SGDClassifier, ...) or a "
+            "GridLocationClassifier of them fold; refit with one, or keep predicting with "
+            "model.predict (which runs forests and boosting in bands of pixels)."
+        )
+    if output == "predict_proba" and head.link is None:
+        raise ValueError(
+            "The 'model' parameter has a classifier whose predict_proba does not fold "
+            f"({type(model.classifier_).__name__}); export output='decision_function' (the "
+            "scores) instead."
+        )
+    engine = model.hypercolumns_.engine_
+    canvases = getattr(engine, "canvases", None)  # maps of images padded for the backbone
+    if canvases is not None and any(c is not None for c in canvases(_PROBE_SHAPE)):
+        raise ValueError(
+            f"The 'model' parameter has a backbone ({engine.backbone.name!r}) whose maps cover "
+            "the image padded to whole patches (a transformer), which the exported network "
+            "does not reproduce yet. Export a segmenter on a CNN backbone, or predict with "
+            "model.predict."
+        )
+    odd = [s for s in engine.scales or () if float(s).as_integer_ratio()[1] > _MAX_DENOMINATOR]
+    if odd:
+        raise ValueError(
+            f"The 'model' parameter has scales {odd} that are not multiples of "
+            f"1/{_MAX_DENOMINATOR}; an exported network computes each fed size round(n * scale) "
+            "exactly only for such (dyadic) scales, e.g. 0.5, 0.25, 0.75, 1.5, 2.0. Refit with "
+            "those, or predict with model.predict."
+        )
+    if engine.image_size is not None:
+        raise ValueError(
+            f"The 'model' parameter resizes every image to image_size={engine.image_size} "
+            "(longer side) before the backbone, which an exported network cannot do for any "
+            "input size. Refit with image_size=None and resize images before prediction, or "
+            "predict with model.predict."
+        )
+
+
+def export_config(model: HypercolumnSegmenter, output: str = "predict_proba") -> dict[str, Any]:
+    """What a runtime needs besides the network: classes, input channels, intensity step.
+
+    Plain JSON types only (it is stored in the ONNX metadata). ``n_channels`` is the
+    network's input channel count (1 for ``channel_strategy="replicate"``: the network
+    replicates), ``intensity_range`` the step before it (:func:`prepare_image`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhyper import HypercolumnSegmenter, HypercolumnTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> images = list(rng.integers(100, 4000, (2, 40, 52)).astype(np.uint16))
+    >>> seg = HypercolumnSegmenter(HypercolumnTransformer(
+    ...     "resnet18", layers=["relu"], weights=None, device="cpu",
+    ...     channel_strategy="replicate", intensity_range=(100, 4000)),
+    ...     n_pixels_per_image=50).fit(images, [(i > 2000).astype(int) for i in images])
+    >>> config = export_config(seg)
+    >>> config["classes"], config["n_channels"], config["intensity_range"]
+    ([0, 1], 1, [100.0, 4000.0])
+    """
+    from .._version import __version__
+
+    check_exportable(model, output)
+    engine = model.hypercolumns_.engine_
+    head = model.folded_
+    n_in = 1 if engine.channel_strategy == "replicate" else engine.backbone.in_chans
+    rng = engine.intensity_range
+    return {
+        "format": "skhyper.export/1",
+        "skhyper_version": __version__,
+        "output": output,
+        "classes": [c.item() if hasattr(c, "item") else c for c in head.classes],
+        "link": head.link,
+        "n_channels": int(n_in),
+        "intensity_range": None if rng is None else list(rng),
+        "channel_strategy": engine.channel_strategy,
+        "backbone": engine.backbone.name,
+        "maps": list(engine.map_names),
+        "scales": None if engine.scales is None else list(engine.scales),
+        "grid_size": head.grid_size if isinstance(head, FoldedGrid) else 1,
+        "min_size": min_size(model),
+    }
+
+
+def min_size(model: HypercolumnSegmenter) -> int:
+    """The smallest image side the exported network is checked for: every map at least 2 cells
+    (about twice the largest stride in image pixels), at least 32."""
+    red = [d["reduction"] for d in model.hypercolumns_.engine_.feature_info
+           if d.get("reduction") is not None]
+    return int(max(32, 2 * round(max(red, default=16.0))))
+
+
+class HypercolumnNet(nn.Module):
+    """A folded segmenter as a network: ``(n, c, h, w)`` in ``[0, 1]`` -> ``(n, k, h, w)``.
+
+    Built by :func:`to_torch` (see there for an example).
+
+    Attributes
+    ----------
+    backbone : skhyper.features.Backbone
+        A copy of the segmenter's backbone (its ``forward`` normalizes the input).
+    plan : list of (float, list of str)
+        Per scale, the layers read at that scale, in the order of the maps.
+    head0, head1, ... : Tensor of shape (n_outputs, num_chs, 1, 1)
+        The folded head's weights of each map, as 1x1 convolutions (buffers); ``bias``,
+        ``location`` (or None) likewise.
+    grid_size : int
+        K of a K x K grid head (1: a plain head).
+    link : {"sigmoid", "softmax", "ovr"} or None
+        None: the network returns scores.
+    n_inputs : int
+        Input channels.
+    config : dict
+        :func:`export_config` of the segmenter.
+    """
+
+    def __init__(self, backbone: Backbone, plan: list[tuple[float, list[str]]],
+                 weights: list[torch.Tensor], vectors: list[bool], bias: torch.Tensor, *,
+                 location: torch.Tensor | None, grid_size: int, link: str | None,
+                 n_inputs: int, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.plan = [(float(s), list(names)) for s, names in plan]
+        self.vectors = list(vectors)
+        for i, w in enumerate(weights):
+            self.register_buffer(f"head{i}", w)
+        self.n_maps = len(weights)
+        self.register_buffer("bias", bias)
+        self.register_buffer("location", location)
+        self.grid_size = int(grid_size)
+        if self.grid_size > 1:
+            cells = self.grid_size * self.grid_size
+            self.register_buffer("cells", torch.eye(cells).reshape(1, cells, self.grid_size,
+                                                                    self.grid_size))
+        self.link = link
+        self.n_inputs = int(n_inputs)
+        self.config = config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities (or scores) ``(n, k, h, w)`` of images ``(n, n_inputs, h, w)``."""
+        n, _, H, W = x.shape
+        if self.n_inputs != self.backbone.in_chans:  # grayscale replicated to the backbone
+            x = x.expand(-1, self.backbone.in_chans, -1, -1)
+        total = self.bias.reshape(1, -1, 1, 1).expand(n, -1, H, W)
+        i = 0
+        for scale, layers in self.plan:
+            fed = x if scale == 1.0 else F.interpolate(
+                x, size=(_scaled(H, scale), _scaled(W, scale)), mode="bilinear",
+                align_corners=False, antialias=True)
+            maps = self.backbone(fed, layers)
+            for layer in layers:
+                s = F.conv2d(maps[layer], getattr(self, f"head{i}"))
+                if not self.vectors[i]:
+                    s = F.interpolate(s, size=(H, W), mode="bilinear", align_corners=False)
+                total = total + s
+                i += 1
+        if self.location is not None:
+            u = ((torch.arange(W, dtype=x.dtype, device=x.device) + 0.5) / W).clamp(0.0, 1.0)
+            v = ((torch.arange(H, dtype=x.dtype, device=x.device) + 0.5) / H).clamp(0.0, 1.0)
+            loc = self.location
+            total = (total + loc[0].reshape(1, -1, 1, 1) * u.reshape(1, 1, 1, -1)
+                     + loc[1].reshape(1, -1, 1, 1) * v.reshape(1, 1, -1, 1))
+        if self.grid_size > 1:
+            cells = self.grid_size * self.grid_size
+            weights = F.interpolate(self.cells, size=(H, W), mode="bilinear",
+                                    align_corners=False)
+            total = (total.reshape(n, cells, -1, H, W) * weights.reshape(1, cells, 1, H, W)
+                     ).sum(1)
+        if self.link is None:
+            return total
+        return LINKS[self.link](total, 1)
+
+
+def _scaled(n: Any, scale: float) -> Any:
+    """``max(1, round(n * scale))`` (half to even), the fed size of an axis at ``scale`` as the
+    engine resizes (:func:`skhyper.features.resized_shape`), in integer arithmetic so that it
+    stays symbolic in ``torch.export`` and ONNX (exact for the dyadic scales
+    :func:`check_exportable` allows)."""
+    p, q = float(scale).as_integer_ratio()
+    a2 = 2 * n * p + q
+    g = a2 // (2 * q)
+    if isinstance(n, torch.Tensor):  # a traced size (torch.jit.trace)
+        tie = 1 - torch.clamp(a2 % (2 * q), max=1)
+        return torch.clamp(g - tie * (g % 2), min=1)
+    tie = 1 - torch.sym_min(1, a2 % (2 * q))
+    return torch.sym_max(1, g - tie * (g % 2))
+
+
+def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> HypercolumnNet:
+    """A fitted segmenter as a plain :class:`torch.nn.Module` (CPU, float32, eval mode).
+
+    The network takes an image batch ``(n, n_channels, height, width)``, float in ``[0, 1]``
+    (any height and width; the backbone's input normalization is inside) and returns class
+    probabilities ``(n, n_classes, height, width)``, equal to ``model.predict_proba`` within
+    float32 rounding (1e-4), or the scores with ``output="decision_function"``. It is built
+    from the model's folded head (:attr:`HypercolumnSegmenter.folded_`) and a copy of its
+    engine's backbone: the backbone pass (each scale), one 1x1 convolution per map, bilinear
+    upsampling, the sum, the grid blend or location terms, the link. ``torch.export`` works
+    on it with dynamic height and width.
+
+    Parameters
+    ----------
+    model : HypercolumnSegmenter
+        Fitted, with a classifier that folds (see :func:`check_exportable`).
+    output : {"predict_proba", "decision_function"}, default="predict_proba"
+
+    Returns
+    -------
+    HypercolumnNet
+        ``net.config`` holds the classes, input channels and intensity range
+        (:func:`export_config`).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skhyper import HypercolumnSegmenter, HypercolumnTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.random((2, 40, 52, 3)).astype(np.float32)
+    >>> masks = (images[..., 0] > 0.5).astype(int)
+    >>> seg = HypercolumnSegmenter(HypercolumnTransformer(
+    ...     "resnet18", layers=["relu", "layer1"], weights=None, device="cpu"),
+    ...     n_pixels_per_image=200, random_state=0).fit(images, masks)
+    >>> net = to_torch(seg)
+    >>> x = torch.from_numpy(images[:1]).permute(0, 3, 1, 2)
+    >>> proba = net(x)[0].permute(1, 2, 0).numpy()
+    >>> bool(np.abs(proba - seg.predict_proba(images[0])).max() < 1e-4)
+    True
+    """
+    config = export_config(model, output)
+    engine = model.hypercolumns_.engine_
+    head = model.folded_
+    # (scale, layers) in the order of the maps (scale-major), so head block i is map i
+    plan: list[tuple[float, list[str]]] = []
+    for d in engine.feature_info:
+        scale = float(d.get("scale", 1.0))
+        if not plan or plan[-1][0] != scale:
+            plan.append((scale, []))
+        plan[-1][1].append(d.get("layer", d["name"]))
+    weights = [torch.tensor(b.T, dtype=torch.float32).reshape(b.shape[1], b.shape[0], 1, 1)
+               for b in head.blocks]
+    vectors = [d.get("kind") == "vector" for d in engine.feature_info]
+    location = None if head.location is None else torch.tensor(head.location,
+                                                                dtype=torch.float32)
+    backbone = copy.deepcopy(engine.backbone).cpu().eval()
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    net = HypercolumnNet(
+        backbone, plan, weights, vectors, torch.tensor(head.bias, dtype=torch.float32),
+        location=location, grid_size=config["grid_size"],
+        link=head.link if output == "predict_proba" else None, n_inputs=config["n_channels"],
+        config=config,
+    )
+    return net.eval()
