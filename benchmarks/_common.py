@@ -102,6 +102,18 @@ def measure(fn, dev: torch.device) -> tuple[float, int | None]:
     return seconds, peak
 
 
+def measure_all(methods: dict, dev: torch.device, repeats: int) -> tuple[dict, dict]:
+    """Seconds and peak memory of every method, interleaved over ``repeats`` rounds."""
+    times: dict = {k: [] for k in methods}
+    peaks: dict = {k: [] for k in methods}
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            t, p = measure(fn, dev)
+            times[name].append(t)
+            peaks[name].append(p)
+    return times, peaks
+
+
 def machine_info(dev: torch.device) -> dict:
     cpu = platform.processor()
     try:

@@ -49,7 +49,7 @@ from skhyper.datasets import load_horses  # noqa: E402
 from skhyper.export import OnnxSegmenter, to_onnx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loadavg, machine_info, measure, write_results  # noqa: E402
+from _common import loadavg, machine_info, measure_all, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -74,13 +74,7 @@ def bench_size(seg, onnx_seg, size: int, repeats: int) -> dict:
     methods = {"eager": lambda: seg.predict(img), "onnx": lambda: onnx_seg.predict(img)}
     eager, onnx = methods["eager"](), methods["onnx"]()  # warm-up
     agreement = float(np.mean(eager == onnx))
-    times = {k: [] for k in methods}
-    peaks = {k: [] for k in methods}
-    for _ in range(repeats):
-        for name, fn in methods.items():
-            t, p = measure(fn, dev)
-            times[name].append(t)
-            peaks[name].append(p)
+    times, peaks = measure_all(methods, dev, repeats)
     out = {"size": size, "label_agreement": agreement}
     for name in methods:
         t = statistics.median(times[name])

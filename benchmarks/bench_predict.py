@@ -58,7 +58,7 @@ from skhyper import HypercolumnSegmenter, HypercolumnTransformer  # noqa: E402
 from skhyper.datasets import load_horses  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, measure  # noqa: E402
+from _common import machine_info, measure_all  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = {"size": 1024, "throughput": 0.95, "memory": 1.3, "rss_4096_gib": 3.0}
@@ -101,13 +101,7 @@ def bench_size(seg, size: int, repeats: int, dev: torch.device, naive: bool) -> 
         agree = float(np.mean(folded() == naive_path()))
     else:
         folded()
-    times = {k: [] for k in methods}
-    peaks = {k: [] for k in methods}
-    for _ in range(repeats):
-        for name, fn in methods.items():
-            t, p = measure(fn, dev)
-            times[name].append(t)
-            peaks[name].append(p)
+    times, peaks = measure_all(methods, dev, repeats)
     out = {"size": size, "label_agreement_folded_vs_naive": agree}
     t_fwd = statistics.median(times["forward"])
     m_fwd = max(peaks["forward"])

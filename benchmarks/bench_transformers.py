@@ -60,7 +60,7 @@ from skhyper.datasets import load_horses  # noqa: E402
 from skhyper.sampling import PixelSet  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loadavg, machine_info, measure, write_results  # noqa: E402
+from _common import loadavg, machine_info, measure_all, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VIT = "timm:vit_small_patch14_reg4_dinov2"
@@ -103,13 +103,7 @@ def bench_size(seg, size: int, repeats: int, dev: torch.device) -> dict:
 
     methods = {"forward": forward, "transform": lambda: hc.transform(X),
                "predict": lambda: seg.predict(img)}
-    times = {k: [] for k in methods}
-    peaks = {k: [] for k in methods}
-    for _ in range(repeats):
-        for name, fn in methods.items():
-            t, p = measure(fn, dev)
-            times[name].append(t)
-            peaks[name].append(p)
+    times, peaks = measure_all(methods, dev, repeats)
     out = {"size": size, "repeats": repeats}
     t_fwd = statistics.median(times["forward"])
     for name in methods:
