@@ -19,6 +19,13 @@ image costs as much as missing a large one in another.
 On the same predictions the two usually differ; the pooled score is not the mean of the
 per-image scores.
 
+Boundaries
+----------
+:func:`boundary_f_score` (the DAVIS contour accuracy / BF score: precision and recall of
+boundary pixels within a distance ``tolerance``, averaged per image by default) and
+:func:`trimap_iou` (:func:`mean_iou` on the pixels within ``width`` of a true boundary) score
+how sharp the predicted boundaries are, which the IoU over all pixels barely sees.
+
 Scorers
 -------
 ``mean_iou_scorer`` and ``foreground_iou_scorer`` (pooled) are ``make_scorer`` objects for
@@ -35,6 +42,7 @@ that is not annotated; distances are divided by a per-image reference distance s
 :func:`inter_ocular_distance`.
 """
 
+from ._boundaries import boundary_f_score, trimap_iou
 from ._keypoints import inter_ocular_distance, nme, pck
 from ._segmentation import (
     confusion_matrix,
@@ -51,6 +59,8 @@ __all__ = [
     "iou_per_class",
     "mean_iou",
     "foreground_iou",
+    "boundary_f_score",
+    "trimap_iou",
     "mean_iou_scorer",
     "foreground_iou_scorer",
     "get_scorer",
