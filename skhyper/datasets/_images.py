@@ -150,14 +150,19 @@ def load_image_folder(
                        mask_suffix=mask_suffix, max_size=max_size, func=func)
 
 
-def _split_names(root: Path, names: list[str], split: str) -> list[str]:
-    """Return the stems of ``split`` in order: split.txt if present, else the standard rule."""
+def _split_names(
+    root: Path, names: list[str], split: str, n_train_full: int = _N_TRAIN_FULL,
+    n_full: int = _N_FULL,
+) -> list[str]:
+    """Return the stems of ``split`` in order: split.txt if present, else the standard rule
+    (``names`` sorted, permuted with seed 0, the first ``round(n * n_train_full / n_full)``
+    train)."""
     split_file = root / "split.txt"
     if split_file.is_file():
         parts = [line.split() for line in split_file.read_text().splitlines()]
         return [p[0] for p in parts if len(p) == 2 and p[1] == split]
     perm = np.random.default_rng(0).permutation(len(names))
-    n_train = round(len(names) * _N_TRAIN_FULL / _N_FULL)
+    n_train = round(len(names) * n_train_full / n_full)
     chosen = perm[:n_train] if split == "train" else perm[n_train:]
     return [names[i] for i in chosen]
 
