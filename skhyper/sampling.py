@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, validate_params
 
 from ._validation import check_boxes, check_images, check_masks
 
-__all__ = ["PixelSet", "sample_pixels", "grid_pixels"]
+__all__ = ["PixelSet", "boundary_band", "sample_pixels", "grid_pixels"]
 
 
 class PixelSet:
@@ -165,6 +165,39 @@ def _top_up(masks: list[np.ndarray], picks: dict[int, np.ndarray], min_per_class
         picks[i] = np.sort(picks[i])
 
 
+def boundary_band(mask: np.ndarray, width: int, ignore_label: int | None = None
+                  ) -> np.ndarray:
+    """Boolean ``(height, width)``: labelled pixels within ``width`` pixels (a square window)
+    of a pixel of another labelled class.
+
+    Unlabelled pixels (``ignore_label``) are neither in the band nor make one: the edge of a
+    scribble is not a boundary between classes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask = np.zeros((1, 8), dtype=int)
+    >>> mask[0, 4:] = 1
+    >>> boundary_band(mask, 1).astype(int).tolist()
+    [[0, 0, 0, 1, 1, 0, 0, 0]]
+    """
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    m = np.asarray(mask, dtype=np.int64)
+    size = 2 * int(width) + 1
+    if ignore_label is None:
+        hi, lo = m, m
+    else:
+        unlabelled = m == ignore_label
+        hi = np.where(unlabelled, np.iinfo(np.int64).min, m)
+        lo = np.where(unlabelled, np.iinfo(np.int64).max, m)
+        band = maximum_filter(hi, size=size, mode="nearest") != minimum_filter(
+            lo, size=size, mode="nearest")
+        return band & ~unlabelled
+    return maximum_filter(hi, size=size, mode="nearest") != minimum_filter(
+        lo, size=size, mode="nearest")
+
+
 def _balanced_counts(counts: np.ndarray, n: int) -> np.ndarray:
     """Split ``n`` draws across classes as evenly as their pixel counts allow."""
     take = np.zeros_like(counts)
@@ -194,6 +227,8 @@ def _balanced_counts(counts: np.ndarray, n: int) -> np.ndarray:
         "ignore_label": [numbers.Integral, None],
         "boxes": "no_validation",
         "min_per_class": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "boundary_fraction": [Interval(numbers.Real, 0, 1, closed="both")],
+        "boundary_width": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -207,6 +242,8 @@ def sample_pixels(
     ignore_label: int | None = None,
     boxes: Any = None,
     min_per_class: int | None = None,
+    boundary_fraction: float = 0.0,
+    boundary_width: int = 3,
     random_state: Any = None,
 ) -> tuple[PixelSet, np.ndarray]:
     """Draw labelled pixels from images and masks.
@@ -234,6 +271,15 @@ def sample_pixels(
         pixels gets more (from any image, at random) up to this many, or all
         it has: a class that covers few pixels (a thin strap, a rare tissue)
         is not left out of the sample. None: no top-up.
+    boundary_fraction : float in [0, 1], default=0.0
+        Share of each image's ``n_per_image`` pixels drawn from the band of
+        pixels within ``boundary_width`` of a boundary between two labelled
+        classes (:func:`boundary_band`), where a classifier makes its mistakes;
+        the rest is drawn as usual from the other pixels. An image with a
+        thinner band gives all it has. 0 draws as if there were no band.
+    boundary_width : int, default=3
+        Half-width in pixels of that band (a pixel belongs to it when a
+        ``2 * boundary_width + 1`` square around it holds two labelled classes).
     random_state : int, RandomState instance or None, default=None
         Controls the draw.
 
@@ -272,21 +318,28 @@ def sample_pixels(
         if n_cand == 0:
             continue
         if n_per_image is None or (n_per_image >= n_cand):
-            pick = np.arange(flat.size) if cand is None else cand
-        elif class_balance:
-            vals = flat if cand is None else flat[cand]
-            classes, inverse, counts = np.unique(vals, return_inverse=True, return_counts=True)
-            take = _balanced_counts(counts, n_per_image)
+            picks[i] = np.arange(flat.size) if cand is None else cand
+            continue
+        cand = np.arange(flat.size) if cand is None else cand
+        near = np.empty(0, dtype=np.int64)
+        if boundary_fraction > 0:
+            band = cand[boundary_band(mask, boundary_width, ignore_label).ravel()[cand]]
+            n_near = min(band.size, round(boundary_fraction * n_per_image))
+            near = rng.choice(band, size=n_near, replace=False)
+            cand = np.setdiff1d(cand, near, assume_unique=True)
+        n_rest = n_per_image - near.size
+        if class_balance:
+            classes, inverse, counts = np.unique(flat[cand], return_inverse=True,
+                                                 return_counts=True)
+            take = _balanced_counts(counts, n_rest)
             parts = [
                 rng.choice(np.flatnonzero(inverse == k), size=t, replace=False)
                 for k, t in enumerate(take) if t > 0
             ]
-            pos = np.sort(np.concatenate(parts))
-            pick = pos if cand is None else cand[pos]
+            rest = cand[np.concatenate(parts)] if parts else near[:0]
         else:
-            pos = np.sort(rng.choice(n_cand, size=n_per_image, replace=False))
-            pick = pos if cand is None else cand[pos]
-        picks[i] = pick
+            rest = cand[rng.choice(cand.size, size=n_rest, replace=False)]
+        picks[i] = np.sort(np.concatenate([near, rest]))
     if not picks:
         raise ValueError(
             "The 'masks' parameter has no labelled pixels"

@@ -81,7 +81,10 @@ def test_folded_equals_naive(lite, head, prep, n_classes):
     rng = np.random.default_rng(n_classes)
     images, masks = zip(*[scene(rng, s, n_classes) for s in [(61, 83), (77, 59), (64, 64)]])
     clf = make_pipeline(*PREPS[prep](), HEADS[head]())
-    seg = HypercolumnSegmenter(lite, clf, n_pixels_per_image=150, random_state=0)
+    # the exact path: bilinear upsampling is the hypercolumn's own (edge-aware upsampling has
+    # its own reference test in test_edges.py)
+    seg = HypercolumnSegmenter(lite, clf, n_pixels_per_image=150, random_state=0,
+                               upsampling="bilinear")
     seg.fit(list(images), list(masks))
     assert seg.prediction_path_ == "folded"
     assert seg.classes_.tolist() == list(range(n_classes))

@@ -21,6 +21,7 @@ from ..features import (
     MapCache,
     build_engine,
     check_intensity_range,
+    auto_scales,
     check_scales,
 )
 from ..sampling import PixelSet
@@ -109,7 +110,7 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         ``(100, 4000)`` for a ``uint16`` camera. ``("percentile", 1, 99.8)``:
         the same with the 1st and 99.8th percentiles of each image and
         channel.
-    scales : list or tuple of float, default=None
+    scales : list or tuple of float, "auto" or None, default=None
         Multi-scale hypercolumns (see :func:`skhyper.features.scaled_info`): each image is
         resized by every factor (antialiased bilinear; after ``image_size``)
         and goes through the backbone; every layer's map at every scale is
@@ -118,6 +119,11 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         1.0 need not be among them. None: one scale, the image as fed. Dense
         prediction still folds (one 1x1 head per scale and layer), tiling
         tiles each resized image, and the cache keys hold the scale.
+        ``"auto"`` learns one level from the images given to ``fit``
+        (:func:`skhyper.features.auto_scales`: small images are fed up to 2x
+        larger so that their longer side nears 512 pixels; ``scales_`` holds
+        the result; without images, the image as it is). The default of
+        :class:`~skhyper.HypercolumnSegmenter`.
 
     Attributes
     ----------
@@ -213,7 +219,7 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         "append_location": ["boolean"],
         "channel_strategy": [StrOptions(set(CHANNEL_STRATEGIES)), None],
         "intensity_range": [tuple, list, None],
-        "scales": [tuple, list, None],
+        "scales": [tuple, list, StrOptions({"auto"}), None],
     }
 
     def __init__(
@@ -286,12 +292,15 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         intensity_range = check_intensity_range(self.intensity_range)
-        scales = check_scales(self.scales)
+        auto = isinstance(self.scales, str) and self.scales == "auto"
+        scales = None if auto else check_scales(self.scales)
         checked = None
         if images is not None:
             in_chans = self.backbone.in_chans if isinstance(self.backbone, Backbone) else 3
             strict = self.channel_strategy is None
             checked, _ = check_images(images, param=param, n_channels=in_chans if strict else None)
+        if auto:
+            scales = auto_scales(None if checked is None else [im.shape for im in checked])
         self.engine_ = build_engine(
             self.backbone, layers=self.layers, weights=self.weights, device=self.device,
             dtype=self.dtype, batch_size=self.batch_size, image_size=self.image_size,

@@ -32,7 +32,7 @@ from ._engine import FeatureEngine
 from ._extract import extract_dense, extract_hypercolumns
 from ._intensity import check_intensity_range, rescale_intensity, to_float_image
 from ._maps import DTYPES
-from ._scales import check_scales, scaled_info, split_scaled
+from ._scales import AUTO_SCALE, auto_scales, check_scales, scaled_info, split_scaled
 from ._setup import build_engine
 from ._tiling import NotTileableError, needs_tiling, plan_axis, receptive_field, tiled_maps
 from ._transformers import TokenMaps, is_transformer, map_canvases, transformer_backbone
@@ -54,6 +54,8 @@ __all__ = [
     "build_backbone",
     "build_engine",
     "check_intensity_range",
+    "AUTO_SCALE",
+    "auto_scales",
     "check_scales",
     "extract_dense",
     "extract_hypercolumns",

@@ -37,7 +37,37 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_scales", "scale_prefix", "scaled_info", "split_scaled"]
+__all__ = ["AUTO_SCALE", "auto_scales", "check_scales", "scale_prefix", "scaled_info",
+           "split_scaled"]
+
+# ``scales="auto"``: images whose longer side is under ``target`` pixels are fed larger (at
+# most ``max``x, in steps of ``step``). Measured on the horses (longer side ~250 px): the
+# single level 2.0 gave foreground IoU 0.859 against 0.814 at 1.0 (see the module notes).
+AUTO_SCALE = {"target": 512, "max": 2.0, "step": 0.25}
+
+
+def auto_scales(shapes: Sequence[tuple[int, ...]] | None) -> tuple[float, ...] | None:
+    """The ``scales`` that ``scales="auto"`` resolves to for images of these shapes.
+
+    One level: ``target / median longer side`` (:data:`AUTO_SCALE`), rounded to the nearest
+    ``step`` and clipped to ``[1, max]``; None (the image as it is) when that is 1 or there
+    are no images. Learnt once in ``fit`` and kept, so predictions, tiling and export see one
+    fixed network input per image size.
+
+    Examples
+    --------
+    >>> auto_scales([(200, 250, 3), (180, 260, 3)])
+    (2.0,)
+    >>> auto_scales([(300, 400)]), auto_scales([(1024, 1024)]), auto_scales(None)
+    ((1.25,), None, None)
+    """
+    if not shapes:
+        return None
+    longer = float(np.median([max(s[0], s[1]) for s in shapes]))
+    step = AUTO_SCALE["step"]
+    scale = round(AUTO_SCALE["target"] / longer / step) * step
+    scale = min(AUTO_SCALE["max"], max(1.0, scale))
+    return None if scale == 1.0 else (float(scale),)
 
 
 def check_scales(scales: Any, owner: str = "HypercolumnTransformer") -> tuple[float, ...] | None:

@@ -11,10 +11,14 @@ projection at native resolution, upsampling or grid blend, link, labels), and
 building blocks (:func:`fold_classifier`, :func:`fold_grid`,
 :func:`stack_heads`, :func:`project_maps`, :func:`upsample_sum`,
 :func:`grid_scores`) are public for analysis and exporters.
+:func:`edge_aware_upsample` is the segmenter's default way to bring the coarse
+layers' score maps to the image (joint bilateral upsampling guided by the
+image); ``upsampling="bilinear"`` keeps the exact hypercolumn.
 """
 
 from ..location import LOCATION
 from ._dense import OUTPUTS, fold_head, predict_dense, predict_window
+from ._edges import EDGE_PARAMS, UPSAMPLINGS, edge_aware_upsample, image_guide
 from ._folding import (
     LINKS,
     FoldedHead,
@@ -31,13 +35,16 @@ from ._folding import (
 from ._grid import FoldedGrid, fold_grid, grid_scores, location_scores, stack_heads
 
 __all__ = [
+    "EDGE_PARAMS",
     "LINKS",
     "LOCATION",
     "OUTPUTS",
+    "UPSAMPLINGS",
     "FoldedGrid",
     "FoldedHead",
     "NotFoldableError",
     "affine_of",
+    "edge_aware_upsample",
     "find_link",
     "fold_chain",
     "fold_classifier",
@@ -45,6 +52,7 @@ __all__ = [
     "fold_head",
     "folded_scores",
     "grid_scores",
+    "image_guide",
     "location_scores",
     "predict_dense",
     "predict_window",

@@ -31,6 +31,7 @@ import torch
 
 from ..features import FeatureEngine, interp_weights
 from ..location import LOCATION, axis_locations, frame_of
+from ._edges import UPSAMPLINGS, edge_aware_upsample, image_guide, is_coarse
 from ._folding import FoldedHead, NotFoldableError, fold_classifier, project_maps, upsample_sum
 from ._grid import FoldedGrid, fold_grid, grid_scores, location_scores
 
@@ -95,6 +96,14 @@ def _check_output(output: str) -> None:
         )
 
 
+def _check_upsampling(upsampling: str) -> None:
+    if upsampling not in UPSAMPLINGS:
+        raise ValueError(
+            f"The 'upsampling' parameter must be one of {UPSAMPLINGS}. Got {upsampling!r} "
+            "instead."
+        )
+
+
 def _channels_last(values: np.ndarray) -> np.ndarray:
     """``(k, H, W)`` -> ``(H, W, k)``, or ``(H, W)`` for a single output."""
     return values[0] if values.shape[0] == 1 else np.ascontiguousarray(np.moveaxis(values, 0, -1))
@@ -126,9 +135,11 @@ class _Weights:
         return dict(zip(maps, project_maps(maps, [self.by_name[name] for name in maps])))
 
     def scores(self, parts: list[torch.Tensor], shape: tuple[int, int],
-               frame: tuple[float, ...], canvases: list | None = None) -> torch.Tensor:
+               frame: tuple[float, ...], canvases: list | None = None,
+               guide: torch.Tensor | None = None) -> torch.Tensor:
         """Dense ``(k, H, W)`` scores of one image from its projected maps (``canvases``:
-        ``FeatureEngine.canvases``)."""
+        ``FeatureEngine.canvases``); with a ``guide`` (:func:`image_guide`) the coarse maps
+        are upsampled edge-aware, then summed or blended as full-resolution maps."""
         # Upsampling dominates the cost after the forward pass; float32 is exact to 1e-5
         # while scores stay below 64 in magnitude, beyond that it runs in float64.
         bound = float(self.bias.abs().max()) + sum(float(p.abs().amax()) for p in parts)
@@ -136,6 +147,13 @@ class _Weights:
             bound += float(self.location.abs().sum(0).max())
         dtype = torch.float32 if bound <= _FLOAT32_SAFE else torch.float64
         parts = [p.to(dtype) for p in parts]
+        canvases = [None] * len(parts) if canvases is None else list(canvases)
+        if guide is not None:
+            for j, (p, canvas) in enumerate(zip(parts, canvases)):
+                size = shape if canvas is None else canvas
+                if is_coarse(p.shape[1:], size):
+                    parts[j] = edge_aware_upsample(p, guide, size, image_shape=shape)
+                    canvases[j] = None
         if isinstance(self.head, FoldedGrid):
             return grid_scores(parts, self.bias.to(dtype), self.head.grid_size, shape, frame,
                                canvases)
@@ -154,6 +172,7 @@ def predict_dense(
     output: str = "predict",
     boxes: np.ndarray | None = None,
     chunk_pixels: int = 65536,
+    upsampling: str = "bilinear",
 ) -> list[np.ndarray]:
     """Dense labels, probabilities or scores of checked images.
 
@@ -174,6 +193,11 @@ def predict_dense(
         Checked frames ``(x0, y0, x1, y1)`` of the pixel locations; None: whole images.
     chunk_pixels : int, default=65536
         Pixels per band of the chunked path.
+    upsampling : {"bilinear", "edge_aware"}, default="bilinear"
+        How the folded head's coarse score maps reach the image: bilinearly (the
+        hypercolumn's own interpolation: equal to the classifier on full hypercolumns) or
+        by joint bilateral upsampling guided by the image (:mod:`skhyper.heads._edges`;
+        layers of stride 8 and more). The chunked path always sees bilinear hypercolumns.
 
     Returns
     -------
@@ -184,14 +208,17 @@ def predict_dense(
         magnitude (so that they stay exact to 1e-4).
     """
     _check_output(output)
+    _check_upsampling(upsampling)
     results: list[np.ndarray | None] = [None] * len(images)
     if head is not None and (output != "predict_proba" or head.link is not None):
         w = _Weights(head, engine.map_names, engine.device)
         for i, scores in engine.iter_maps(images, project=w.project):
             shape = images[i].shape[:2]
             frame = frame_of(None if boxes is None else boxes[i], shape)
+            guide = None if upsampling == "bilinear" else image_guide(
+                images[i], engine.intensity_range, engine.device)
             total = w.scores([scores[name] for name in engine.map_names], shape, frame,
-                             engine.canvases(shape))
+                             engine.canvases(shape), guide)
             results[i] = _finish(head, total, output)
         return results
     if classifier is None:
@@ -240,6 +267,7 @@ def predict_window(
     classifier: Any = None,
     output: str = "predict",
     chunk_pixels: int = 65536,
+    upsampling: str = "bilinear",
 ) -> np.ndarray:
     """The outputs of one block of a large image, from a window of it: :func:`predict_dense`
     restricted to the block.
@@ -260,8 +288,9 @@ def predict_window(
         ``shape`` (H, W) of the whole image, ``core`` (r0, r1, c0, c1) of the block,
         ``origin`` (row, col) of the window in the image, ``native`` {map name: (h, w)} the
         whole image's map sizes.
-    head, classifier, output, chunk_pixels
-        As in :func:`predict_dense`.
+    head, classifier, output, chunk_pixels, upsampling
+        As in :func:`predict_dense` (edge-aware upsampling is local: the halo holds every
+        cell and pixel it reads, so windows give the whole image's values).
 
     Returns
     -------
@@ -281,10 +310,19 @@ def predict_window(
     (_, maps), = engine.iter_maps(window, project=None if w is None else w.project)
     ny, nx = r1 - r0, c1 - c0
     offsets = {name: (w0 // red[name], v0 // red[name]) for name in names}
+    _check_upsampling(upsampling)
     if folded:
         total = w.bias.reshape(-1, 1, 1).expand(-1, ny, nx).clone()
+        guide = None if upsampling == "bilinear" else image_guide(
+            window[0], engine.intensity_range, engine.device)
         for name in names:
             (hn, wn), (oy, ox), m = region["native"][name], offsets[name], maps[name]
+            if guide is not None and is_coarse((hn, wn), (H, W)):
+                total += edge_aware_upsample(
+                    m.double(), guide, (H, W), rows=torch.arange(r0, r1),
+                    cols=torch.arange(c0, c1), guide_origin=(w0, v0), map_origin=(oy, ox),
+                    map_size=(hn, wn), image_shape=(H, W))
+                continue
             rows = _window_axis(r0, r1, hn, H, oy, m.shape[1])
             cols = _window_axis(c0, c1, wn, W, ox, m.shape[2])
             total += _upsample_window(m, rows, cols)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import warnings
 from numbers import Integral
 from typing import Any
 
@@ -86,6 +87,14 @@ def _large_mode(model: Any, hc: HypercolumnTransformer, method: str) -> str:
         return "features"
     head = getattr(model, "folded_", None)
     if head is None or isinstance(head, FoldedGrid):
+        if head is not None and getattr(model, "upsampling", "bilinear") != "bilinear":
+            warnings.warn(
+                "predict_large runs a location grid through its classifier on (bilinear) "
+                "hypercolumns, while the model's own predict upsamples coarse score maps "
+                f"edge-aware (upsampling={model.upsampling!r}): labels can differ near edges. "
+                "Fit with upsampling='bilinear' for chunks equal to whole-image predictions.",
+                UserWarning, stacklevel=3,
+            )
         return "classifier"
     if method == "predict_proba" and head.link is None:
         return "classifier"
@@ -127,6 +136,7 @@ def _chunk(model: Any, window: np.ndarray, spec: dict) -> np.ndarray:
         head=getattr(model, "folded_", None) if mode == "folded" else None,
         classifier=getattr(model, "classifier_", None),
         output=method, chunk_pixels=getattr(model, "chunk_pixels", 65536),
+        upsampling=getattr(model, "upsampling", "bilinear"),
     )
     return out.astype(spec["dtype"], copy=False)
 

@@ -1,0 +1,202 @@
+"""Edge-aware (joint bilateral) upsampling of folded score maps: equal to a straightforward
+reference, local (windows equal the whole image), and through the segmenter equal to the
+classifier on the edge-aware upsampled hypercolumn."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skhyper import GridLocationClassifier, HypercolumnSegmenter, HypercolumnTransformer
+from skhyper.heads import EDGE_PARAMS, edge_aware_upsample, image_guide
+from skhyper.metrics import boundary_f_score, foreground_iou
+
+LITE_LAYERS = ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
+
+
+def reference_jbu(scores, guide, out_size, *, radius=EDGE_PARAMS["radius"],
+                  sigma_spatial=EDGE_PARAMS["sigma_spatial"],
+                  sigma_range=EDGE_PARAMS["sigma_range"]):
+    """The definition, one pixel and one cell at a time (numpy, float64).
+
+    Cell means: each image pixel belongs to its nearest cell, ``floor((y + 0.5) * h / L)``.
+    Neighbours: the ``2 * radius`` cells per axis from ``floor(y_cell) - radius + 1``.
+    """
+    s, g = np.asarray(scores, np.float64), np.asarray(guide, np.float64)
+    k, h, w = s.shape
+    c, H, W = g.shape
+    Lh, Lw = out_size
+    cy = np.minimum(np.floor((np.arange(H) + 0.5) * h / Lh).astype(int), h - 1)
+    cx = np.minimum(np.floor((np.arange(W) + 0.5) * w / Lw).astype(int), w - 1)
+    means = np.zeros((c, h, w))
+    for i in range(h):
+        for j in range(w):
+            means[:, i, j] = g[:, cy == i][:, :, cx == j].reshape(c, -1).mean(1)
+    out = np.zeros((k, H, W))
+    for y in range(H):
+        py = (y + 0.5) * h / Lh - 0.5
+        for x in range(W):
+            px = (x + 0.5) * w / Lw - 0.5
+            num, den, taps = np.zeros(k), 0.0, []
+            for qy in range(math.floor(py) - radius + 1, math.floor(py) + radius + 1):
+                for qx in range(math.floor(px) - radius + 1, math.floor(px) + radius + 1):
+                    if 0 <= qy < h and 0 <= qx < w:
+                        d2 = np.mean((g[:, y, x] - means[:, qy, qx]) ** 2)
+                        ws = math.exp(-((py - qy) ** 2 + (px - qx) ** 2) / (2 * sigma_spatial**2))
+                        taps.append((qy, qx, ws, d2))
+            for qy, qx, ws, d2 in taps:
+                wt = ws * math.exp(-d2 / (2 * sigma_range**2))
+                num += wt * s[:, qy, qx]
+                den += wt
+            out[:, y, x] = num / den
+    return out
+
+
+@pytest.mark.parametrize("shape,cells,out_size", [
+    ((19, 23), (3, 4), None),            # odd sizes, non-integer stride
+    ((16, 24), (2, 3), None),            # whole cells
+    ((13, 17), (2, 2), (16.0, 32.0)),    # a canvas larger than the image (padded patches)
+    ((9, 40), (1, 5), None),             # one cell row
+])
+def test_edge_aware_equals_reference(shape, cells, out_size):
+    rng = np.random.default_rng(sum(shape))
+    scores = torch.from_numpy(rng.normal(size=(2, *cells)) * 3)
+    guide = torch.from_numpy(rng.random((3, *shape)).astype(np.float32))
+    guide[:, :, shape[1] // 2:] += 0.5  # a strong vertical edge, so colour weights matter
+    size = shape if out_size is None else out_size
+    got = edge_aware_upsample(scores, guide, size)
+    # the guide is float32, everything after it float64: agreement to float64 rounding
+    np.testing.assert_allclose(got.numpy(), reference_jbu(scores, guide, size), rtol=0,
+                               atol=1e-10)
+
+
+def test_dissimilar_colours_do_not_underflow():
+    """Weights are relative to each pixel's closest colour: a pixel unlike every cell (all
+    colour weights under float64's range) still gets a convex combination, not NaN."""
+    guide = torch.zeros(1, 8, 8)
+    guide[0, 3, 3] = 1e3
+    scores = torch.arange(4.0, dtype=torch.float64).reshape(1, 2, 2)
+    up = edge_aware_upsample(scores, guide, (8, 8), sigma_range=1e-3)
+    assert torch.isfinite(up).all()
+    assert float(up.min()) >= 0.0 and float(up.max()) <= 3.0
+
+
+def test_window_equals_whole_image():
+    """Every quantity is local: a window holding the block plus radius + 1 cells of halo
+    (with the whole map's cells it covers) gives the whole image's values."""
+    rng = np.random.default_rng(3)
+    H, W, h, w = 70, 90, 9, 12  # stride ~7.6
+    scores = torch.from_numpy(rng.normal(size=(3, h, w)))
+    guide = torch.from_numpy(rng.random((3, H, W)).astype(np.float32))
+    whole = edge_aware_upsample(scores, guide, (H, W))
+    r0, r1, c0, c1 = 30, 45, 40, 61  # the block
+    gy0, gy1, gx0, gx1 = 5, 70, 10, 90  # its window in the image
+    cy0, cy1, cx0, cx1 = 0, 9, 1, 12  # the whole map's cells the window holds
+    win = edge_aware_upsample(
+        scores[:, cy0:cy1, cx0:cx1], guide[:, gy0:gy1, gx0:gx1], (H, W),
+        rows=torch.arange(r0, r1), cols=torch.arange(c0, c1), guide_origin=(gy0, gx0),
+        map_origin=(cy0, cx0), map_size=(h, w), image_shape=(H, W))
+    np.testing.assert_allclose(win.numpy(), whole[:, r0:r1, c0:c1].numpy(), rtol=0, atol=1e-12)
+    with pytest.raises(RuntimeError, match="halo"):  # a window too tight for its block
+        edge_aware_upsample(
+            scores[:, 3:6, 5:8], guide[:, 28:47, 38:63], (H, W), rows=torch.arange(r0, r1),
+            cols=torch.arange(c0, c1), guide_origin=(28, 38), map_origin=(3, 5),
+            map_size=(h, w), image_shape=(H, W))
+
+
+def scene(rng, shape):
+    H, W = shape
+    img = rng.random((H, W, 3)).astype(np.float32) * 0.3
+    mask = np.zeros((H, W), dtype=np.int64)
+    yy, xx = np.mgrid[:H, :W]
+    mask[(yy - 0.5 * H) ** 2 + (xx - 0.45 * W) ** 2 < (0.3 * min(H, W)) ** 2] = 1
+    img[mask == 1] += 0.6
+    return img, mask
+
+
+def edge_hypercolumn(seg, img):
+    """The edge-aware hypercolumn in float64: coarse maps through the reference, the rest
+    bilinear, as the definition (per map, all channels) rather than the folded path."""
+    engine = seg.hypercolumns_.engine_.replace(tile_size=None, cache=None)
+    (_, maps), = engine.iter_maps(engine.check_images([np.asarray(img)]))
+    H, W = img.shape[:2]
+    guide = image_guide(np.asarray(img)).numpy()
+    cols = []
+    for m in maps.values():
+        m = m.double()
+        if min(H / m.shape[1], W / m.shape[2]) >= EDGE_PARAMS["min_stride"]:
+            cols.append(torch.from_numpy(reference_jbu(m.numpy(), guide, (H, W))))
+        else:
+            cols.append(F.interpolate(m[None], size=(H, W), mode="bilinear",
+                                      align_corners=False)[0])
+    return torch.cat(cols).permute(1, 2, 0).numpy()
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(0)
+    images, masks = zip(*[scene(rng, s) for s in [(37, 45), (40, 40), (33, 48)]])
+    hc = HypercolumnTransformer(layers=LITE_LAYERS, device="cpu")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500))
+    seg = HypercolumnSegmenter(hc, clf, n_pixels_per_image=300, random_state=0).fit(
+        list(images), list(masks))
+    return seg, images, masks
+
+
+def test_segmenter_edge_aware_equals_classifier_on_edge_hypercolumn(fitted):
+    """Folding commutes with edge-aware upsampling (a per-channel convex combination whose
+    weights depend only on the image): the folded scores equal the classifier applied to
+    the edge-aware upsampled hypercolumn of every pixel."""
+    seg, images, _ = fitted
+    assert seg.upsampling == "edge_aware" and seg.prediction_path_ == "folded"
+    img = images[0]
+    dense = edge_hypercolumn(seg, img)
+    expected = seg.classifier_.decision_function(dense.reshape(-1, dense.shape[-1]))
+    got = seg.decision_function(img)
+    # float64 reference vs folded path: float32 native maps enter both; the folded path sums
+    # in float32 while |scores| <= 64 (spacing <= 8e-6 per term, 6 terms)
+    np.testing.assert_allclose(got.ravel(), expected, rtol=0, atol=1e-4)
+    bilinear = seg.set_params(upsampling="bilinear").decision_function(img)
+    seg.set_params(upsampling="edge_aware")
+    assert np.abs(bilinear - got).max() > 1e-2  # the coarse maps did change
+
+
+def test_edge_aware_grid_equals_grid_on_edge_hypercolumn(fitted):
+    """The same for a K x K location grid: cells are blended after their edge-aware
+    upsampling, as the grid classifier blends them on the edge-aware hypercolumn."""
+    _, images, masks = fitted
+    hc = HypercolumnTransformer(layers=LITE_LAYERS, device="cpu", append_location=True)
+    grid = GridLocationClassifier(
+        make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500)), grid_size=2)
+    seg = HypercolumnSegmenter(hc, grid, n_pixels_per_image=300, random_state=0).fit(
+        list(images), list(masks))
+    img = images[1]
+    H, W = img.shape[:2]
+    dense = edge_hypercolumn(seg, img)
+    u = (np.arange(W) + 0.5) / W
+    v = (np.arange(H) + 0.5) / H
+    loc = np.stack(np.broadcast_arrays(u[None, :], v[:, None]), -1)
+    rows = np.concatenate([dense, loc], -1).reshape(H * W, -1)
+    expected = seg.classifier_.decision_function(rows)
+    np.testing.assert_allclose(seg.decision_function(img).ravel(), expected, rtol=0, atol=1e-4)
+
+
+def test_edge_aware_tightens_boundaries(fitted):
+    """On held-out scenes with a sharp outline the edge-aware masks hug it better."""
+    seg, _, _ = fitted
+    rng = np.random.default_rng(7)
+    test_images, test_masks = zip(*[scene(rng, s) for s in [(41, 43), (36, 50)]])
+    edge = seg.predict(list(test_images))
+    flat = seg.set_params(upsampling="bilinear").predict(list(test_images))
+    seg.set_params(upsampling="edge_aware")
+    f_edge = boundary_f_score(list(test_masks), edge, tolerance=1, labels=[1])
+    f_flat = boundary_f_score(list(test_masks), flat, tolerance=1, labels=[1])
+    assert f_edge > f_flat
+    assert foreground_iou(list(test_masks), edge) >= foreground_iou(list(test_masks), flat)
