@@ -19,9 +19,9 @@ from ..features import (
     DTYPES,
     Backbone,
     MapCache,
+    auto_scales,
     build_engine,
     check_intensity_range,
-    auto_scales,
     check_scales,
 )
 from ..sampling import PixelSet
