@@ -1,8 +1,9 @@
 """The demo behind ``python -m skhyper``: horse segmentation with hypercolumns, offline.
 
-A :class:`~skhyper.HypercolumnSegmenter` with the classifier ``StandardScaler -> PCA(32) ->
-SGDClassifier(loss="log_loss")`` is trained on pixels sampled from the bundled Weizmann horse
-images, predicts every pixel of the train and test images (folded), reports the foreground IoU
+The default :class:`~skhyper.HypercolumnSegmenter` (EfficientNet-Lite0's five stages, small
+images fed up to 2x larger, ``StandardScaler -> LogisticRegression``, edge-aware upsampling of
+the coarse score maps) is trained on pixels sampled from the bundled Weizmann horse images,
+predicts every pixel of the train and test images (folded), reports the foreground IoU
 (:func:`skhyper.metrics.foreground_iou`) and draws the test predictions into a PNG (with PIL
 only).
 """
@@ -18,27 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from sklearn.decomposition import PCA
-from sklearn.linear_model import SGDClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ._paths import check_output_path
 from .datasets import load_horses
-from .estimators import HypercolumnSegmenter, HypercolumnTransformer
+from .estimators import HypercolumnSegmenter, HypercolumnTransformer, default_hypercolumns
 from .metrics import foreground_iou
 from .sampling import sample_pixels
 
 __all__ = ["make_segmenter", "run_demo"]
 
 StrPath = str | os.PathLike
-
-# Chosen on the bundled sample (test IoU 0.70-0.71 over seeds 0-3): class-balanced pixels and a
-# fairly strong L2 penalty make SGD converge in a few dozen epochs and predict stable masks.
-_N_COMPONENTS = 32
-_SGD_ALPHA = 1e-2
-_SGD_MAX_ITER = 200
-_SGD_TOL = 1e-4
 
 # Figure layout.
 _N_COLS = 4
@@ -53,18 +43,18 @@ _TINT = 0.45
 def make_segmenter(
     *, hypercolumns: HypercolumnTransformer | None = None, n_per_image: int = 1000, seed: int = 0
 ) -> HypercolumnSegmenter:
-    """The demo's segmenter: class-balanced pixels, ``StandardScaler -> PCA(32) -> SGD``.
+    """The demo's segmenter: the default :class:`~skhyper.HypercolumnSegmenter`.
 
     Parameters
     ----------
     hypercolumns : HypercolumnTransformer, default=None
-        The features (None: ``HypercolumnTransformer()``, EfficientNet-Lite0, all stages);
-        every setting of it (channel strategy, intensity range, ...) applies to training and
-        prediction alike.
+        The features (None: the segmenter's default, EfficientNet-Lite0, all stages,
+        ``scales="auto"``); every setting of it (channel strategy, intensity range, ...)
+        applies to training and prediction alike.
     n_per_image : int, default=1000
         Training pixels per image.
     seed : int, default=0
-        Seeds the pixel draw, PCA and SGD.
+        Seeds the pixel draw.
 
     Returns
     -------
@@ -73,17 +63,10 @@ def make_segmenter(
 
     Examples
     --------
-    >>> make_segmenter().classifier[-1].loss
-    'log_loss'
+    >>> make_segmenter().upsampling
+    'edge_aware'
     """
-    classifier = make_pipeline(
-        StandardScaler(),
-        PCA(_N_COMPONENTS, random_state=seed),
-        SGDClassifier(loss="log_loss", alpha=_SGD_ALPHA, max_iter=_SGD_MAX_ITER, tol=_SGD_TOL,
-                      random_state=seed),
-    )
-    return HypercolumnSegmenter(hypercolumns, classifier, n_pixels_per_image=n_per_image,
-                                class_balance=True, random_state=seed)
+    return HypercolumnSegmenter(hypercolumns, n_pixels_per_image=n_per_image, random_state=seed)
 
 
 def _outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
@@ -174,9 +157,9 @@ def run_demo(
 ) -> dict[str, Any]:
     """Segment horses with hypercolumns and a linear classifier; report IoU and draw a figure.
 
-    Trains the :func:`make_segmenter` segmenter (``StandardScaler -> PCA(32) ->
-    SGDClassifier(loss="log_loss")`` on hypercolumns of class-balanced pixels of the train
-    images; EfficientNet-Lite0 with its bundled ImageNet weights, all 5 stages: works offline),
+    Trains the default segmenter (:func:`make_segmenter`: ``StandardScaler ->
+    LogisticRegression`` on hypercolumns of pixels of the train images; EfficientNet-Lite0 with
+    its bundled ImageNet weights, all 5 stages, small images fed up to 2x larger: works offline),
     labels every pixel of the train and test images with its folded ``predict`` and reports the
     foreground (horse) IoU of each split,
     pooled over all the pixels of the split. The test images go into a PNG: the predicted horse
@@ -189,22 +172,21 @@ def run_demo(
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Device of the backbone; ``"auto"`` uses CUDA when available.
     n_per_image : int, default=1000
-        Training pixels drawn per train image, half horse and half background where the image
-        has enough of both.
+        Training pixels drawn per train image, uniformly over its pixels.
     seed : int, default=0
-        Seeds the pixel draw, PCA and SGD: a seed gives the same result on a given machine.
+        Seeds the pixel draw: a seed gives the same result on a given machine.
     data : str or path-like, default=None
         None uses the bundled sample (16 train / 8 test images, longer side <= 160 px). Otherwise
         a folder with ``images/`` and ``masks/`` (such as the full Weizmann horse set), split by
         :func:`skhyper.datasets.load_horses`.
     image_size : int, default=None
         Longer side, in pixels, the images are resized to for the forward pass (predictions stay
-        at the original resolution). None feeds them as they are. Smaller is faster on large
-        images; larger can help small ones.
+        at the original resolution). None: the default ``scales="auto"`` (small images fed up to
+        2x larger).
     hypercolumns : HypercolumnTransformer, default=None
         Other features (any backbone, layers, channel strategy or intensity range); None:
-        ``HypercolumnTransformer(device=device, image_size=image_size)``, and ``device`` and
-        ``image_size`` are ignored when it is given.
+        the segmenter's default features with ``device`` and ``image_size``, which are ignored
+        when it is given.
     verbose : bool, default=True
         Print progress, timings and the IoUs.
 
@@ -248,17 +230,21 @@ def run_demo(
         )
 
     if hypercolumns is None:
-        hypercolumns = HypercolumnTransformer(device=device, image_size=image_size)
+        hypercolumns = default_hypercolumns().set_params(
+            device=device, image_size=image_size,
+            scales="auto" if image_size is None else None)
     seg = make_segmenter(hypercolumns=hypercolumns, n_per_image=n_per_image, seed=seed)
-    _, y = sample_pixels(train.images, train.masks, n_per_image=n_per_image, class_balance=True,
+    _, y = sample_pixels(train.images, train.masks, n_per_image=n_per_image,
+                         min_per_class=seg.min_pixels_per_class,
                          random_state=seed)  # the pixels fit draws: only counted here
     say(
-        f"segmenter: HypercolumnTransformer({hypercolumns.backbone}, all stages) -> "
-        f"StandardScaler -> PCA({_N_COMPONENTS}) -> SGDClassifier(log_loss, alpha={_SGD_ALPHA})"
+        f"segmenter: HypercolumnTransformer({hypercolumns.backbone}, all stages, "
+        f"scales={hypercolumns.scales!r}) -> StandardScaler -> LogisticRegression, "
+        f"{seg.upsampling} upsampling (the default HypercolumnSegmenter)"
     )
     say(
         f"training on {len(y)} pixels ({np.mean(y == 1):.0%} horse; up to {n_per_image} per "
-        f"image, class-balanced, seed={seed}) ..."
+        f"image, seed={seed}) ..."
     )
     t0 = time.perf_counter()
     seg.fit(train.images, train.masks)
@@ -267,7 +253,7 @@ def run_demo(
     say(
         f"  fitted in {fit_seconds:.1f} s on {hc.device_} (torch threads: "
         f"{torch.get_num_threads()}; {hc.n_features_out_} features per pixel, "
-        f"image_size={hc.image_size}; prediction {seg.prediction_path_})"
+        f"image_size={hc.image_size}, scales={hc.scales_}; prediction {seg.prediction_path_})"
     )
 
     n_pixels = sum(m.size for m in train.masks) + sum(m.size for m in test.masks)

@@ -129,9 +129,9 @@ def edge_hypercolumn(seg, img):
     H, W = img.shape[:2]
     guide = image_guide(np.asarray(img)).numpy()
     cols = []
-    for m in maps.values():
+    for m, info in zip(maps.values(), engine.feature_info):
         m = m.double()
-        if min(H / m.shape[1], W / m.shape[2]) >= EDGE_PARAMS["min_stride"]:
+        if info["reduction"] >= EDGE_PARAMS["min_stride"]:  # the layer's stride
             cols.append(torch.from_numpy(reference_jbu(m.numpy(), guide, (H, W))))
         else:
             cols.append(F.interpolate(m[None], size=(H, W), mode="bilinear",

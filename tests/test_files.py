@@ -53,7 +53,10 @@ def _same(a, b, images):
                                  n_pixels_per_image=100, random_state=0),
     lambda: HypercolumnSegmenter(_hc(channel_strategy="per_channel"), n_pixels_per_image=100,
                                  random_state=0),
-], ids=["scales-percentile", "grid", "per-channel"])
+    # scales learnt in fit (37 x 45 images: 2.0) and edge-aware upsampling of layer1's map
+    lambda: HypercolumnSegmenter(_hc(scales="auto", layers=["relu", "layer3"]),
+                                 n_pixels_per_image=100, random_state=0),
+], ids=["scales-percentile", "grid", "per-channel", "scales-auto"])
 def test_round_trip_identical(data, tmp_path, make):
     images, masks = data
     if "per_channel" in repr(make()):
@@ -63,6 +66,8 @@ def test_round_trip_identical(data, tmp_path, make):
     _same(seg, back, images)
     assert back.get_params()["n_pixels_per_image"] == seg.n_pixels_per_image
     assert back.hypercolumns_.get_params() == seg.hypercolumns_.get_params()
+    assert back.hypercolumns_.scales_ == seg.hypercolumns_.scales_
+    assert back.upsampling == seg.upsampling
 
 
 def test_round_trip_default_and_no_pickle(seg, data, tmp_path, monkeypatch):

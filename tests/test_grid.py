@@ -282,7 +282,9 @@ def test_folded_grid_equals_naive(lite_loc, K, n_classes, framing):
         boxes = np.array([[5, 3, 70, 50], [-6.5, 10, 50, 90], [10.5, 12.2, 40.1, 60]])
     clf = GridLocationClassifier(make_pipeline(StandardScaler(), LogisticRegression(C=0.1)), K,
                                  min_samples_cell=10)
-    seg = HypercolumnSegmenter(lite_loc, clf, n_pixels_per_image=400, random_state=0)
+    # the exact (bilinear) path; edge-aware grids: test_edges.py
+    seg = HypercolumnSegmenter(lite_loc, clf, n_pixels_per_image=400, random_state=0,
+                               upsampling="bilinear")
     seg.fit(list(images), list(masks), boxes=boxes)
     assert seg.prediction_path_ == "folded" and isinstance(seg.folded_, FoldedGrid)
     # real location-specific cells (3 classes meet in the centre only: the rest fall back)
@@ -307,7 +309,8 @@ def test_issue_chain_folds_with_pca_and_sgd(lite_loc, rng):
     images, masks = zip(*[ts.scene(rng, s, 2) for s in [(61, 83), (77, 59), (64, 64)]])
     clf = GridLocationClassifier(make_pipeline(StandardScaler(), PCA(16, random_state=0),
                                                SGDClassifier(loss="log_loss", random_state=0)), 3)
-    seg = HypercolumnSegmenter(lite_loc, clf, n_pixels_per_image=600, random_state=0)
+    seg = HypercolumnSegmenter(lite_loc, clf, n_pixels_per_image=600, random_state=0,
+                               upsampling="bilinear")
     seg.fit(list(images), list(masks))
     assert seg.prediction_path_ == "folded" and seg.folded_.link == "sigmoid"
     scores = seg.decision_function(images[0])
@@ -331,7 +334,7 @@ def test_global_classifier_with_location_features_folds(lite_loc, rng):
     images, masks = zip(*[ts.scene(rng, s, 2) for s in [(61, 83), (64, 64)]])
     boxes = np.array([[5, 3, 70, 50], [0, 10, 40, 60]])
     seg = HypercolumnSegmenter(lite_loc, make_pipeline(StandardScaler(), LogisticRegression()),
-                               n_pixels_per_image=300, random_state=0)
+                               n_pixels_per_image=300, random_state=0, upsampling="bilinear")
     seg.fit(images, masks, boxes=boxes)
     assert seg.prediction_path_ == "folded" and seg.folded_.location.shape == (2, 1)
     np.testing.assert_allclose(seg.decision_function([images[0]], boxes=boxes[:1])[0],

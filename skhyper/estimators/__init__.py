@@ -2,7 +2,7 @@
 
 from ._grid import GridLocationClassifier
 from ._keypoints import HypercolumnKeypointLocator
-from ._segmenter import HypercolumnSegmenter, default_classifier
+from ._segmenter import HypercolumnSegmenter, default_classifier, default_hypercolumns
 from ._transformer import HypercolumnTransformer
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "HypercolumnSegmenter",
     "HypercolumnTransformer",
     "default_classifier",
+    "default_hypercolumns",
 ]

@@ -139,6 +139,7 @@ def save(model: HypercolumnSegmenter, path: str | os.PathLike) -> Path:
         "hypercolumns": hc_params,
         "backbone_module": type(hc.backbone).__name__ if module_backbone else None,
         "n_channels": int(engine.n_channels),
+        "fitted_scales": None if engine.scales is None else [float(v) for v in engine.scales],
         "classes": _jsonable(list(model.classes_)),
         "classifier": type(model.classifier_).__name__,
         "defaults": [k for k in ("hypercolumns", "classifier") if getattr(model, k) is None],
@@ -266,10 +267,16 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
     weights = hc_params.pop("weights", None)
     if device is not None:
         hc_params["device"] = device
+    auto = hc_params.get("scales") == "auto"  # rebuilt with the scales it learnt in fit
+    if auto:
+        fitted = config.get("fitted_scales")
+        hc_params["scales"] = None if fitted is None else tuple(fitted)
     hc = HypercolumnTransformer(**hc_params, weights=None)  # no download: tensors come next
     n = int(config["n_channels"])
     hc.fit_images([np.zeros((8, 8, n), dtype=np.float32)] if hc.channel_strategy in (
         "per_channel", "first_conv") else None)
+    if auto:
+        hc.set_params(scales="auto")
     state = safetensors.torch.load(tensors)
     bb = hc.engine_.backbone
     try:

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..estimators import HypercolumnSegmenter
 from ..features import Backbone
-from ..heads import LINKS, FoldedGrid
+from ..heads import LINKS, FoldedGrid, is_coarse
 
 __all__ = ["HypercolumnNet", "check_exportable", "export_config", "to_torch"]
 
@@ -52,8 +52,9 @@ def check_exportable(model: Any, output: str = "predict_proba") -> None:
         ``model`` is not a :class:`~skhyper.HypercolumnSegmenter`.
     ValueError
         The classifier does not fold (forests, boosting), ``output`` needs a link the
-        classifier lacks, the features resize images (``image_size``) or a scale is not a
-        multiple of 1/1024.
+        classifier lacks, the features resize images (``image_size``), a scale is not a
+        multiple of 1/1024, or coarse score maps are upsampled edge-aware
+        (``upsampling="edge_aware"``: export ``model.set_params(upsampling="bilinear")``).
 
     Examples
     --------
@@ -113,6 +114,17 @@ def check_exportable(model: Any, output: str = "predict_proba") -> None:
             f"1/{_MAX_DENOMINATOR}; an exported network computes each fed size round(n * scale) "
             "exactly only for such (dyadic) scales, e.g. 0.5, 0.25, 0.75, 1.5, 2.0. Refit with "
             "those, or predict with model.predict."
+        )
+    coarse = [d["name"] for d in engine.feature_info
+              if is_coarse(d.get("reduction"), (2, 2)) and d.get("kind") != "vector"]
+    if getattr(model, "upsampling", "bilinear") != "bilinear" and coarse:
+        raise ValueError(
+            f"The 'model' parameter upsamples the score maps of its coarse layers {coarse} "
+            f"edge-aware (upsampling={model.upsampling!r}, the segmenter's default), which the "
+            "exported network does not reproduce yet. Export "
+            "model.set_params(upsampling='bilinear') instead (the exact hypercolumn: its "
+            "predict then equals the exported network; masks are a little less tight at "
+            "edges), or keep predicting with model.predict."
         )
     if engine.image_size is not None:
         raise ValueError(

@@ -18,7 +18,7 @@ image); ``upsampling="bilinear"`` keeps the exact hypercolumn.
 
 from ..location import LOCATION
 from ._dense import OUTPUTS, fold_head, predict_dense, predict_window
-from ._edges import EDGE_PARAMS, UPSAMPLINGS, edge_aware_upsample, image_guide
+from ._edges import EDGE_PARAMS, UPSAMPLINGS, edge_aware_upsample, image_guide, is_coarse
 from ._folding import (
     LINKS,
     FoldedHead,
@@ -53,6 +53,7 @@ __all__ = [
     "folded_scores",
     "grid_scores",
     "image_guide",
+    "is_coarse",
     "location_scores",
     "predict_dense",
     "predict_window",

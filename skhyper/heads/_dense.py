@@ -121,11 +121,13 @@ def _finish(head: FoldedHead, total: torch.Tensor, output: str) -> np.ndarray:
 class _Weights:
     """A folded head's weights on the engine's device (float64), and its 1x1 projection."""
 
-    def __init__(self, head: FoldedHead, names: Sequence[str], device: torch.device) -> None:
+    def __init__(self, head: FoldedHead, names: Sequence[str], device: torch.device,
+                 reductions: Sequence[float] | None = None) -> None:
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device)
 
         self.head = head
+        self.reductions = [1.0] * len(names) if reductions is None else list(reductions)
         self.by_name = {name: t(b) for name, b in zip(names, head.blocks)}
         self.bias = t(head.bias)
         self.location = None if head.location is None else t(head.location)
@@ -151,7 +153,7 @@ class _Weights:
         if guide is not None:
             for j, (p, canvas) in enumerate(zip(parts, canvases)):
                 size = shape if canvas is None else canvas
-                if is_coarse(p.shape[1:], size):
+                if is_coarse(self.reductions[j], p.shape[1:]):
                     parts[j] = edge_aware_upsample(p, guide, size, image_shape=shape)
                     canvases[j] = None
         if isinstance(self.head, FoldedGrid):
@@ -211,7 +213,8 @@ def predict_dense(
     _check_upsampling(upsampling)
     results: list[np.ndarray | None] = [None] * len(images)
     if head is not None and (output != "predict_proba" or head.link is not None):
-        w = _Weights(head, engine.map_names, engine.device)
+        w = _Weights(head, engine.map_names, engine.device,
+                     [d["reduction"] for d in engine.feature_info])
         for i, scores in engine.iter_maps(images, project=w.project):
             shape = images[i].shape[:2]
             frame = frame_of(None if boxes is None else boxes[i], shape)
@@ -317,7 +320,7 @@ def predict_window(
             window[0], engine.intensity_range, engine.device)
         for name in names:
             (hn, wn), (oy, ox), m = region["native"][name], offsets[name], maps[name]
-            if guide is not None and is_coarse((hn, wn), (H, W)):
+            if guide is not None and is_coarse(red[name], (hn, wn)):
                 total += edge_aware_upsample(
                     m.double(), guide, (H, W), rows=torch.arange(r0, r1),
                     cols=torch.arange(c0, c1), guide_origin=(w0, v0), map_origin=(oy, ox),

@@ -20,7 +20,8 @@ around it per axis::
 the pixels whose nearest cell is ``q``. Every quantity is local, so a window of a large image
 that holds the block plus a few cells of halo gives the whole image's values
 (:func:`edge_aware_upsample` takes the window's offsets). Layers finer than ``min_stride``
-pixels are upsampled bilinearly as in the hypercolumn: they resolve edges themselves.
+pixels (``feature_info``'s ``reduction``, per scale) are upsampled bilinearly as in the
+hypercolumn: they resolve edges themselves.
 """
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ def image_guide(image: np.ndarray, intensity_range=None, device=None) -> torch.T
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(g, -1, 0))).to(device)
 
 
-def is_coarse(map_shape: Sequence[int], out_size: Sequence[float],
+def is_coarse(reduction: float | None, map_shape: Sequence[int],
               min_stride: float = EDGE_PARAMS["min_stride"]) -> bool:
-    """Whether a ``(h, w)`` map upsampled to ``out_size`` pixels has cells of at least
-    ``min_stride`` pixels (1 x 1 maps are vectors, broadcast as they are)."""
+    """Whether a map of ``reduction`` (its stride in image pixels, ``feature_info``) and shape
+    ``(h, w)`` is upsampled edge-aware: strides of ``min_stride`` and more, except 1 x 1 maps
+    (vectors, broadcast as they are). Decided by the layer, not the image size, so that a
+    layer is treated alike in every image."""
     h, w = map_shape
-    if h == 1 and w == 1:
+    if reduction is None or (h == 1 and w == 1):
         return False
-    return min(out_size[0] / h, out_size[1] / w) >= min_stride
+    return float(reduction) >= min_stride
 
 
 def _axis(pos: torch.Tensor, n_cells: int, out_size: float) -> torch.Tensor:
