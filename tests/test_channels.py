@@ -150,7 +150,8 @@ def test_default_backbone_with_pretrained_weights(strategy, rng):
     hc = HypercolumnTransformer(layers=["blocks.1", "blocks.2", "blocks.4"], device="cpu",
                                 channel_strategy=strategy,
                                 intensity_range=("percentile", 0.5, 99.5))
-    seg = HypercolumnSegmenter(hc, n_pixels_per_image=400, random_state=0)
+    seg = HypercolumnSegmenter(hc, n_pixels_per_image=400, random_state=0,
+                               upsampling="bilinear")
     seg.fit(images[:2], masks[:2])
     assert seg.prediction_path_ == "folded" and seg.score(images[2:], masks[2:]) > 0.75
     scores = seg.decision_function(images[2])

@@ -38,8 +38,10 @@ def test_demo_prints_ious_and_reaches_goal(demo_run):
     n_train, train_iou = _iou_line(text, "train")
     n_test, test_iou = _iou_line(text, "test")
     assert (n_train, n_test) == (16, 8)
-    assert test_iou >= 0.6
-    assert train_iou >= 0.6
+    # the default segmenter on the bundled sample: 0.857 / 0.877 measured (0.705 / 0.714
+    # with the first demo's PCA + SGD at scale 1)
+    assert test_iou >= 0.8
+    assert train_iou >= 0.8
     assert re.search(r"^total time: [0-9.]+ s$", text, flags=re.MULTILINE)
 
 

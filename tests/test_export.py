@@ -131,7 +131,7 @@ def test_default_backbone_exports(tmp_path):
     images = [_rgb(rng, s) for s in [(67, 89), (130, 101)]]
     masks = [(img[..., 0] > 127).astype(int) for img in images]
     seg = HypercolumnSegmenter(HypercolumnTransformer(device="cpu"), n_pixels_per_image=200,
-                               random_state=0).fit(images, masks)
+                               random_state=0, upsampling="bilinear").fit(images, masks)
     model = OnnxSegmenter(to_onnx(seg, tmp_path / "lite0.onnx"))
     net = to_torch(seg)
     for img in images:

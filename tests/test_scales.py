@@ -90,7 +90,8 @@ def test_names_blocks_and_default_unchanged(rng):
 def test_folded_equals_naive(scales, clf, n_classes):
     images, masks = three_scenes(n_classes, n_classes)
     hc = HypercolumnTransformer(layers=LAYERS, device="cpu", scales=scales)
-    seg = HypercolumnSegmenter(hc, clf(), n_pixels_per_image=150, random_state=0)
+    seg = HypercolumnSegmenter(hc, clf(), n_pixels_per_image=150, random_state=0,
+                               upsampling="bilinear")
     seg.fit(images, masks)
     assert seg.prediction_path_ == "folded"
     assert len(seg.folded_.blocks) == len(scales) * len(LAYERS)  # one 1x1 head per map
@@ -139,7 +140,8 @@ def test_folded_grid_equals_naive(framing):
                                 append_location=True)
     clf = GridLocationClassifier(make_pipeline(StandardScaler(), LogisticRegression(C=0.1)), 2,
                                  min_samples_cell=10)
-    seg = HypercolumnSegmenter(hc, clf, n_pixels_per_image=300, random_state=0)
+    seg = HypercolumnSegmenter(hc, clf, n_pixels_per_image=300, random_state=0,
+                               upsampling="bilinear")
     seg.fit(images, masks, boxes=boxes)
     assert seg.prediction_path_ == "folded" and (~seg.classifier_.fallback_).sum() >= 2
     for n in (0, 1):

@@ -164,7 +164,7 @@ def test_folded_equals_naive(family, n_classes):
         layers.append("norm.cls")
     hc = HypercolumnTransformer(model, layers=layers, device="cpu")
     seg = HypercolumnSegmenter(hc, make_pipeline(StandardScaler(), LogisticRegression(C=0.1)),
-                               n_pixels_per_image=300, random_state=0)
+                               n_pixels_per_image=300, random_state=0, upsampling="bilinear")
     seg.fit([p[0] for p in pairs], [p[1] for p in pairs])
     assert seg.prediction_path_ == "folded"
     img = pairs[0][0]
@@ -182,7 +182,8 @@ def test_cnn_and_vit_in_one_hypercolumn_fold_and_equal_naive():
     hc = HypercolumnTransformer(backbone, weights=None, device="cpu",
                                 layers=["cnn.relu", "cnn.layer2", "vit.blocks.1", "vit.norm.cls"])
     seg = HypercolumnSegmenter(hc, make_pipeline(StandardScaler(), LogisticRegression(C=0.1)),
-                               n_pixels_per_image=300, random_state=0).fit(images, masks)
+                               n_pixels_per_image=300, random_state=0,
+                               upsampling="bilinear").fit(images, masks)
     assert seg.prediction_path_ == "folded"
     info = seg.hypercolumns_.feature_info_
     assert [d.get("pad_to") for d in info] == [None, None, 14, None]

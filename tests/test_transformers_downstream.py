@@ -85,7 +85,8 @@ def test_folded_location_grid_equals_naive(vit, data):
     images, masks = data
     hc = HypercolumnTransformer(vit, layers=LAYERS, device="cpu", append_location=True)
     clf = GridLocationClassifier(_linear(), 2, min_samples_cell=10)
-    seg = HypercolumnSegmenter(hc, clf, n_pixels_per_image=400, random_state=0).fit(images, masks)
+    seg = HypercolumnSegmenter(hc, clf, n_pixels_per_image=400, random_state=0,
+                               upsampling="bilinear").fit(images, masks)
     assert seg.prediction_path_ == "folded"
     boxes = np.array([[3.5, 2, 70, 50]])
     for kw in ({}, {"boxes": boxes}):
@@ -111,7 +112,7 @@ def test_multi_scale_folds_and_equals_naive(vit, data):
     images, masks = data
     hc = HypercolumnTransformer(vit, layers=LAYERS, device="cpu", scales=(0.5, 1.0))
     seg = HypercolumnSegmenter(hc, _linear(), n_pixels_per_image=300,
-                               random_state=0).fit(images, masks)
+                               random_state=0, upsampling="bilinear").fit(images, masks)
     assert seg.prediction_path_ == "folded" and seg.hypercolumns_.n_features_out_ == 6 * 32
     np.testing.assert_allclose(seg.decision_function(images[1]),
                                _naive(seg, images[1], "decision_function"), rtol=0, atol=1e-4)
@@ -123,7 +124,7 @@ def test_channel_strategies(vit, data, strategy):
     two = [np.stack([im[..., 0], im[..., 2]], -1) for im in images]
     hc = HypercolumnTransformer(vit, layers=LAYERS, device="cpu", channel_strategy=strategy)
     seg = HypercolumnSegmenter(hc, _linear(), n_pixels_per_image=300,
-                               random_state=0).fit(two, masks)
+                               random_state=0, upsampling="bilinear").fit(two, masks)
     width = 3 * 32 * (2 if strategy == "per_channel" else 1)
     assert seg.hypercolumns_.n_features_out_ == width
     np.testing.assert_allclose(seg.decision_function(two[0]),
