@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skhyper import GridLocationClassifier, HypercolumnSegmenter, HypercolumnTransformer
-from skhyper.heads import EDGE_PARAMS, edge_aware_upsample, image_guide
+from skhyper.heads import EDGE_PARAMS, coarse_sum, edge_aware_upsample, image_guide
 from skhyper.metrics import boundary_f_score, foreground_iou
 
 LITE_LAYERS = ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
@@ -85,7 +85,8 @@ def test_dissimilar_colours_do_not_underflow():
     scores = torch.arange(4.0, dtype=torch.float64).reshape(1, 2, 2)
     up = edge_aware_upsample(scores, guide, (8, 8), sigma_range=1e-3)
     assert torch.isfinite(up).all()
-    assert float(up.min()) >= 0.0 and float(up.max()) <= 3.0
+    # a convex combination of 0..3 (up to float64 rounding of the normalisation)
+    assert float(up.min()) >= -1e-12 and float(up.max()) <= 3.0 + 1e-12
 
 
 def test_window_equals_whole_image():
@@ -111,6 +112,26 @@ def test_window_equals_whole_image():
             map_size=(h, w), image_shape=(H, W))
 
 
+def test_coarse_sum_is_the_bilinear_sum_on_the_finest_grid_and_windows_match():
+    rng = np.random.default_rng(5)
+    maps = [torch.from_numpy(rng.normal(size=(2, h, w))) for h, w in [(5, 6), (19, 23), (10, 12)]]
+    t, total = coarse_sum(maps)
+    expected = sum(F.interpolate(m[None], size=(19, 23), mode="bilinear",
+                                 align_corners=False)[0] for m in maps)
+    assert t == 1
+    # interpolation weights come from skhyper.features.interp_weights, in float32 as the
+    # sampled hypercolumn's: positions up to 23 cells carry ~2e-6 of rounding, times values < 5
+    np.testing.assert_allclose(total.numpy(), expected.numpy(), rtol=0, atol=1e-5)
+    # windows of the three maps (as predict_window holds them): the window of the whole sum,
+    # from the same weights (equal to float64 rounding)
+    origins, stops = [(0, 1), (4, 8), (1, 3)], [(5, 6), (15, 20), (10, 12)]
+    crops = [m[:, a:c, b:d] for m, (a, b), (c, d) in zip(maps, origins, stops)]
+    t, win = coarse_sum(crops, [m.shape[1:] for m in maps], origins)
+    np.testing.assert_allclose(win.numpy(), total[:, 4:15, 8:20].numpy(), rtol=0, atol=1e-12)
+    with pytest.raises(RuntimeError, match="window"):
+        coarse_sum([maps[0][:, 3:, 4:], crops[1]], [(5, 6), (19, 23)], [(3, 4), (4, 8)])
+
+
 def scene(rng, shape):
     H, W = shape
     img = rng.random((H, W, 3)).astype(np.float32) * 0.3
@@ -128,11 +149,17 @@ def edge_hypercolumn(seg, img):
     (_, maps), = engine.iter_maps(engine.check_images([np.asarray(img)]))
     H, W = img.shape[:2]
     guide = image_guide(np.asarray(img)).numpy()
+    coarse = [m.shape[1:] for m, info in zip(maps.values(), engine.feature_info)
+              if info["reduction"] >= EDGE_PARAMS["min_stride"]]  # by the layer's stride
+    finest = max(coarse, key=lambda s: s[0] * s[1])
     cols = []
     for m, info in zip(maps.values(), engine.feature_info):
         m = m.double()
-        if info["reduction"] >= EDGE_PARAMS["min_stride"]:  # the layer's stride
-            cols.append(torch.from_numpy(reference_jbu(m.numpy(), guide, (H, W))))
+        if info["reduction"] >= EDGE_PARAMS["min_stride"]:
+            # on the finest coarse grid (bilinear), then the reference joint bilateral step
+            on_grid = F.interpolate(m[None], size=finest, mode="bilinear",
+                                    align_corners=False)[0]
+            cols.append(torch.from_numpy(reference_jbu(on_grid.numpy(), guide, (H, W))))
         else:
             cols.append(F.interpolate(m[None], size=(H, W), mode="bilinear",
                                       align_corners=False)[0])

@@ -18,7 +18,14 @@ image); ``upsampling="bilinear"`` keeps the exact hypercolumn.
 
 from ..location import LOCATION
 from ._dense import OUTPUTS, fold_head, predict_dense, predict_window
-from ._edges import EDGE_PARAMS, UPSAMPLINGS, edge_aware_upsample, image_guide, is_coarse
+from ._edges import (
+    EDGE_PARAMS,
+    UPSAMPLINGS,
+    coarse_sum,
+    edge_aware_upsample,
+    image_guide,
+    is_coarse,
+)
 from ._folding import (
     LINKS,
     FoldedHead,
@@ -44,6 +51,7 @@ __all__ = [
     "FoldedHead",
     "NotFoldableError",
     "affine_of",
+    "coarse_sum",
     "edge_aware_upsample",
     "find_link",
     "fold_chain",

@@ -31,7 +31,7 @@ import torch
 
 from ..features import FeatureEngine, interp_weights
 from ..location import LOCATION, axis_locations, frame_of
-from ._edges import UPSAMPLINGS, edge_aware_upsample, image_guide, is_coarse
+from ._edges import UPSAMPLINGS, coarse_sum, edge_aware_upsample, image_guide, is_coarse
 from ._folding import FoldedHead, NotFoldableError, fold_classifier, project_maps, upsample_sum
 from ._grid import FoldedGrid, fold_grid, grid_scores, location_scores
 
@@ -150,12 +150,18 @@ class _Weights:
         dtype = torch.float32 if bound <= _FLOAT32_SAFE else torch.float64
         parts = [p.to(dtype) for p in parts]
         canvases = [None] * len(parts) if canvases is None else list(canvases)
-        if guide is not None:
-            for j, (p, canvas) in enumerate(zip(parts, canvases)):
-                size = shape if canvas is None else canvas
+        if guide is not None:  # the coarse maps of each canvas: summed, then edge-aware
+            groups: dict = {}
+            for j, p in enumerate(parts):
                 if is_coarse(self.reductions[j], p.shape[1:]):
-                    parts[j] = edge_aware_upsample(p, guide, size, image_shape=shape)
-                    canvases[j] = None
+                    groups.setdefault(canvases[j], []).append(j)
+            coarse = {j for js in groups.values() for j in js}
+            kept = [j for j in range(len(parts)) if j not in coarse]
+            up = [edge_aware_upsample(coarse_sum([parts[j] for j in js])[1], guide,
+                                      shape if canvas is None else canvas, image_shape=shape)
+                  for canvas, js in groups.items()]
+            parts = [parts[j] for j in kept] + up
+            canvases = [canvases[j] for j in kept] + [None] * len(up)
         if isinstance(self.head, FoldedGrid):
             return grid_scores(parts, self.bias.to(dtype), self.head.grid_size, shape, frame,
                                canvases)
@@ -316,15 +322,20 @@ def predict_window(
     _check_upsampling(upsampling)
     if folded:
         total = w.bias.reshape(-1, 1, 1).expand(-1, ny, nx).clone()
-        guide = None if upsampling == "bilinear" else image_guide(
-            window[0], engine.intensity_range, engine.device)
+        coarse = [] if upsampling == "bilinear" else [
+            name for name in names if is_coarse(red[name], region["native"][name])]
+        if coarse:  # summed on the finest coarse grid, then edge-aware, as for whole images
+            t, acc = coarse_sum([maps[n].double() for n in coarse],
+                                [region["native"][n] for n in coarse],
+                                [offsets[n] for n in coarse])
+            total += edge_aware_upsample(
+                acc, image_guide(window[0], engine.intensity_range, engine.device), (H, W),
+                rows=torch.arange(r0, r1), cols=torch.arange(c0, c1), guide_origin=(w0, v0),
+                map_origin=offsets[coarse[t]], map_size=region["native"][coarse[t]],
+                image_shape=(H, W))
         for name in names:
             (hn, wn), (oy, ox), m = region["native"][name], offsets[name], maps[name]
-            if guide is not None and is_coarse(red[name], (hn, wn)):
-                total += edge_aware_upsample(
-                    m.double(), guide, (H, W), rows=torch.arange(r0, r1),
-                    cols=torch.arange(c0, c1), guide_origin=(w0, v0), map_origin=(oy, ox),
-                    map_size=(hn, wn), image_shape=(H, W))
+            if name in coarse:
                 continue
             rows = _window_axis(r0, r1, hn, H, oy, m.shape[1])
             cols = _window_axis(c0, c1, wn, W, ox, m.shape[2])

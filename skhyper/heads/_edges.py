@@ -5,10 +5,12 @@ over its whole neighbourhood, across object outlines: the mask bleeds past the b
 fills narrow gaps. Joint bilateral upsampling (Kopf, Cohen, Lischinski, Uyttendaele, SIGGRAPH
 2007) weights each of the nearby cells by its distance *and* by how much the pixel's colour
 differs from the cell's mean colour, so a pixel takes its scores from the cells on its own
-side of an edge. Because the classifier is folded, only ``k`` score maps per layer are
-upsampled this way, never the ``D``-channel hypercolumn.
+side of an edge. Because the classifier is folded, only ``k`` score maps are upsampled this
+way, never the ``D``-channel hypercolumn: the coarse layers' score maps are first summed on the
+grid of the finest of them (:func:`coarse_sum`, bilinear between grids), and that one map is
+upsampled edge-aware.
 
-For an output pixel ``p`` at position ``y(p)`` in a layer's cell coordinates (the convention
+For an output pixel ``p`` at position ``y(p)`` in the map's cell coordinates (the convention
 of ``F.interpolate(mode="bilinear", align_corners=False)``) and the ``2 * radius`` cells ``q``
 around it per axis::
 
@@ -31,13 +33,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "edge_aware_upsample", "image_guide", "is_coarse"]
+__all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "coarse_sum", "edge_aware_upsample", "image_guide",
+           "is_coarse"]
 
 UPSAMPLINGS = ("edge_aware", "bilinear")
-# Chosen on the Weizmann horses' training images (benchmarks/bench_quality.py): a 4 x 4 cell
-# neighbourhood, one cell of spatial sigma, an RGB distance of 0.12 per channel.
 _BAND_PIXELS = 1 << 19
-EDGE_PARAMS = {"radius": 2, "sigma_spatial": 1.0, "sigma_range": 0.12, "min_stride": 8.0}
+# Chosen on held-out Weizmann horse *training* images (fit on 150, scored on 50; the test
+# images were not used), foreground IoU at scale 2 / 1: bilinear 0.855 / 0.807; each coarse
+# layer upsampled on its own with 4 x 4 cells 0.869 / 0.832; the coarse layers summed on the
+# finest coarse grid, then 4 x 4 cells 0.872 / 0.836, 2 x 2 cells (this) 0.876 / 0.828, at a
+# quarter of the cost. sigma_range 0.06-0.18 and sigma_spatial 0.7-1 changed IoU by < 0.01.
+EDGE_PARAMS = {"radius": 1, "sigma_spatial": 1.0, "sigma_range": 0.12, "min_stride": 8.0}
 
 
 def image_guide(image: np.ndarray, intensity_range=None, device=None) -> torch.Tensor:
@@ -58,6 +64,57 @@ def is_coarse(reduction: float | None, map_shape: Sequence[int],
     if reduction is None or (h == 1 and w == 1):
         return False
     return float(reduction) >= min_stride
+
+
+def coarse_sum(
+    maps: Sequence[torch.Tensor],
+    sizes: Sequence[tuple[int, int]] | None = None,
+    origins: Sequence[tuple[int, int]] | None = None,
+) -> tuple[int, torch.Tensor]:
+    """The sum of ``(k, h, w)`` score maps on the grid of the one with the most cells.
+
+    Each other map is read bilinearly at that grid's cell centres (``F.interpolate``'s
+    ``align_corners=False`` convention, all maps covering the same image or canvas). With
+    ``sizes`` (each whole map's cells) and ``origins`` (the whole-map cell of each map's first
+    row and column) the maps may be windows of the whole maps: the result is the window of the
+    whole sum that the finest map's window covers.
+
+    Returns
+    -------
+    (index, Tensor)
+        The index of the finest map and the sum, shaped like it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> fine, coarse = torch.zeros(1, 4, 4), torch.ones(1, 2, 2)
+    >>> i, total = coarse_sum([fine, coarse])
+    >>> i, total.shape, float(total.mean())
+    (0, torch.Size([1, 4, 4]), 1.0)
+    """
+    from ..features import interp_weights
+
+    sizes = [tuple(m.shape[1:]) for m in maps] if sizes is None else list(sizes)
+    origins = [(0, 0)] * len(maps) if origins is None else list(origins)
+    t = max(range(len(maps)), key=lambda j: sizes[j][0] * sizes[j][1])
+    (ht, wt), (oy, ox) = sizes[t], origins[t]
+    total = maps[t].clone()
+    rows = torch.arange(oy, oy + maps[t].shape[1])
+    cols = torch.arange(ox, ox + maps[t].shape[2])
+    for j, m in enumerate(maps):
+        if j == t:
+            continue
+        (hj, wj), (ojy, ojx) = sizes[j], origins[j]
+        i0, i1, a0, a1 = interp_weights(rows, hj, ht)
+        j0, j1, b0, b1 = interp_weights(cols, wj, wt)
+        i0, i1, j0, j1 = i0 - ojy, i1 - ojy, j0 - ojx, j1 - ojx
+        if min(int(i0.min()), int(j0.min())) < 0 or int(i1.max()) >= m.shape[1] or int(
+                j1.max()) >= m.shape[2]:
+            raise RuntimeError("coarse_sum: a window does not hold the cells it reads.")
+        a0, a1, b0, b1 = (v.to(m.device, m.dtype) for v in (a0, a1, b0, b1))
+        r = m[:, i0.to(m.device)] * a0[:, None] + m[:, i1.to(m.device)] * a1[:, None]
+        total += r[:, :, j0.to(m.device)] * b0 + r[:, :, j1.to(m.device)] * b1
+    return t, total
 
 
 def _axis(pos: torch.Tensor, n_cells: int, out_size: float) -> torch.Tensor:
@@ -158,13 +215,41 @@ def edge_aware_upsample(
                             minlength=hn)[oy:oy + h_loc]
     full_x = torch.bincount(_nearest(torch.arange(W, device=dev), wn, out_size[1]),
                             minlength=wn)[ox:ox + w_loc]
-    complete = (counts == full_y[:, None].double() * full_x[None, :].double())
-    means = sums / counts.clamp_min(1.0)
+    # complete cells, per axis (counts are products of a row and a column count)
+    complete = (torch.bincount(cells[0][(cells[0] >= 0) & (cells[0] < h_loc)],
+                               minlength=h_loc) == full_y,
+                torch.bincount(cells[1][(cells[1] >= 0) & (cells[1] < w_loc)],
+                               minlength=w_loc) == full_x)
+    dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
+    means = (sums / counts.clamp_min(1.0)).to(dtype)
     geometry = (hn, wn, oy, ox, out_size, complete, radius, sigma_spatial, sigma_range)
     band = max(1, _BAND_PIXELS // max(1, len(cols)))
     parts = [_upsample_rows(scores, means, guide, rows[a:a + band], cols, (gy, gx), geometry)
              for a in range(0, len(rows), band)]
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+
+def _axis_taps(p: torch.Tensor, n: int, origin: int, n_local: int, complete: torch.Tensor,
+               radius: int, sigma: float, dtype: torch.dtype) -> list[tuple]:
+    """Per tap along one axis (positions ``p`` in whole-map cells): the local cell index and
+    the spatial weight (0 for cells off the map); raises if a used cell is not in the window
+    or not whole there."""
+    base = torch.floor(p).long()
+    out = []
+    for d in range(1 - radius, radius + 1):
+        q = base + d
+        valid = (q >= 0) & (q < n)
+        local = q - origin
+        inside = (local >= 0) & (local < n_local)
+        lc = local.clamp(0, n_local - 1)
+        if bool((valid & ~(inside & complete[lc])).any()):
+            raise RuntimeError(
+                "edge_aware_upsample: the window does not hold every cell its pixels use; "
+                "give it a halo of at least radius + 1 cells."
+            )
+        w = torch.exp(-((p - q) ** 2) / (2 * sigma**2)) * valid
+        out.append((lc, w.to(dtype), valid))
+    return out
 
 
 def _upsample_rows(scores: torch.Tensor, means: torch.Tensor, guide: torch.Tensor,
@@ -174,41 +259,31 @@ def _upsample_rows(scores: torch.Tensor, means: torch.Tensor, guide: torch.Tenso
     hn, wn, oy, ox, out_size, complete, radius, sigma_spatial, sigma_range = geometry
     gy, gx = guide_origin
     k, h_loc, w_loc = scores.shape
-    dev = scores.device
-    pix = guide[:, rows - gy][:, :, cols - gx].double()  # (c, ny, nx)
-    py, px = _axis(rows, hn, out_size[0]), _axis(cols, wn, out_size[1])
-    y0, x0 = torch.floor(py).long(), torch.floor(px).long()
-    offsets = range(1 - radius, radius + 1)
-    taps = []
-    for dy in offsets:
-        qy = y0 + dy
-        vy = (qy >= 0) & (qy < hn)
-        ly = (qy - oy).clamp(0, h_loc - 1)
-        wy = torch.exp(-((py - qy) ** 2) / (2 * sigma_spatial**2)) * vy
-        for dx in offsets:
-            qx = x0 + dx
-            vx = (qx >= 0) & (qx < wn)
-            lx = (qx - ox).clamp(0, w_loc - 1)
-            wx = torch.exp(-((px - qx) ** 2) / (2 * sigma_spatial**2)) * vx
-            used = vy[:, None] & vx[None, :]
-            inside = ((qy - oy >= 0) & (qy - oy < h_loc))[:, None] & (
-                (qx - ox >= 0) & (qx - ox < w_loc))[None, :]
-            if bool((used & ~(inside & complete[ly][:, lx])).any()):
-                raise RuntimeError(
-                    "edge_aware_upsample: the window does not hold every cell its pixels use; "
-                    "give it a halo of at least radius + 1 cells."
-                )
-            d2 = ((pix - means[:, ly][:, :, lx]) ** 2).mean(0)
-            d2 = torch.where(used, d2, torch.inf)  # cells off the map weigh nothing
-            taps.append((ly, lx, wy[:, None] * wx[None, :], d2))
+    dtype = means.dtype
+    pix = guide[:, rows - gy][:, :, cols - gx].to(dtype)  # (c, ny, nx)
+    ty = _axis_taps(_axis(rows, hn, out_size[0]), hn, oy, h_loc, complete[0], radius,
+                    sigma_spatial, dtype)
+    tx = _axis_taps(_axis(cols, wn, out_size[1]), wn, ox, w_loc, complete[1], radius,
+                    sigma_spatial, dtype)
+    flat_means = means.reshape(means.shape[0], -1)
+    # Cells off the map have spatial weight 0 and gather the nearest edge cell (clamped), which
+    # is itself one of the taps: the minimum colour distance over all taps is the minimum over
+    # the valid ones, so no masking is needed.
+    taps, d2_min = [], None
+    for ly, wy, _ in ty:
+        for lx, wx, _ in tx:
+            idx = ly[:, None] * w_loc + lx[None, :]  # one gather per tap
+            d2 = (pix - flat_means[:, idx]).square_().sum(0)
+            d2_min = d2.clone() if d2_min is None else torch.minimum(d2_min, d2, out=d2_min)
+            taps.append((idx, wy, wx, d2))
     # colour weights relative to the closest colour of each pixel: the normalisation cancels
     # the common factor, and no pixel's weights all underflow
-    d2_min = torch.stack([t[3] for t in taps]).amin(0)
-    num = torch.zeros((k, len(rows), len(cols)), dtype=torch.float64, device=dev)
-    den = torch.zeros((len(rows), len(cols)), dtype=torch.float64, device=dev)
-    s = scores.double()
-    for ly, lx, ws, d2 in taps:
-        wt = ws * torch.exp(-(d2 - d2_min) / (2 * sigma_range**2))
-        num += s[:, ly][:, :, lx] * wt
-        den += wt
-    return (num / den).to(scores.dtype)
+    s = scores.to(dtype).reshape(k, -1)
+    num = torch.zeros((k, len(rows), len(cols)), dtype=dtype, device=scores.device)
+    den = torch.zeros((len(rows), len(cols)), dtype=dtype, device=scores.device)
+    scale = -1.0 / (2 * sigma_range**2 * pix.shape[0])  # d2 sums the channels: their mean
+    for idx, wy, wx, d2 in taps:
+        wt = d2.sub_(d2_min).mul_(scale).exp_().mul_(wy[:, None]).mul_(wx[None, :])
+        num.addcmul_(s[:, idx], wt)
+        den.add_(wt)
+    return num.div_(den).to(scores.dtype)
