@@ -13,12 +13,20 @@ building blocks (:func:`fold_classifier`, :func:`fold_grid`,
 :func:`grid_scores`) are public for analysis and exporters.
 :func:`edge_aware_upsample` is the segmenter's default way to bring the coarse
 layers' score maps to the image (joint bilateral upsampling guided by the
-image); ``upsampling="bilinear"`` keeps the exact hypercolumn.
+image; :func:`edge_aware_upsample_batch` is its batched, traceable form for
+exporters); ``upsampling="bilinear"`` keeps the exact hypercolumn.
 """
 
 from ..location import LOCATION
 from ._dense import OUTPUTS, fold_head, predict_dense, predict_window
-from ._edges import EDGE_PARAMS, UPSAMPLINGS, edge_aware_upsample, image_guide, is_coarse
+from ._edges import (
+    EDGE_PARAMS,
+    UPSAMPLINGS,
+    edge_aware_upsample,
+    edge_aware_upsample_batch,
+    image_guide,
+    is_coarse,
+)
 from ._folding import (
     LINKS,
     FoldedHead,
@@ -45,6 +53,7 @@ __all__ = [
     "NotFoldableError",
     "affine_of",
     "edge_aware_upsample",
+    "edge_aware_upsample_batch",
     "find_link",
     "fold_chain",
     "fold_classifier",

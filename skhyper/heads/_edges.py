@@ -31,7 +31,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "edge_aware_upsample", "image_guide", "is_coarse"]
+__all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "edge_aware_upsample", "edge_aware_upsample_batch",
+           "image_guide", "is_coarse"]
 
 UPSAMPLINGS = ("edge_aware", "bilinear")
 # Chosen on the Weizmann horses' training images (benchmarks/bench_quality.py): a 4 x 4 cell
@@ -60,13 +61,36 @@ def is_coarse(reduction: float | None, map_shape: Sequence[int],
     return float(reduction) >= min_stride
 
 
-def _axis(pos: torch.Tensor, n_cells: int, out_size: float) -> torch.Tensor:
-    """Positions of pixels ``pos`` in cell coordinates (``align_corners=False``), float64."""
-    return (pos.double() + 0.5) * (n_cells / out_size) - 0.5
+def _traced(n: object, dtype: torch.dtype) -> object:
+    """A size as a number for float arithmetic: traced sizes (``torch.jit.trace``) are 0-d
+    int64 tensors, cast explicitly; ints and symbolic ints (``torch.export``) stay as they are."""
+    return n.to(dtype) if isinstance(n, torch.Tensor) else n
 
 
-def _nearest(pos: torch.Tensor, n_cells: int, out_size: float) -> torch.Tensor:
-    return torch.floor((pos.double() + 0.5) * (n_cells / out_size)).long().clamp_(0, n_cells - 1)
+def _coords(pos: torch.Tensor, n_cells: object, length: object, dtype: torch.dtype
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixels ``pos`` (int64) of an axis of ``length`` pixels (an int, or a traced or
+    symbolic size) and ``n_cells`` cells: their nearest cell ``floor((y + 0.5) n / L)``, the
+    floor of their position and the position ``(y + 0.5) n / L - 0.5`` in cell coordinates
+    (``align_corners=False``). Floors in integer arithmetic (``2 (y + 0.5) n`` is an integer):
+    a pixel exactly on a cell centre (the middle row of an odd image over an odd map) gets
+    its own cell, not the one before through rounding."""
+    a = (2 * pos + 1) * n_cells
+    nearest = a // (2 * length)
+    base = (a + length) // (2 * length) - 1  # the numerator stays nonnegative
+    return nearest, base, (a - length).to(dtype) / _traced(2 * length, dtype)
+
+
+def _axis(pos: torch.Tensor, n_cells: int, out_size: float
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_coords` of whole-image pixels ``pos`` (float64; nearest cells clamped), also for
+    a length that is not a whole number of pixels."""
+    if float(out_size).is_integer():
+        nearest, base, p = _coords(pos.long(), n_cells, int(out_size), torch.float64)
+    else:  # pragma: no cover - canvases and images have whole sizes
+        p = (pos.double() + 0.5) * (n_cells / out_size) - 0.5
+        nearest, base = torch.floor(p + 0.5).long(), torch.floor(p).long()
+    return nearest.clamp_(0, n_cells - 1), base, p
 
 
 def _cell_sums(guide: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
@@ -152,11 +176,11 @@ def edge_aware_upsample(
     # cell means of the guide: only cells whose every pixel lies in the guide are exact
     gr = torch.arange(gy, gy + guide.shape[1], device=dev)
     gc = torch.arange(gx, gx + guide.shape[2], device=dev)
-    cells = (_nearest(gr, hn, out_size[0]) - oy, _nearest(gc, wn, out_size[1]) - ox)
+    cells = (_axis(gr, hn, out_size[0])[0] - oy, _axis(gc, wn, out_size[1])[0] - ox)
     sums, counts = _cell_sums(guide, gr, gc, cells, (h_loc, w_loc))
-    full_y = torch.bincount(_nearest(torch.arange(H, device=dev), hn, out_size[0]),
+    full_y = torch.bincount(_axis(torch.arange(H, device=dev), hn, out_size[0])[0],
                             minlength=hn)[oy:oy + h_loc]
-    full_x = torch.bincount(_nearest(torch.arange(W, device=dev), wn, out_size[1]),
+    full_x = torch.bincount(_axis(torch.arange(W, device=dev), wn, out_size[1])[0],
                             minlength=wn)[ox:ox + w_loc]
     complete = (counts == full_y[:, None].double() * full_x[None, :].double())
     means = sums / counts.clamp_min(1.0)
@@ -176,8 +200,8 @@ def _upsample_rows(scores: torch.Tensor, means: torch.Tensor, guide: torch.Tenso
     k, h_loc, w_loc = scores.shape
     dev = scores.device
     pix = guide[:, rows - gy][:, :, cols - gx].double()  # (c, ny, nx)
-    py, px = _axis(rows, hn, out_size[0]), _axis(cols, wn, out_size[1])
-    y0, x0 = torch.floor(py).long(), torch.floor(px).long()
+    _, y0, py = _axis(rows, hn, out_size[0])
+    _, x0, px = _axis(cols, wn, out_size[1])
     offsets = range(1 - radius, radius + 1)
     taps = []
     for dy in offsets:
@@ -212,3 +236,86 @@ def _upsample_rows(scores: torch.Tensor, means: torch.Tensor, guide: torch.Tenso
         num += s[:, ly][:, :, lx] * wt
         den += wt
     return (num / den).to(scores.dtype)
+
+
+def _batch_axis(n_cells: object, n_pix: object, device: torch.device, dtype: torch.dtype,
+                radius: int, sigma_spatial: float) -> tuple:
+    """One axis of :func:`edge_aware_upsample_batch`: the one-hot ``(n_cells, n_pix)`` nearest
+    cell of every pixel, and per tap the cell index ``(n_pix,)`` (wrapped into the map),
+    whether the cell is on the map, and the spatial weight."""
+    nearest, base, pos = _coords(torch.arange(n_pix, device=device), n_cells, n_pix, dtype)
+    onehot = (nearest[None, :] == torch.arange(n_cells, device=device)[:, None]).to(dtype)
+    taps = []
+    for d in range(1 - radius, radius + 1):
+        q = base + d
+        valid = (q >= 0) & (q < n_cells)
+        weight = torch.exp(-((pos - q.to(dtype)) ** 2) / (2 * sigma_spatial**2)) * valid
+        taps.append((q % n_cells, valid, weight))
+    return onehot, taps
+
+
+def edge_aware_upsample_batch(
+    scores: torch.Tensor,
+    guide: torch.Tensor,
+    *,
+    radius: int = EDGE_PARAMS["radius"],
+    sigma_spatial: float = EDGE_PARAMS["sigma_spatial"],
+    sigma_range: float = EDGE_PARAMS["sigma_range"],
+) -> torch.Tensor:
+    """:func:`edge_aware_upsample` of whole images, batched and traceable.
+
+    The same joint bilateral upsampling of score maps covering their whole images, written
+    with tensor operations only (cell means through one-hot matrices, taps through
+    ``index_select``, floors in integer arithmetic) so that ``torch.jit.trace`` (traced sizes)
+    and ``torch.export`` (symbolic sizes) keep batch, height and width dynamic: the exported
+    network (:func:`skhyper.export.to_torch`) upsamples its coarse maps with it.
+
+    Parameters
+    ----------
+    scores : Tensor of shape (n, k, h, w)
+    guide : Tensor of shape (n, c, H, W)
+        The images in ``[0, 1]`` (:func:`image_guide`); replicated channels give the same
+        weights as one (distances are means over channels).
+    radius, sigma_spatial, sigma_range : see :data:`EDGE_PARAMS`.
+
+    Returns
+    -------
+    Tensor of shape (n, k, H, W)
+        Computed in the dtype of ``scores`` (float64 in, float64 arithmetic).
+
+    Examples
+    --------
+    >>> import torch
+    >>> guide = torch.zeros(1, 1, 1, 16)
+    >>> guide[..., 8:] = 1.0
+    >>> scores = torch.tensor([[[[0.0, 0.0, 1.0, 1.0]]]])
+    >>> up = edge_aware_upsample_batch(scores, guide)
+    >>> [round(v, 3) for v in up[0, 0, 0, 6:10].tolist()]
+    [0.0, 0.0, 1.0, 1.0]
+    """
+    h, w = scores.shape[2], scores.shape[3]
+    H, W = guide.shape[2], guide.shape[3]
+    dtype, dev = scores.dtype, scores.device
+    g = guide.to(dtype)
+    ay, taps_y = _batch_axis(h, H, dev, dtype, radius, sigma_spatial)
+    ax, taps_x = _batch_axis(w, W, dev, dtype, radius, sigma_spatial)
+    # mean guide colour of the pixels whose nearest cell is (i, j): (n, c, h, w)
+    counts = ay.sum(1)[:, None] * ax.sum(1)[None, :]
+    means = torch.matmul(torch.matmul(ay, g), ax.transpose(0, 1)) / counts.clamp_min(1.0)
+    taps = []
+    for iy, vy, wy in taps_y:
+        rows = means.index_select(2, iy)
+        for ix, vx, wx in taps_x:
+            d2 = ((g - rows.index_select(3, ix)) ** 2).mean(1)  # (n, H, W)
+            used = vy[:, None] & vx[None, :]
+            d2 = torch.where(used, d2, torch.inf)  # cells off the map weigh nothing
+            taps.append((iy, ix, wy[:, None] * wx[None, :], d2))
+    # colour weights relative to each pixel's closest colour (as _upsample_rows)
+    d2_min = torch.stack([t[3] for t in taps]).amin(0)
+    num = den = None
+    for iy, ix, ws, d2 in taps:
+        wt = (ws * torch.exp(-(d2 - d2_min) / (2 * sigma_range**2)))[:, None]  # (n, 1, H, W)
+        term = scores.index_select(2, iy).index_select(3, ix) * wt
+        num = term if num is None else num + term
+        den = wt if den is None else den + wt
+    return num / den
