@@ -241,7 +241,7 @@ def _upsample_rows(scores: torch.Tensor, means: torch.Tensor, guide: torch.Tenso
 def _batch_axis(n_cells: object, n_pix: object, device: torch.device, dtype: torch.dtype,
                 radius: int, sigma_spatial: float) -> tuple:
     """One axis of :func:`edge_aware_upsample_batch`: the one-hot ``(n_cells, n_pix)`` nearest
-    cell of every pixel, and per tap the cell index ``(n_pix,)`` (wrapped into the map),
+    cell of every pixel, and per tap the cell index ``(n_pix,)`` (an on-map one for taps off it),
     whether the cell is on the map, and the spatial weight."""
     nearest, base, pos = _coords(torch.arange(n_pix, device=device), n_cells, n_pix, dtype)
     onehot = (nearest[None, :] == torch.arange(n_cells, device=device)[:, None]).to(dtype)
@@ -250,7 +250,8 @@ def _batch_axis(n_cells: object, n_pix: object, device: torch.device, dtype: tor
         q = base + d
         valid = (q >= 0) & (q < n_cells)
         weight = torch.exp(-((pos - q.to(dtype)) ** 2) / (2 * sigma_spatial**2)) * valid
-        taps.append((q % n_cells, valid, weight))
+        # off-map taps read a cell on the map (weight 0); no remainder by a symbolic size
+        taps.append((torch.where(valid, q, base.clamp(min=0)), valid, weight))
     return onehot, taps
 
 
