@@ -88,7 +88,9 @@ def test_edge_aware_equals_reference(shape, cells, out_size):
                                          ((6, 5), (9, 11)), ((16, 24), (2, 3))])
 @pytest.mark.parametrize("n_channels", [1, 3])
 def test_batch_equals_per_image(shape, cells, n_channels):
-    """The batched, traceable form (the exported network's) equals the per-image one."""
+    """The batched, traceable form (the exported network's, and edge_aware_upsample's for
+    whole images of up to one band) equals the banded per-image one (explicit rows and
+    columns select it)."""
     rng = np.random.default_rng(sum(shape) + n_channels)
     scores = torch.from_numpy(rng.normal(size=(2, 3, *cells)) * 3)
     guide = torch.from_numpy(rng.random((2, n_channels, *shape)).astype(np.float32))
@@ -96,8 +98,11 @@ def test_batch_equals_per_image(shape, cells, n_channels):
     got = edge_aware_upsample_batch(scores, guide.double())
     assert got.shape == (2, 3, *shape) and got.dtype == torch.float64
     for i in range(2):
-        np.testing.assert_allclose(got[i].numpy(), edge_aware_upsample(scores[i], guide[i], shape)
-                                   .numpy(), rtol=0, atol=1e-10)
+        banded = edge_aware_upsample(scores[i], guide[i], shape, rows=torch.arange(shape[0]),
+                                     cols=torch.arange(shape[1]))
+        np.testing.assert_allclose(got[i].numpy(), banded.numpy(), rtol=0, atol=1e-10)
+        whole = edge_aware_upsample(scores[i], guide[i], shape)  # delegates to the batch
+        np.testing.assert_allclose(whole.numpy(), banded.numpy(), rtol=0, atol=1e-10)
     # replicated grey channels weigh as one
     grey = edge_aware_upsample_batch(scores, guide[:, :1].double().expand(-1, 3, -1, -1))
     np.testing.assert_allclose(grey.numpy(), edge_aware_upsample_batch(

@@ -19,9 +19,12 @@ around it per axis::
 ``I`` is the image in ``[0, 1]`` (``skhyper.features.to_float_image``), ``Ibar(q)`` the mean of
 the pixels whose nearest cell is ``q``. Every quantity is local, so a window of a large image
 that holds the block plus a few cells of halo gives the whole image's values
-(:func:`edge_aware_upsample` takes the window's offsets). Layers finer than ``min_stride``
-pixels (``feature_info``'s ``reduction``, per scale) are upsampled bilinearly as in the
-hypercolumn: they resolve edges themselves.
+(:func:`edge_aware_upsample` takes the window's offsets, and computes in bands of rows).
+:func:`edge_aware_upsample_batch` is the same for whole images in batches, in tensor
+operations only (traceable, for the exported network); :func:`edge_aware_upsample` uses it
+for whole images of up to one band. Layers finer than ``min_stride`` pixels
+(``feature_info``'s ``reduction``, per scale) are upsampled bilinearly as in the hypercolumn:
+they resolve edges themselves.
 """
 
 from __future__ import annotations
@@ -170,6 +173,13 @@ def edge_aware_upsample(
     oy, ox = map_origin
     H, W = (gy + guide.shape[1], gx + guide.shape[2]) if image_shape is None else image_shape
     dev = scores.device
+    whole = (rows is None and cols is None and (gy, gx, oy, ox) == (0, 0, 0, 0)
+             and (hn, wn) == (h_loc, w_loc) and (H, W) == tuple(guide.shape[1:])
+             and tuple(map(float, out_size)) == (H, W))
+    if whole and H * W <= _BAND_PIXELS:  # one band: the batched form (same math, faster)
+        params = {"radius": radius, "sigma_spatial": sigma_spatial, "sigma_range": sigma_range}
+        return edge_aware_upsample_batch(scores[None].double(), guide[None].to(dev).double(),
+                                         **params)[0].to(scores.dtype)
     rows = torch.arange(gy, gy + guide.shape[1], device=dev) if rows is None else rows.to(dev)
     cols = torch.arange(gx, gx + guide.shape[2], device=dev) if cols is None else cols.to(dev)
     guide = guide.to(dev)
@@ -304,10 +314,11 @@ def edge_aware_upsample_batch(
     counts = ay.sum(1)[:, None] * ax.sum(1)[None, :]
     means = torch.matmul(torch.matmul(ay, g), ax.transpose(0, 1)) / counts.clamp_min(1.0)
     taps = []
-    for iy, vy, wy in taps_y:
-        rows = means.index_select(2, iy)
-        for ix, vx, wx in taps_x:
-            d2 = ((g - rows.index_select(3, ix)) ** 2).mean(1)  # (n, H, W)
+    # columns first, on the coarse rows (cheap); then whole rows (contiguous copies)
+    for ix, vx, wx in taps_x:
+        cols = means.index_select(3, ix)
+        for iy, vy, wy in taps_y:
+            d2 = ((g - cols.index_select(2, iy)) ** 2).mean(1)  # (n, H, W)
             used = vy[:, None] & vx[None, :]
             d2 = torch.where(used, d2, torch.inf)  # cells off the map weigh nothing
             taps.append((iy, ix, wy[:, None] * wx[None, :], d2))
@@ -316,7 +327,7 @@ def edge_aware_upsample_batch(
     num = den = None
     for iy, ix, ws, d2 in taps:
         wt = (ws * torch.exp(-(d2 - d2_min) / (2 * sigma_range**2)))[:, None]  # (n, 1, H, W)
-        term = scores.index_select(2, iy).index_select(3, ix) * wt
+        term = scores.index_select(3, ix).index_select(2, iy) * wt
         num = term if num is None else num + term
         den = wt if den is None else den + wt
     return num / den
