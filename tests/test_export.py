@@ -121,6 +121,24 @@ def test_onnx_equals_predict_proba(fitted, onnx_files, name):
     assert [p.shape for p in model.predict(images)] == [img.shape[:2] for img in images]
 
 
+def test_edge_aware_batches_and_grey_guides(fitted):
+    """The guide is each image of the batch, with its own channels: a batch of two images and
+    a grey image fed to an RGB model (replicated channels weigh as one) equal predict_proba."""
+    seg, images = fitted["plain"]
+    net = to_torch(seg)
+    assert any(net.edges)
+    img = images[0]
+    flipped = np.ascontiguousarray(img[::-1, ::-1])
+    grey = np.ascontiguousarray(img[..., :1])
+    x = torch.cat([_net_input(seg, img), _net_input(seg, flipped)])
+    with torch.inference_mode():
+        got = net(x).permute(0, 2, 3, 1).numpy()
+        got_grey = net(_net_input(seg, grey))[0].permute(1, 2, 0).numpy()
+    _check(got[0], seg, img)
+    _check(got[1], seg, flipped)
+    _check(got_grey, seg, grey)
+
+
 def test_dynamo_exporter(fitted, tmp_path):
     """The torch.export route gives the same ONNX model (multi-scale: symbolic fed sizes)."""
     seg, images = fitted["multiscale"]
