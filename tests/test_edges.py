@@ -15,7 +15,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skhyper import GridLocationClassifier, HypercolumnSegmenter, HypercolumnTransformer
-from skhyper.heads import EDGE_PARAMS, coarse_sum, edge_aware_upsample, image_guide
+from skhyper.heads import (
+    EDGE_PARAMS,
+    coarse_sum,
+    edge_aware_upsample,
+    edge_aware_upsample_batch,
+    image_guide,
+)
 from skhyper.metrics import boundary_f_score, foreground_iou
 
 LITE_LAYERS = ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
@@ -64,6 +70,7 @@ def reference_jbu(scores, guide, out_size, *, radius=EDGE_PARAMS["radius"],
     ((16, 24), (2, 3), None),            # whole cells
     ((13, 17), (2, 2), (16.0, 32.0)),    # a canvas larger than the image (padded patches)
     ((9, 40), (1, 5), None),             # one cell row
+    ((23, 33), (13, 9), None),           # pixels on cell centres (float64 rounds them below)
 ])
 def test_edge_aware_equals_reference(shape, cells, out_size):
     rng = np.random.default_rng(sum(shape))
@@ -75,6 +82,32 @@ def test_edge_aware_equals_reference(shape, cells, out_size):
     # the guide is float32, everything after it float64: agreement to float64 rounding
     np.testing.assert_allclose(got.numpy(), reference_jbu(scores, guide, size), rtol=0,
                                atol=1e-10)
+
+
+@pytest.mark.parametrize("shape,cells", [((19, 23), (3, 4)), ((97, 131), (7, 9)),
+                                         ((23, 33), (13, 9)), ((9, 40), (1, 5)),
+                                         ((6, 5), (9, 11)), ((16, 24), (2, 3))])
+@pytest.mark.parametrize("n_channels", [1, 3])
+def test_batch_equals_per_image(shape, cells, n_channels):
+    """The batched, traceable form (the exported network's, and edge_aware_upsample's for
+    whole images of up to one band) equals the banded per-image one (explicit rows and
+    columns select it)."""
+    rng = np.random.default_rng(sum(shape) + n_channels)
+    scores = torch.from_numpy(rng.normal(size=(2, 3, *cells)) * 3)
+    guide = torch.from_numpy(rng.random((2, n_channels, *shape)).astype(np.float32))
+    guide[..., shape[1] // 2:] += 0.5
+    got = edge_aware_upsample_batch(scores, guide.double())
+    assert got.shape == (2, 3, *shape) and got.dtype == torch.float64
+    for i in range(2):
+        banded = edge_aware_upsample(scores[i], guide[i], shape, rows=torch.arange(shape[0]),
+                                     cols=torch.arange(shape[1]))
+        np.testing.assert_allclose(got[i].numpy(), banded.numpy(), rtol=0, atol=1e-10)
+        whole = edge_aware_upsample(scores[i], guide[i], shape)  # delegates to the batch
+        np.testing.assert_allclose(whole.numpy(), banded.numpy(), rtol=0, atol=1e-10)
+    # replicated grey channels weigh as one
+    grey = edge_aware_upsample_batch(scores, guide[:, :1].double().expand(-1, 3, -1, -1))
+    np.testing.assert_allclose(grey.numpy(), edge_aware_upsample_batch(
+        scores, guide[:, :1].double()).numpy(), rtol=0, atol=1e-10)
 
 
 def test_dissimilar_colours_do_not_underflow():

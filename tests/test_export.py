@@ -1,6 +1,7 @@
 """Export (skhyper.export): the network equals predict_proba (PyTorch and ONNX Runtime) for a
 plain head, a K x K grid head, multi-scale and a 1-channel uint16 microscopy setting, at odd
-sizes; unexportable models are refused by name; the ONNX runtime needs no torch."""
+sizes, with the coarse layer (stride 16) upsampled edge-aware (the default) and bilinearly;
+unexportable models are refused by name; the ONNX runtime needs no torch."""
 
 from __future__ import annotations
 
@@ -46,12 +47,14 @@ def _micro(rng, shape):
 
 
 def _hc(**kw):
-    return HypercolumnTransformer("resnet18", weights=None, layers=["relu", "layer1"],
+    # layer3 (stride 16) is coarse: upsampled edge-aware by the default segmenter
+    return HypercolumnTransformer("resnet18", weights=None, layers=["relu", "layer1", "layer3"],
                                   device="cpu", **kw)
 
 
 SETTINGS = {
     "plain": (lambda: HypercolumnSegmenter(_hc()), _rgb),
+    "bilinear": (lambda: HypercolumnSegmenter(_hc(), upsampling="bilinear"), _rgb),
     "grid": (lambda: HypercolumnSegmenter(
         _hc(append_location=True), GridLocationClassifier(LogisticRegression(C=0.1), 2)), _rgb),
     "multiscale": (lambda: HypercolumnSegmenter(_hc(scales=(1.0, 0.5))), _rgb),
@@ -99,6 +102,9 @@ def test_torch_equals_predict_proba(fitted, name):
     seg, images = fitted[name]
     net = to_torch(seg)
     assert net.config["grid_size"] == (2 if name == "grid" else 1)
+    edge_aware = name != "bilinear"
+    assert net.config["upsampling"] == ("edge_aware" if edge_aware else "bilinear")
+    assert any(net.edges) == edge_aware  # layer3 (and layer1 at scale 0.5) are coarse
     with torch.inference_mode():
         for img in images:
             got = net(_net_input(seg, img))[0].permute(1, 2, 0).numpy()
@@ -115,6 +121,24 @@ def test_onnx_equals_predict_proba(fitted, onnx_files, name):
     assert [p.shape for p in model.predict(images)] == [img.shape[:2] for img in images]
 
 
+def test_edge_aware_batches_and_grey_guides(fitted):
+    """The guide is each image of the batch, with its own channels: a batch of two images and
+    a grey image fed to an RGB model (replicated channels weigh as one) equal predict_proba."""
+    seg, images = fitted["plain"]
+    net = to_torch(seg)
+    assert any(net.edges)
+    img = images[0]
+    flipped = np.ascontiguousarray(img[::-1, ::-1])
+    grey = np.ascontiguousarray(img[..., :1])
+    x = torch.cat([_net_input(seg, img), _net_input(seg, flipped)])
+    with torch.inference_mode():
+        got = net(x).permute(0, 2, 3, 1).numpy()
+        got_grey = net(_net_input(seg, grey))[0].permute(1, 2, 0).numpy()
+    _check(got[0], seg, img)
+    _check(got[1], seg, flipped)
+    _check(got_grey, seg, grey)
+
+
 def test_dynamo_exporter(fitted, tmp_path):
     """The torch.export route gives the same ONNX model (multi-scale: symbolic fed sizes)."""
     seg, images = fitted["multiscale"]
@@ -126,14 +150,16 @@ def test_dynamo_exporter(fitted, tmp_path):
 
 
 def test_default_backbone_exports(tmp_path):
-    """EfficientNet-Lite0 (bundled weights; TF 'same' padding computed from the input size)."""
+    """EfficientNet-Lite0 (bundled weights; TF 'same' padding computed from the input size), the
+    default segmenter: its coarse blocks (strides 8 to 32) upsampled edge-aware."""
     rng = np.random.default_rng(0)
     images = [_rgb(rng, s) for s in [(67, 89), (130, 101)]]
     masks = [(img[..., 0] > 127).astype(int) for img in images]
     seg = HypercolumnSegmenter(HypercolumnTransformer(device="cpu"), n_pixels_per_image=200,
-                               random_state=0, upsampling="bilinear").fit(images, masks)
+                               random_state=0).fit(images, masks)
     model = OnnxSegmenter(to_onnx(seg, tmp_path / "lite0.onnx"))
     net = to_torch(seg)
+    assert seg.upsampling == "edge_aware" and any(net.edges)
     for img in images:
         _check(model.predict_proba(img), seg, img)
         with torch.inference_mode():

@@ -1,8 +1,9 @@
 """Deploy a fitted segmenter as a plain network: PyTorch, ONNX, bioimage.io; safe model files.
 
 A segmenter whose classifier folds (:func:`skhyper.heads.fold_head`) is a feed-forward network
-(the backbone cut at its deepest layer, one 1x1 convolution per map, bilinear upsampling, a
-sum, the grid blend, the link), so it runs where scikit-learn does not:
+(the backbone cut at its deepest layer, one 1x1 convolution per map, bilinear upsampling, or
+edge-aware for coarse maps, a sum, the grid blend, the link), so it runs where scikit-learn
+does not:
 
 * :func:`to_torch` -- a :class:`torch.nn.Module` (``torch.export`` works on it);
 * :func:`to_onnx` -- an ONNX model with dynamic height and width, and

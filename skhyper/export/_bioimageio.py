@@ -34,6 +34,11 @@ HYPERCOLUMNS_CITATION = {
             "fine-grained localization. CVPR 2015.",
     "doi": "10.1109/CVPR.2015.7298642",
 }
+_UPSAMPLING_DOC = {  # the README's line on how score maps reach the image
+    "bilinear": "score maps upsampled bilinearly.",
+    "edge_aware": "the score maps of coarse layers (stride 8 and more) upsampled edge-aware "
+                  "(joint bilateral upsampling guided by the image), the others bilinearly.",
+}
 
 
 def _preprocessing(dtype: np.dtype, intensity_range: Any) -> list:
@@ -164,7 +169,8 @@ def to_bioimageio(
         f"# {name}\n\n{description or 'A hypercolumn pixel classifier made with skhyper.'}\n\n"
         f"Hypercolumns (Hariharan et al., CVPR 2015) of backbone `{config['backbone']}` (maps "
         f"{config['maps']}, scales {config['scales'] or [1.0]}), classified per pixel by a "
-        f"folded linear head (grid size {config['grid_size']}). Output: probabilities of the "
+        f"folded linear head (grid size {config['grid_size']}); "
+        f"{_UPSAMPLING_DOC[config.get('upsampling', 'bilinear')]} Output: probabilities of the "
         f"classes {classes}. Exported by skhyper {__version__}.\n\n"
         "Input: the raw image; preprocessing maps its intensities to [0, 1] as skhyper does "
         f"(intensity_range={config['intensity_range']!r}). The network sees whole images; "

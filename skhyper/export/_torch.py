@@ -2,8 +2,10 @@
 
 A segmenter whose classifier folds (:func:`skhyper.heads.fold_head`) *is* a feed-forward
 network: the backbone cut at its deepest chosen layer (per scale), one 1x1 convolution per
-map (the folded head's blocks), bilinear upsampling of the score maps to the image, their sum
-plus the bias, the location terms or the K x K grid blend, and the link (sigmoid, softmax or
+map (the folded head's blocks), upsampling of the score maps to the image (bilinear, or for
+the coarse layers of an ``upsampling="edge_aware"`` segmenter joint bilateral upsampling
+guided by the input image, :func:`skhyper.heads.edge_aware_upsample_batch`), their sum plus
+the bias, the location terms or the K x K grid blend, and the link (sigmoid, softmax or
 one-vs-rest). :class:`HypercolumnNet` is that network; it takes a float batch ``(n, channels,
 height, width)`` in ``[0, 1]`` (the images after the engine's intensity step, see
 :func:`skhyper.export.prepare_images`) and returns ``(n, n_classes, height, width)``
@@ -27,7 +29,7 @@ from torch import nn
 
 from ..estimators import HypercolumnSegmenter
 from ..features import Backbone
-from ..heads import LINKS, FoldedGrid, is_coarse
+from ..heads import LINKS, FoldedGrid, coarse_target, edge_aware_upsample_batch, is_coarse
 
 __all__ = ["HypercolumnNet", "check_exportable", "export_config", "to_torch"]
 
@@ -52,9 +54,8 @@ def check_exportable(model: Any, output: str = "predict_proba") -> None:
         ``model`` is not a :class:`~skhyper.HypercolumnSegmenter`.
     ValueError
         The classifier does not fold (forests, boosting), ``output`` needs a link the
-        classifier lacks, the features resize images (``image_size``), a scale is not a
-        multiple of 1/1024, or coarse score maps are upsampled edge-aware
-        (``upsampling="edge_aware"``: export ``model.set_params(upsampling="bilinear")``).
+        classifier lacks, the features resize images (``image_size``), or a scale is not a
+        multiple of 1/1024.
 
     Examples
     --------
@@ -115,17 +116,6 @@ def check_exportable(model: Any, output: str = "predict_proba") -> None:
             "exactly only for such (dyadic) scales, e.g. 0.5, 0.25, 0.75, 1.5, 2.0. Refit with "
             "those, or predict with model.predict."
         )
-    coarse = [d["name"] for d in engine.feature_info
-              if is_coarse(d.get("reduction"), (2, 2)) and d.get("kind") != "vector"]
-    if getattr(model, "upsampling", "bilinear") != "bilinear" and coarse:
-        raise ValueError(
-            f"The 'model' parameter upsamples the score maps of its coarse layers {coarse} "
-            f"edge-aware (upsampling={model.upsampling!r}, the segmenter's default), which the "
-            "exported network does not reproduce yet. Export "
-            "model.set_params(upsampling='bilinear') instead (the exact hypercolumn: its "
-            "predict then equals the exported network; masks are a little less tight at "
-            "edges), or keep predicting with model.predict."
-        )
     if engine.image_size is not None:
         raise ValueError(
             f"The 'model' parameter resizes every image to image_size={engine.image_size} "
@@ -176,6 +166,7 @@ def export_config(model: HypercolumnSegmenter, output: str = "predict_proba") ->
         "maps": list(engine.map_names),
         "scales": None if engine.scales is None else list(engine.scales),
         "grid_size": head.grid_size if isinstance(head, FoldedGrid) else 1,
+        "upsampling": getattr(model, "upsampling", "bilinear"),
         "min_size": min_size(model),
     }
 
@@ -202,6 +193,12 @@ class HypercolumnNet(nn.Module):
     head0, head1, ... : Tensor of shape (n_outputs, num_chs, 1, 1)
         The folded head's weights of each map, as 1x1 convolutions (buffers); ``bias``,
         ``location`` (or None) likewise.
+    edges : list of bool
+        Per map, whether its score map is upsampled edge-aware (a coarse layer of an
+        ``upsampling="edge_aware"`` segmenter, :func:`skhyper.heads.is_coarse`): those are
+        summed on the grid of map ``edge_target`` (:func:`skhyper.heads.coarse_target`) and
+        upsampled once, guided by the input image; the others bilinearly (1 x 1 vectors
+        broadcast).
     grid_size : int
         K of a K x K grid head (1: a plain head).
     link : {"sigmoid", "softmax", "ovr"} or None
@@ -215,11 +212,14 @@ class HypercolumnNet(nn.Module):
     def __init__(self, backbone: Backbone, plan: list[tuple[float, list[str]]],
                  weights: list[torch.Tensor], vectors: list[bool], bias: torch.Tensor, *,
                  location: torch.Tensor | None, grid_size: int, link: str | None,
-                 n_inputs: int, config: dict[str, Any]) -> None:
+                 n_inputs: int, config: dict[str, Any], edges: list[bool] | None = None,
+                 edge_target: int | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.plan = [(float(s), list(names)) for s, names in plan]
         self.vectors = list(vectors)
+        self.edges = [False] * len(self.vectors) if edges is None else list(edges)
+        self.edge_target = edge_target
         for i, w in enumerate(weights):
             self.register_buffer(f"head{i}", w)
         self.n_maps = len(weights)
@@ -237,9 +237,11 @@ class HypercolumnNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities (or scores) ``(n, k, h, w)`` of images ``(n, n_inputs, h, w)``."""
         n, _, H, W = x.shape
+        guide = x  # the image's own channels guide edge-aware upsampling (image_guide)
         if self.n_inputs != self.backbone.in_chans:  # grayscale replicated to the backbone
             x = x.expand(-1, self.backbone.in_chans, -1, -1)
         total = self.bias.reshape(1, -1, 1, 1).expand(n, -1, H, W)
+        coarse: dict[int, torch.Tensor] = {}
         i = 0
         for scale, layers in self.plan:
             fed = x if scale == 1.0 else F.interpolate(
@@ -248,10 +250,22 @@ class HypercolumnNet(nn.Module):
             maps = self.backbone(fed, layers)
             for layer in layers:
                 s = F.conv2d(maps[layer], getattr(self, f"head{i}"))
+                if self.edges[i]:
+                    coarse[i] = s
+                    i += 1
+                    continue
                 if not self.vectors[i]:
                     s = F.interpolate(s, size=(H, W), mode="bilinear", align_corners=False)
                 total = total + s
                 i += 1
+        if coarse:  # summed on the finest coarse grid, then one edge-aware upsampling
+            grid = coarse[self.edge_target]
+            acc = grid
+            for j, s in coarse.items():
+                if j != self.edge_target:
+                    acc = acc + F.interpolate(s, size=grid.shape[-2:], mode="bilinear",
+                                              align_corners=False)
+            total = total + edge_aware_upsample_batch(acc, guide)
         if self.location is not None:
             u = ((torch.arange(W, dtype=x.dtype, device=x.device) + 0.5) / W).clamp(0.0, 1.0)
             v = ((torch.arange(H, dtype=x.dtype, device=x.device) + 0.5) / H).clamp(0.0, 1.0)
@@ -293,8 +307,9 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
     float32 rounding (1e-4), or the scores with ``output="decision_function"``. It is built
     from the model's folded head (:attr:`HypercolumnSegmenter.folded_`) and a copy of its
     engine's backbone: the backbone pass (each scale), one 1x1 convolution per map, bilinear
-    upsampling, the sum, the grid blend or location terms, the link. ``torch.export`` works
-    on it with dynamic height and width.
+    upsampling (edge-aware for the coarse layers of an ``upsampling="edge_aware"`` model,
+    guided by the input), the sum, the grid blend or location terms, the link.
+    ``torch.export`` works on it with dynamic height and width.
 
     Parameters
     ----------
@@ -337,6 +352,10 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
     weights = [torch.tensor(b.T, dtype=torch.float32).reshape(b.shape[1], b.shape[0], 1, 1)
                for b in head.blocks]
     vectors = [d.get("kind") == "vector" for d in engine.feature_info]
+    edges = [config["upsampling"] == "edge_aware" and not v and is_coarse(d.get("reduction"),
+                                                                            (2, 2))
+             for d, v in zip(engine.feature_info, vectors)]
+    target = coarse_target([d.get("reduction") for d in engine.feature_info], edges)
     location = None if head.location is None else torch.tensor(head.location,
                                                                 dtype=torch.float32)
     backbone = copy.deepcopy(engine.backbone).cpu().eval()
@@ -346,6 +365,6 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
         backbone, plan, weights, vectors, torch.tensor(head.bias, dtype=torch.float32),
         location=location, grid_size=config["grid_size"],
         link=head.link if output == "predict_proba" else None, n_inputs=config["n_channels"],
-        config=config,
+        config=config, edges=edges, edge_target=target,
     )
     return net.eval()

@@ -13,7 +13,8 @@ building blocks (:func:`fold_classifier`, :func:`fold_grid`,
 :func:`grid_scores`) are public for analysis and exporters.
 :func:`edge_aware_upsample` is the segmenter's default way to bring the coarse
 layers' score maps to the image (joint bilateral upsampling guided by the
-image); ``upsampling="bilinear"`` keeps the exact hypercolumn.
+image; :func:`edge_aware_upsample_batch` is its batched, traceable form for
+exporters); ``upsampling="bilinear"`` keeps the exact hypercolumn.
 """
 
 from ..location import LOCATION
@@ -22,7 +23,9 @@ from ._edges import (
     EDGE_PARAMS,
     UPSAMPLINGS,
     coarse_sum,
+    coarse_target,
     edge_aware_upsample,
+    edge_aware_upsample_batch,
     image_guide,
     is_coarse,
 )
@@ -52,7 +55,9 @@ __all__ = [
     "NotFoldableError",
     "affine_of",
     "coarse_sum",
+    "coarse_target",
     "edge_aware_upsample",
+    "edge_aware_upsample_batch",
     "find_link",
     "fold_chain",
     "fold_classifier",

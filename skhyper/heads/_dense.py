@@ -31,7 +31,14 @@ import torch
 
 from ..features import FeatureEngine, interp_weights
 from ..location import LOCATION, axis_locations, frame_of
-from ._edges import UPSAMPLINGS, coarse_sum, edge_aware_upsample, image_guide, is_coarse
+from ._edges import (
+    UPSAMPLINGS,
+    coarse_sum,
+    coarse_target,
+    edge_aware_upsample,
+    image_guide,
+    is_coarse,
+)
 from ._folding import FoldedHead, NotFoldableError, fold_classifier, project_maps, upsample_sum
 from ._grid import FoldedGrid, fold_grid, grid_scores, location_scores
 
@@ -157,9 +164,12 @@ class _Weights:
                     groups.setdefault(canvases[j], []).append(j)
             coarse = {j for js in groups.values() for j in js}
             kept = [j for j in range(len(parts)) if j not in coarse]
-            up = [edge_aware_upsample(coarse_sum([parts[j] for j in js])[1], guide,
-                                      shape if canvas is None else canvas, image_shape=shape)
-                  for canvas, js in groups.items()]
+            up = []
+            for canvas, js in groups.items():
+                t = coarse_target([self.reductions[j] for j in js], [True] * len(js))
+                up.append(edge_aware_upsample(
+                    coarse_sum([parts[j] for j in js], target=t)[1], guide,
+                    shape if canvas is None else canvas, image_shape=shape))
             parts = [parts[j] for j in kept] + up
             canvases = [canvases[j] for j in kept] + [None] * len(up)
         if isinstance(self.head, FoldedGrid):
@@ -327,7 +337,9 @@ def predict_window(
         if coarse:  # summed on the finest coarse grid, then edge-aware, as for whole images
             t, acc = coarse_sum([maps[n].double() for n in coarse],
                                 [region["native"][n] for n in coarse],
-                                [offsets[n] for n in coarse])
+                                [offsets[n] for n in coarse],
+                                target=coarse_target([red[n] for n in coarse],
+                                                     [True] * len(coarse)))
             total += edge_aware_upsample(
                 acc, image_guide(window[0], engine.intensity_range, engine.device), (H, W),
                 rows=torch.arange(r0, r1), cols=torch.arange(c0, c1), guide_origin=(w0, v0),

@@ -21,9 +21,12 @@ around it per axis::
 ``I`` is the image in ``[0, 1]`` (``skhyper.features.to_float_image``), ``Ibar(q)`` the mean of
 the pixels whose nearest cell is ``q``. Every quantity is local, so a window of a large image
 that holds the block plus a few cells of halo gives the whole image's values
-(:func:`edge_aware_upsample` takes the window's offsets). Layers finer than ``min_stride``
-pixels (``feature_info``'s ``reduction``, per scale) are upsampled bilinearly as in the
-hypercolumn: they resolve edges themselves.
+(:func:`edge_aware_upsample` takes the window's offsets, and computes in bands of rows).
+:func:`edge_aware_upsample_batch` is the same for whole images in batches, in tensor
+operations only (traceable, for the exported network); :func:`edge_aware_upsample` uses it
+for whole images of up to one band. Layers finer than ``min_stride`` pixels
+(``feature_info``'s ``reduction``, per scale) are upsampled bilinearly as in the hypercolumn:
+they resolve edges themselves.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "coarse_sum", "edge_aware_upsample", "image_guide",
-           "is_coarse"]
+__all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "coarse_sum", "coarse_target", "edge_aware_upsample",
+           "edge_aware_upsample_batch", "image_guide", "is_coarse"]
 
 UPSAMPLINGS = ("edge_aware", "bilinear")
 _BAND_PIXELS = 1 << 19
@@ -66,12 +69,28 @@ def is_coarse(reduction: float | None, map_shape: Sequence[int],
     return float(reduction) >= min_stride
 
 
+def coarse_target(reductions: Sequence[float | None], coarse: Sequence[bool]) -> int | None:
+    """Index of the map whose grid the coarse maps are summed on: the coarse map of smallest
+    stride (the first of equals); None without coarse maps. Decided by the layers, so every
+    image (and the exported network) uses the same grid.
+
+    Examples
+    --------
+    >>> coarse_target([2.0, 8.0, 16.0, 8.0], [False, True, True, True])
+    1
+    """
+    picks = [j for j, c in enumerate(coarse) if c]
+    return min(picks, key=lambda j: float(reductions[j])) if picks else None
+
+
 def coarse_sum(
     maps: Sequence[torch.Tensor],
     sizes: Sequence[tuple[int, int]] | None = None,
     origins: Sequence[tuple[int, int]] | None = None,
+    target: int | None = None,
 ) -> tuple[int, torch.Tensor]:
-    """The sum of ``(k, h, w)`` score maps on the grid of the one with the most cells.
+    """The sum of ``(k, h, w)`` score maps on the grid of map ``target`` (None: the one with
+    the most cells).
 
     Each other map is read bilinearly at that grid's cell centres (``F.interpolate``'s
     ``align_corners=False`` convention, all maps covering the same image or canvas). With
@@ -96,7 +115,8 @@ def coarse_sum(
 
     sizes = [tuple(m.shape[1:]) for m in maps] if sizes is None else list(sizes)
     origins = [(0, 0)] * len(maps) if origins is None else list(origins)
-    t = max(range(len(maps)), key=lambda j: sizes[j][0] * sizes[j][1])
+    t = max(range(len(maps)), key=lambda j: sizes[j][0] * sizes[j][1]) if target is None else (
+        target)
     (ht, wt), (oy, ox) = sizes[t], origins[t]
     total = maps[t].clone()
     rows = torch.arange(oy, oy + maps[t].shape[1])
@@ -117,13 +137,36 @@ def coarse_sum(
     return t, total
 
 
-def _axis(pos: torch.Tensor, n_cells: int, out_size: float) -> torch.Tensor:
-    """Positions of pixels ``pos`` in cell coordinates (``align_corners=False``), float64."""
-    return (pos.double() + 0.5) * (n_cells / out_size) - 0.5
+def _traced(n: object, dtype: torch.dtype) -> object:
+    """A size as a number for float arithmetic: traced sizes (``torch.jit.trace``) are 0-d
+    int64 tensors, cast explicitly; ints and symbolic ints (``torch.export``) stay as they are."""
+    return n.to(dtype) if isinstance(n, torch.Tensor) else n
 
 
-def _nearest(pos: torch.Tensor, n_cells: int, out_size: float) -> torch.Tensor:
-    return torch.floor((pos.double() + 0.5) * (n_cells / out_size)).long().clamp_(0, n_cells - 1)
+def _coords(pos: torch.Tensor, n_cells: object, length: object, dtype: torch.dtype
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixels ``pos`` (int64) of an axis of ``length`` pixels (an int, or a traced or
+    symbolic size) and ``n_cells`` cells: their nearest cell ``floor((y + 0.5) n / L)``, the
+    floor of their position and the position ``(y + 0.5) n / L - 0.5`` in cell coordinates
+    (``align_corners=False``). Floors in integer arithmetic (``2 (y + 0.5) n`` is an integer):
+    a pixel exactly on a cell centre (the middle row of an odd image over an odd map) gets
+    its own cell, not the one before through rounding."""
+    a = (2 * pos + 1) * n_cells
+    nearest = a // (2 * length)
+    base = (a + length) // (2 * length) - 1  # the numerator stays nonnegative
+    return nearest, base, (a - length).to(dtype) / _traced(2 * length, dtype)
+
+
+def _axis(pos: torch.Tensor, n_cells: int, out_size: float
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_coords` of whole-image pixels ``pos`` (float64; nearest cells clamped), also for
+    a length that is not a whole number of pixels."""
+    if float(out_size).is_integer():
+        nearest, base, p = _coords(pos.long(), n_cells, int(out_size), torch.float64)
+    else:  # pragma: no cover - canvases and images have whole sizes
+        p = (pos.double() + 0.5) * (n_cells / out_size) - 0.5
+        nearest, base = torch.floor(p + 0.5).long(), torch.floor(p).long()
+    return nearest.clamp_(0, n_cells - 1), base, p
 
 
 def _cell_sums(guide: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
@@ -203,53 +246,32 @@ def edge_aware_upsample(
     oy, ox = map_origin
     H, W = (gy + guide.shape[1], gx + guide.shape[2]) if image_shape is None else image_shape
     dev = scores.device
+    whole = (rows is None and cols is None and (gy, gx, oy, ox) == (0, 0, 0, 0)
+             and (hn, wn) == (h_loc, w_loc) and (H, W) == tuple(guide.shape[1:])
+             and tuple(map(float, out_size)) == (H, W))
+    if whole and H * W <= _BAND_PIXELS:  # one band: the batched form (same math, faster)
+        params = {"radius": radius, "sigma_spatial": sigma_spatial, "sigma_range": sigma_range}
+        return edge_aware_upsample_batch(scores[None].double(), guide[None].to(dev).double(),
+                                         **params)[0].to(scores.dtype)
     rows = torch.arange(gy, gy + guide.shape[1], device=dev) if rows is None else rows.to(dev)
     cols = torch.arange(gx, gx + guide.shape[2], device=dev) if cols is None else cols.to(dev)
     guide = guide.to(dev)
     # cell means of the guide: only cells whose every pixel lies in the guide are exact
     gr = torch.arange(gy, gy + guide.shape[1], device=dev)
     gc = torch.arange(gx, gx + guide.shape[2], device=dev)
-    cells = (_nearest(gr, hn, out_size[0]) - oy, _nearest(gc, wn, out_size[1]) - ox)
+    cells = (_axis(gr, hn, out_size[0])[0] - oy, _axis(gc, wn, out_size[1])[0] - ox)
     sums, counts = _cell_sums(guide, gr, gc, cells, (h_loc, w_loc))
-    full_y = torch.bincount(_nearest(torch.arange(H, device=dev), hn, out_size[0]),
+    full_y = torch.bincount(_axis(torch.arange(H, device=dev), hn, out_size[0])[0],
                             minlength=hn)[oy:oy + h_loc]
-    full_x = torch.bincount(_nearest(torch.arange(W, device=dev), wn, out_size[1]),
+    full_x = torch.bincount(_axis(torch.arange(W, device=dev), wn, out_size[1])[0],
                             minlength=wn)[ox:ox + w_loc]
-    # complete cells, per axis (counts are products of a row and a column count)
-    complete = (torch.bincount(cells[0][(cells[0] >= 0) & (cells[0] < h_loc)],
-                               minlength=h_loc) == full_y,
-                torch.bincount(cells[1][(cells[1] >= 0) & (cells[1] < w_loc)],
-                               minlength=w_loc) == full_x)
-    dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
-    means = (sums / counts.clamp_min(1.0)).to(dtype)
+    complete = (counts == full_y[:, None].double() * full_x[None, :].double())
+    means = sums / counts.clamp_min(1.0)
     geometry = (hn, wn, oy, ox, out_size, complete, radius, sigma_spatial, sigma_range)
     band = max(1, _BAND_PIXELS // max(1, len(cols)))
     parts = [_upsample_rows(scores, means, guide, rows[a:a + band], cols, (gy, gx), geometry)
              for a in range(0, len(rows), band)]
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-
-
-def _axis_taps(p: torch.Tensor, n: int, origin: int, n_local: int, complete: torch.Tensor,
-               radius: int, sigma: float, dtype: torch.dtype) -> list[tuple]:
-    """Per tap along one axis (positions ``p`` in whole-map cells): the local cell index and
-    the spatial weight (0 for cells off the map); raises if a used cell is not in the window
-    or not whole there."""
-    base = torch.floor(p).long()
-    out = []
-    for d in range(1 - radius, radius + 1):
-        q = base + d
-        valid = (q >= 0) & (q < n)
-        local = q - origin
-        inside = (local >= 0) & (local < n_local)
-        lc = local.clamp(0, n_local - 1)
-        if bool((valid & ~(inside & complete[lc])).any()):
-            raise RuntimeError(
-                "edge_aware_upsample: the window does not hold every cell its pixels use; "
-                "give it a halo of at least radius + 1 cells."
-            )
-        w = torch.exp(-((p - q) ** 2) / (2 * sigma**2)) * valid
-        out.append((lc, w.to(dtype), valid))
-    return out
 
 
 def _upsample_rows(scores: torch.Tensor, means: torch.Tensor, guide: torch.Tensor,
@@ -259,31 +281,126 @@ def _upsample_rows(scores: torch.Tensor, means: torch.Tensor, guide: torch.Tenso
     hn, wn, oy, ox, out_size, complete, radius, sigma_spatial, sigma_range = geometry
     gy, gx = guide_origin
     k, h_loc, w_loc = scores.shape
-    dtype = means.dtype
-    pix = guide[:, rows - gy][:, :, cols - gx].to(dtype)  # (c, ny, nx)
-    ty = _axis_taps(_axis(rows, hn, out_size[0]), hn, oy, h_loc, complete[0], radius,
-                    sigma_spatial, dtype)
-    tx = _axis_taps(_axis(cols, wn, out_size[1]), wn, ox, w_loc, complete[1], radius,
-                    sigma_spatial, dtype)
-    flat_means = means.reshape(means.shape[0], -1)
-    # Cells off the map have spatial weight 0 and gather the nearest edge cell (clamped), which
-    # is itself one of the taps: the minimum colour distance over all taps is the minimum over
-    # the valid ones, so no masking is needed.
-    taps, d2_min = [], None
-    for ly, wy, _ in ty:
-        for lx, wx, _ in tx:
-            idx = ly[:, None] * w_loc + lx[None, :]  # one gather per tap
-            d2 = (pix - flat_means[:, idx]).square_().sum(0)
-            d2_min = d2.clone() if d2_min is None else torch.minimum(d2_min, d2, out=d2_min)
-            taps.append((idx, wy, wx, d2))
+    dev = scores.device
+    pix = guide[:, rows - gy][:, :, cols - gx].double()  # (c, ny, nx)
+    _, y0, py = _axis(rows, hn, out_size[0])
+    _, x0, px = _axis(cols, wn, out_size[1])
+    offsets = range(1 - radius, radius + 1)
+    taps = []
+    for dy in offsets:
+        qy = y0 + dy
+        vy = (qy >= 0) & (qy < hn)
+        ly = (qy - oy).clamp(0, h_loc - 1)
+        wy = torch.exp(-((py - qy) ** 2) / (2 * sigma_spatial**2)) * vy
+        for dx in offsets:
+            qx = x0 + dx
+            vx = (qx >= 0) & (qx < wn)
+            lx = (qx - ox).clamp(0, w_loc - 1)
+            wx = torch.exp(-((px - qx) ** 2) / (2 * sigma_spatial**2)) * vx
+            used = vy[:, None] & vx[None, :]
+            inside = ((qy - oy >= 0) & (qy - oy < h_loc))[:, None] & (
+                (qx - ox >= 0) & (qx - ox < w_loc))[None, :]
+            if bool((used & ~(inside & complete[ly][:, lx])).any()):
+                raise RuntimeError(
+                    "edge_aware_upsample: the window does not hold every cell its pixels use; "
+                    "give it a halo of at least radius + 1 cells."
+                )
+            d2 = ((pix - means[:, ly][:, :, lx]) ** 2).mean(0)
+            d2 = torch.where(used, d2, torch.inf)  # cells off the map weigh nothing
+            taps.append((ly, lx, wy[:, None] * wx[None, :], d2))
     # colour weights relative to the closest colour of each pixel: the normalisation cancels
     # the common factor, and no pixel's weights all underflow
-    s = scores.to(dtype).reshape(k, -1)
-    num = torch.zeros((k, len(rows), len(cols)), dtype=dtype, device=scores.device)
-    den = torch.zeros((len(rows), len(cols)), dtype=dtype, device=scores.device)
-    scale = -1.0 / (2 * sigma_range**2 * pix.shape[0])  # d2 sums the channels: their mean
-    for idx, wy, wx, d2 in taps:
-        wt = d2.sub_(d2_min).mul_(scale).exp_().mul_(wy[:, None]).mul_(wx[None, :])
-        num.addcmul_(s[:, idx], wt)
-        den.add_(wt)
-    return num.div_(den).to(scores.dtype)
+    d2_min = torch.stack([t[3] for t in taps]).amin(0)
+    num = torch.zeros((k, len(rows), len(cols)), dtype=torch.float64, device=dev)
+    den = torch.zeros((len(rows), len(cols)), dtype=torch.float64, device=dev)
+    s = scores.double()
+    for ly, lx, ws, d2 in taps:
+        wt = ws * torch.exp(-(d2 - d2_min) / (2 * sigma_range**2))
+        num += s[:, ly][:, :, lx] * wt
+        den += wt
+    return (num / den).to(scores.dtype)
+
+
+def _batch_axis(n_cells: object, n_pix: object, device: torch.device, dtype: torch.dtype,
+                radius: int, sigma_spatial: float) -> tuple:
+    """One axis of :func:`edge_aware_upsample_batch`: the one-hot ``(n_cells, n_pix)`` nearest
+    cell of every pixel, and per tap the cell index ``(n_pix,)`` (an on-map one for taps off it),
+    whether the cell is on the map, and the spatial weight."""
+    nearest, base, pos = _coords(torch.arange(n_pix, device=device), n_cells, n_pix, dtype)
+    onehot = (nearest[None, :] == torch.arange(n_cells, device=device)[:, None]).to(dtype)
+    taps = []
+    for d in range(1 - radius, radius + 1):
+        q = base + d
+        valid = (q >= 0) & (q < n_cells)
+        weight = torch.exp(-((pos - q.to(dtype)) ** 2) / (2 * sigma_spatial**2)) * valid
+        # off-map taps read a cell on the map (weight 0); no remainder by a symbolic size
+        taps.append((torch.where(valid, q, base.clamp(min=0)), valid, weight))
+    return onehot, taps
+
+
+def edge_aware_upsample_batch(
+    scores: torch.Tensor,
+    guide: torch.Tensor,
+    *,
+    radius: int = EDGE_PARAMS["radius"],
+    sigma_spatial: float = EDGE_PARAMS["sigma_spatial"],
+    sigma_range: float = EDGE_PARAMS["sigma_range"],
+) -> torch.Tensor:
+    """:func:`edge_aware_upsample` of whole images, batched and traceable.
+
+    The same joint bilateral upsampling of score maps covering their whole images, written
+    with tensor operations only (cell means through one-hot matrices, taps through
+    ``index_select``, floors in integer arithmetic) so that ``torch.jit.trace`` (traced sizes)
+    and ``torch.export`` (symbolic sizes) keep batch, height and width dynamic: the exported
+    network (:func:`skhyper.export.to_torch`) upsamples its coarse maps with it.
+
+    Parameters
+    ----------
+    scores : Tensor of shape (n, k, h, w)
+    guide : Tensor of shape (n, c, H, W)
+        The images in ``[0, 1]`` (:func:`image_guide`); replicated channels give the same
+        weights as one (distances are means over channels).
+    radius, sigma_spatial, sigma_range : see :data:`EDGE_PARAMS`.
+
+    Returns
+    -------
+    Tensor of shape (n, k, H, W)
+        Computed in the dtype of ``scores`` (float64 in, float64 arithmetic).
+
+    Examples
+    --------
+    >>> import torch
+    >>> guide = torch.zeros(1, 1, 1, 16)
+    >>> guide[..., 8:] = 1.0
+    >>> scores = torch.tensor([[[[0.0, 0.0, 1.0, 1.0]]]])
+    >>> up = edge_aware_upsample_batch(scores, guide)
+    >>> [round(v, 3) for v in up[0, 0, 0, 6:10].tolist()]
+    [0.0, 0.0, 1.0, 1.0]
+    """
+    h, w = scores.shape[2], scores.shape[3]
+    H, W = guide.shape[2], guide.shape[3]
+    dtype, dev = scores.dtype, scores.device
+    g = guide.to(dtype)
+    ay, taps_y = _batch_axis(h, H, dev, dtype, radius, sigma_spatial)
+    ax, taps_x = _batch_axis(w, W, dev, dtype, radius, sigma_spatial)
+    # mean guide colour of the pixels whose nearest cell is (i, j): (n, c, h, w)
+    counts = ay.sum(1)[:, None] * ax.sum(1)[None, :]
+    means = torch.matmul(torch.matmul(ay, g), ax.transpose(0, 1)) / counts.clamp_min(1.0)
+    taps = []
+    # columns first, on the coarse rows (cheap); then whole rows (contiguous copies)
+    for ix, vx, wx in taps_x:
+        cols = means.index_select(3, ix)
+        for iy, vy, wy in taps_y:
+            d2 = ((g - cols.index_select(2, iy)) ** 2).mean(1)  # (n, H, W)
+            used = vy[:, None] & vx[None, :]
+            d2 = torch.where(used, d2, torch.inf)  # cells off the map weigh nothing
+            taps.append((iy, ix, wy[:, None] * wx[None, :], d2))
+    # colour weights relative to each pixel's closest colour (as _upsample_rows)
+    d2_min = torch.stack([t[3] for t in taps]).amin(0)
+    num = den = None
+    for iy, ix, ws, d2 in taps:
+        wt = (ws * torch.exp(-(d2 - d2_min) / (2 * sigma_range**2)))[:, None]  # (n, 1, H, W)
+        term = scores.index_select(3, ix).index_select(2, iy) * wt
+        num = term if num is None else num + term
+        den = wt if den is None else den + wt
+    return num / den
