@@ -1,14 +1,11 @@
 """Edge-aware upsampling of folded score maps: joint bilateral upsampling guided by the image.
 
-Bilinear upsampling of a coarse layer's score map (stride 8 to 32) spreads each cell's score
-over its whole neighbourhood, across object outlines: the mask bleeds past the boundary and
-fills narrow gaps. Joint bilateral upsampling (Kopf, Cohen, Lischinski, Uyttendaele, SIGGRAPH
-2007) weights each of the nearby cells by its distance *and* by how much the pixel's colour
-differs from the cell's mean colour, so a pixel takes its scores from the cells on its own
-side of an edge. Because the classifier is folded, only ``k`` score maps are upsampled this
-way, never the ``D``-channel hypercolumn: the coarse layers' score maps are first summed on the
-grid of the finest of them (:func:`coarse_sum`, bilinear between grids), and that one map is
-upsampled edge-aware.
+Bilinear upsampling of coarse score maps (stride 8 to 32) spreads each cell's score across
+object outlines: masks bleed past the boundary and fill narrow gaps. Joint bilateral
+upsampling (Kopf et al., SIGGRAPH 2007) weights nearby cells by distance *and* by how much the
+pixel's colour differs from the cell's mean colour, so a pixel takes its scores from its own
+side of an edge. Only ``k`` score maps are upsampled so: the coarse layers' folded score maps
+are summed on the finest coarse grid (:func:`coarse_sum`), and that one map goes through it.
 
 For an output pixel ``p`` at position ``y(p)`` in the map's cell coordinates (the convention
 of ``F.interpolate(mode="bilinear", align_corners=False)``) and the ``2 * radius`` cells ``q``
@@ -21,12 +18,9 @@ around it per axis::
 ``I`` is the image in ``[0, 1]`` (``skhyper.features.to_float_image``), ``Ibar(q)`` the mean of
 the pixels whose nearest cell is ``q``. Every quantity is local, so a window of a large image
 that holds the block plus a few cells of halo gives the whole image's values
-(:func:`edge_aware_upsample` takes the window's offsets, and computes in bands of rows).
-:func:`edge_aware_upsample_batch` is the same for whole images in batches, in tensor
-operations only (traceable, for the exported network); :func:`edge_aware_upsample` uses it
-for whole images of up to one band. Layers finer than ``min_stride`` pixels
-(``feature_info``'s ``reduction``, per scale) are upsampled bilinearly as in the hypercolumn:
-they resolve edges themselves.
+(:func:`edge_aware_upsample` takes its offsets; bands of rows). :func:`edge_aware_upsample_batch`
+is the batched, traceable form (the exported network's; whole images of one band use it).
+Layers finer than ``min_stride`` pixels (``reduction``) stay bilinear, as in the hypercolumn.
 """
 
 from __future__ import annotations
