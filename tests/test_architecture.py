@@ -37,7 +37,7 @@ LAYERS = [
     ["skhyper.estimators"],
     ["skhyper.inspection", "skhyper.plotting", "skhyper.parallel", "skhyper.demo",
      "skhyper.export"],
-    ["skhyper.__main__", "skhyper"],
+    ["skhyper.__main__", "skhyper.cli", "skhyper"],
 ]
 
 

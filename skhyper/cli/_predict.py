@@ -1,0 +1,346 @@
+"""``skhyper predict MODEL INPUTS... -o OUTDIR``: label maps (and probabilities) of many images.
+
+The model is loaded once; a thread pool reads the next images while the model predicts and a
+writer thread saves the finished ones; images above ``--large-pixels`` go window by window
+through :func:`skhyper.parallel.predict_large`; outputs that exist are skipped (a killed run
+resumes); an image that cannot be read or predicted is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..export import load
+from ._args import CommandError, check_out_dir, positive_int, to_option
+from ._io import (
+    FORMATS,
+    INPUT_SUFFIXES,
+    find_inputs,
+    label_dtype,
+    output_names,
+    read_image,
+    stem_of,
+    write_output,
+)
+
+__all__ = ["add_predict_parser", "run_predict"]
+
+_N_SYSTEMATIC = 4  # this many first images failing in the model with one error: stop
+
+
+def add_predict_parser(sub: Any, parents: list) -> None:
+    """The ``predict`` subcommand and its options."""
+    p = sub.add_parser(
+        "predict", parents=parents, help="label maps of many images with a saved model",
+        description="Predict label maps (and probabilities) of image files with a model file "
+        "written by 'skhyper train' or skhyper.save. Outputs that exist are skipped, so a "
+        "killed run resumes; unreadable images are reported and skipped (exit status 1).")
+    p.add_argument("model", metavar="MODEL", help="model file (skhyper.save)")
+    p.add_argument("inputs", metavar="INPUTS", nargs="+",
+                   help="image files, folders or globs (PNG, JPEG, TIFF, .npy, .zarr)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="folder for the outputs (created when missing)")
+    p.add_argument("--format", choices=("auto", *FORMATS), default="auto",
+                   help="output format; auto: PNG labels, TIFF probabilities (OME-Zarr for "
+                   "large images)")
+    p.add_argument("--proba", action="store_true",
+                   help="also write class probabilities NAME_proba (float32, one channel per "
+                   "class)")
+    p.add_argument("--no-labels", action="store_true", help="with --proba: no label maps")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the "
+                   "model's)")
+    p.add_argument("--large-pixels", type=positive_int, default=4096 * 4096, metavar="N",
+                   help="images with more pixels are predicted chunk by chunk "
+                   "(default: 4096*4096)")
+    p.add_argument("--chunk-size", type=positive_int, default=1024, metavar="N",
+                   help="chunk side for large images (default: 1024)")
+    p.add_argument("--read-ahead", type=positive_int, default=4, metavar="N",
+                   help="images read ahead of the model (default: 4)")
+    p.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                   help="spread the images over this Dask cluster (e.g. tcp://host:8786)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_predict)
+
+
+def _formats(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    if args.no_labels and not args.proba:
+        raise CommandError("--no-labels writes nothing without --proba; drop it or add --proba.")
+    if args.format == "png" and args.proba:
+        raise CommandError("--format png cannot hold probabilities (floats): use --format tif, "
+                           "npy or zarr, or auto (PNG labels, TIFF probabilities).")
+    labels = None if args.no_labels else ("png" if args.format == "auto" else args.format)
+    proba = ("tif" if args.format == "auto" else args.format) if args.proba else None
+    return labels, proba
+
+
+def _connect(address: str) -> Any:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CommandError("--dask-scheduler needs 'pip install distributed'.") from None
+    try:
+        return Client(address, timeout=10)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise CommandError(f"--dask-scheduler {address!r}: cannot reach the scheduler ({err}); "
+                           "check the address (e.g. tcp://host:8786).") from None
+
+
+class _Run:
+    """The state of one ``predict`` run: what to write, where, and what happened."""
+
+    def __init__(self, args: argparse.Namespace, outdir: Path, formats: tuple) -> None:
+        self.args, self.outdir = args, outdir
+        self.fmt_labels, self.fmt_proba = formats
+        self.written = 0
+        self.failed: list[tuple[Path, str]] = []
+        self.model_errors: list[str] = []
+
+    def targets(self, path: Path, big: bool = False) -> list[tuple[Path, str, str]]:
+        """``(output path, format, kind)`` of one input."""
+        out = []
+        stem = stem_of(path)
+        for fmt, kind in ((self.fmt_labels, "labels"), (self.fmt_proba, "proba")):
+            if fmt is not None:
+                fmt = "zarr" if big and self.args.format == "auto" else fmt
+                name, = output_names(stem, fmt, labels=kind == "labels", proba=kind == "proba")
+                out.append((self.outdir / name, fmt, kind))
+        return out
+
+    def done(self, path: Path) -> bool:
+        if self.args.overwrite:
+            return False
+        outs = self.targets(path)
+        big = self.targets(path, big=True)
+        return all(p.exists() for p, _, _ in outs) or all(p.exists() for p, _, _ in big)
+
+    def fail(self, path: Path, err: BaseException, bar: Any, *, in_model: bool = False) -> None:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        msg = f"{type(err).__name__}: {first}" if not isinstance(err, ValueError) else first
+        self.failed.append((path, msg))
+        if in_model:
+            self.model_errors.append(msg)
+        bar.write(f"skhyper: skipped {str(path)!r}: {msg}")
+
+
+def _predict(seg: Any, image: Any, big: bool, kind: str, args: argparse.Namespace,
+             client: Any) -> Any:
+    method = "predict" if kind == "labels" else "predict_proba"
+    if big:
+        from ..parallel import predict_large
+
+        try:
+            return predict_large(seg, image, method=method, chunks=args.chunk_size,
+                                 client=client)
+        except ValueError:  # a model that cannot be chunked: the whole image, tiled
+            image = np.asarray(image)
+    return getattr(seg, method)(image)
+
+
+def _check_inputs(inputs: list[Path], run: _Run) -> None:
+    seen: dict[str, Path] = {}
+    for path in inputs:
+        stem = stem_of(path)
+        if stem in seen:
+            raise CommandError(
+                f"INPUTS has two images named {stem!r} ({str(seen[stem])!r} and {str(path)!r}): "
+                "their outputs would collide; predict them into different folders.")
+        seen[stem] = path
+        if any(p == path for p, _, _ in run.targets(path) + run.targets(path, big=True)):
+            raise CommandError(f"-o/--output would overwrite the input {str(path)!r}; choose "
+                               "another folder.")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Check everything, load the model once, stream the images through it."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    outdir = check_out_dir(args.output, "-o/--output")
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise CommandError(f"MODEL {args.model!r} is not a file: give a model written by "
+                           "'skhyper train' or skhyper.save.")
+    run = _Run(args, outdir, _formats(args))
+    inputs = find_inputs(args.inputs, "INPUTS", INPUT_SUFFIXES)
+    _check_inputs(inputs, run)
+    client = _connect(args.dask_scheduler) if args.dask_scheduler else None
+    todo = [p for p in inputs if not run.done(p)]
+    n_done = len(inputs) - len(todo)
+
+    readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="skhyper-read")
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skhyper-write")
+    try:
+        ahead: deque[tuple[Path, Future]] = deque()
+        queue = iter(todo)
+
+        def refill() -> None:
+            while len(ahead) < args.read_ahead:
+                path = next(queue, None)
+                if path is None:
+                    return
+                ahead.append((path, readers.submit(read_image, path, args.large_pixels)))
+
+        refill()  # reading starts while the model loads
+        try:
+            seg = load(model_path, device=args.device)
+        except (ValueError, TypeError, OSError) as err:
+            raise CommandError(to_option(str(err).strip().splitlines()[0],
+                                         {"path": "MODEL", "device": "--device"})) from err
+        dtype = None
+        if run.fmt_labels is not None:
+            label_dtype(seg.classes_, run.fmt_labels)
+            dtype = label_dtype(seg.classes_, "tif")
+        load_s = time.perf_counter() - start
+        outdir.mkdir(parents=True, exist_ok=True)
+        if n_done:
+            print(f"{n_done} of {len(inputs)} images already done (skipped; --overwrite redoes "
+                  "them)")
+        t_first = time.perf_counter()
+        bar = tqdm(total=len(todo), unit="image", disable=True if args.quiet else None,
+                   dynamic_ncols=True)
+        if client is not None:
+            _run_cluster(seg, ahead, refill, run, client, bar, dtype)
+        else:
+            pending: deque[tuple[Path, Future]] = deque()
+            while ahead:
+                path, fut = ahead.popleft()
+                refill()
+                _one(seg, path, fut, run, writer, pending, bar,
+                     dtype)
+                _stop_if_systematic(run)
+            for path, fut in pending:
+                _settle(path, fut, run, bar)
+        bar.close()
+    finally:
+        readers.shutdown(wait=False, cancel_futures=True)
+        writer.shutdown(wait=True)
+        if client is not None:
+            client.close()
+    work_s = time.perf_counter() - t_first
+    n = run.written
+    rate = f"{n / work_s:.2f} images/s" if n and work_s > 0 else "-"
+    print(f"{n} written, {n_done} already done, {len(run.failed)} failed, of {len(inputs)} "
+          f"images in {time.perf_counter() - start:.1f} s ({rate} after start-up "
+          f"{load_s:.1f} s) -> {outdir}")
+    if run.failed:
+        for path, msg in run.failed:
+            print(f"skhyper: failed: {str(path)!r}: {msg}", file=sys.stderr)
+        print("rerun the same command to retry the failed images (finished ones are skipped)")
+        return 1
+    return 0
+
+
+def _stop_if_systematic(run: _Run) -> None:
+    errs = run.model_errors
+    if run.written == 0 and len(errs) >= _N_SYSTEMATIC and len(set(errs)) == 1:
+        raise CommandError(
+            f"the first {len(errs)} images all failed in the model with the same error "
+            f"({errs[0]}): the model or the options, not the images, are likely at fault.")
+
+
+def _one(seg: Any, path: Path, fut: Future, run: _Run, writer: ThreadPoolExecutor,
+         pending: deque, bar: Any, dtype: Any) -> None:
+    """Read (already under way), predict and hand the results to the writer."""
+    try:
+        image, big = fut.result()
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported and skipped
+        run.fail(path, err, bar)
+        bar.update()
+        return
+    results = []
+    try:
+        for out, fmt, kind in run.targets(path, big):
+            res = _predict(seg, image, big, kind, run.args, None)
+            results.append((out, fmt, kind, res.astype(dtype) if kind == "labels"
+                            and not big else res))
+    except Exception as err:  # noqa: BLE001 - one image's failure does not end the run
+        run.fail(path, err, bar, in_model=True)
+        bar.update()
+        return
+    if big:  # lazy results: computed while writing, here (not beside the next image)
+        try:
+            for out, fmt, kind, res in results:
+                write_output(out, res.astype(dtype) if kind == "labels" else res, fmt,
+                             kind=kind)
+            run.written += 1
+        except Exception as err:  # noqa: BLE001
+            run.fail(path, err, bar)
+        bar.update()
+        return
+    pending.append((path, writer.submit(_write_all, results)))
+    while pending and (len(pending) > 4 or pending[0][1].done()):
+        _settle(*pending.popleft(), run, bar)
+
+
+def _write_all(results: list) -> None:
+    for out, fmt, kind, res in results:
+        write_output(out, res, fmt, kind=kind)
+
+
+def _settle(path: Path, fut: Future, run: _Run, bar: Any) -> None:
+    try:
+        fut.result()
+        run.written += 1
+    except Exception as err:  # noqa: BLE001 - a file that cannot be written is reported
+        run.fail(path, err, bar)
+    bar.update()
+
+
+def _run_cluster(seg: Any, ahead: deque, refill: Any, run: _Run, client: Any, bar: Any,
+                 dtype: Any) -> None:
+    """Groups of images read here, predicted on the cluster, written here."""
+    from ..parallel import predict_collection
+
+    group = max(8, 4 * sum(client.nthreads().values()))
+    while ahead:
+        batch: list[tuple[Path, Any]] = []
+        while ahead and len(batch) < group:
+            path, fut = ahead.popleft()
+            refill()
+            try:
+                image, big = fut.result()
+            except Exception as err:  # noqa: BLE001
+                run.fail(path, err, bar)
+                bar.update()
+                continue
+            if big:
+                _one(seg, path, _ready((image, big)), run, None, deque(), bar, dtype)
+                continue
+            batch.append((path, image))
+        if not batch:
+            continue
+        outputs: dict[str, list] = {}
+        for _, fmt, kind in run.targets(batch[0][0]):
+            method = "predict" if kind == "labels" else "predict_proba"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                outputs[kind] = predict_collection(seg, [im for _, im in batch], method=method,
+                                                   client=client, batch_size=1, errors="warn")
+        for i, (path, _) in enumerate(batch):
+            try:
+                for out, fmt, kind in run.targets(path):
+                    res = outputs[kind][i]
+                    if res is None:
+                        raise ValueError("the prediction failed on the cluster")
+                    write_output(out, res.astype(dtype) if kind == "labels" else res, fmt,
+                                 kind=kind)
+                run.written += 1
+            except Exception as err:  # noqa: BLE001
+                run.fail(path, err, bar)
+            bar.update()
+
+
+def _ready(value: Any) -> Future:
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut
