@@ -16,6 +16,7 @@ __all__ = [
     "check_out_file",
     "intensity_range",
     "layer_list",
+    "load_model",
     "nonnegative_int",
     "optional_int",
     "positive_int",
@@ -114,8 +115,8 @@ def to_option(message: str, names: dict[str, str]) -> str:
     ``names`` maps a parameter name to its option, e.g. ``{"layers": "--layers"}``.
     """
     for param, option in names.items():
-        message = re.sub(
-            rf"The '{param}' parameter( of [A-Za-z_.]+(\(\))?)?", f"The option {option}", message)
+        name = option if option.isupper() else f"The option {option}"  # MODEL, IMAGES: as is
+        message = re.sub(rf"The '{param}' parameter( of [A-Za-z_.]+(\(\))?)?", name, message)
     return message
 
 
@@ -152,3 +153,17 @@ def describe(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+def load_model(path: str, device: str | None = None) -> Any:
+    """A model file written by ``skhyper train`` / :func:`skhyper.save`, or a CommandError."""
+    from ..export import load
+
+    if not Path(path).is_file():
+        raise CommandError(f"MODEL {path!r} is not a file: give a model written by 'skhyper "
+                           "train' or skhyper.save.")
+    try:
+        return load(path, device=device)
+    except (ValueError, TypeError, OSError) as err:
+        raise CommandError(to_option(str(err).strip().splitlines()[0],
+                                     {"path": "MODEL", "device": "--device"})) from err

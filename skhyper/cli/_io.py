@@ -83,7 +83,8 @@ def find_inputs(specs: Iterable[str], option: str, suffixes: tuple[str, ...]) ->
                     f"{', '.join(suffixes)}.")
             found.append(path)
         else:
-            raise CommandError(f"{option} {spec!r} does not exist: give a file, a folder or a glob.")
+            raise CommandError(
+                f"{option} {spec!r} does not exist: give a file, a folder or a glob.")
     return [p.resolve() for p in found]
 
 
@@ -137,6 +138,9 @@ def _channels_last(arr: Any, axes: str, path: Path) -> Any:
     if len(keep) != arr.ndim:
         arr = arr.squeeze(axis=tuple(i for i in range(arr.ndim) if i not in keep))
         axes = "".join(axes[i] for i in keep)
+    if (len(axes) == 3 and axes[0] in "QI" and arr.shape[0] > _MAX_CHANNELS
+            and arr.shape[2] <= 4 < arr.shape[1]):  # (height, width, channels) saved as pages
+        axes = "YXS"
     if "Y" not in axes or "X" not in axes:
         raise ValueError(f"{path.name} has axes {axes!r} without Y and X: not an image.")
     others = [i for i, a in enumerate(axes) if a not in "YX"]

@@ -12,13 +12,13 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from .._version import __version__
 from ._args import (
     CommandError,
     check_out_file,
+    load_model,
     positive_int,
     to_option,
 )
@@ -112,7 +112,7 @@ def _add_export_parser(sub: Any, parents: list) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from ..export import check_exportable, load, to_bioimageio, to_onnx
+    from ..export import check_exportable, to_bioimageio, to_onnx
     from ._io import IMAGE_SUFFIXES, find_inputs, read_image
 
     if not args.onnx and not args.bioimageio:
@@ -128,7 +128,7 @@ def _run_export(args: argparse.Namespace) -> int:
                                "of at least 64 x 64 pixels, the package's test input).")
         path, = find_inputs([args.test_image], "--test-image", IMAGE_SUFFIXES)
         test_image, _ = read_image(path)
-    seg = _load(args.model)
+    seg = load_model(args.model)
     try:
         check_exportable(seg)
     except (ValueError, TypeError) as err:
@@ -143,19 +143,6 @@ def _run_export(args: argparse.Namespace) -> int:
             raise CommandError(to_option(str(err), {"test_image": "--test-image"})) from err
         print(f"bioimage.io: {bio}")
     return 0
-
-
-def _load(path: str, device: str | None = None) -> Any:
-    from ..export import load
-
-    if not Path(path).is_file():
-        raise CommandError(f"MODEL {path!r} is not a file: give a model written by 'skhyper "
-                           "train' or skhyper.save.")
-    try:
-        return load(path, device=device)
-    except (ValueError, TypeError, OSError) as err:
-        raise CommandError(to_option(str(err).strip().splitlines()[0],
-                                     {"path": "MODEL", "device": "--device"})) from err
 
 
 # ----------------------------------------------------------------------------- demo

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..export import load
-from ._args import CommandError, check_out_dir, positive_int, to_option
+from ._args import CommandError, check_out_dir, load_model, positive_int
 from ._io import (
     FORMATS,
     INPUT_SUFFIXES,
@@ -166,10 +165,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     outdir = check_out_dir(args.output, "-o/--output")
-    model_path = Path(args.model)
-    if not model_path.is_file():
-        raise CommandError(f"MODEL {args.model!r} is not a file: give a model written by "
-                           "'skhyper train' or skhyper.save.")
+    if not Path(args.model).is_file():
+        load_model(args.model)  # the error: not a file
     run = _Run(args, outdir, _formats(args))
     inputs = find_inputs(args.inputs, "INPUTS", INPUT_SUFFIXES)
     _check_inputs(inputs, run)
@@ -191,11 +188,7 @@ def run_predict(args: argparse.Namespace) -> int:
                 ahead.append((path, readers.submit(read_image, path, args.large_pixels)))
 
         refill()  # reading starts while the model loads
-        try:
-            seg = load(model_path, device=args.device)
-        except (ValueError, TypeError, OSError) as err:
-            raise CommandError(to_option(str(err).strip().splitlines()[0],
-                                         {"path": "MODEL", "device": "--device"})) from err
+        seg = load_model(args.model, device=args.device)
         dtype = None
         if run.fmt_labels is not None:
             label_dtype(seg.classes_, run.fmt_labels)

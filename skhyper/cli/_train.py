@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -144,7 +145,10 @@ def _check_settings(args: argparse.Namespace) -> None:
     try:
         seg.hypercolumns.fit_images(None)
     except (ValueError, TypeError, OSError, KeyError, RuntimeError) as err:
-        raise CommandError(to_option(str(err).strip().splitlines()[0], OPTION_NAMES)) from err
+        msg = re.sub(r" Valid names: \[.*?\]\.", "", str(err).strip().splitlines()[0])
+        msg = re.sub(r" See skhyper\.features\.list_layers\(\)[^.]*\.",
+                     f" 'skhyper layers {args.backbone}' lists them.", msg)
+        raise CommandError(to_option(msg, OPTION_NAMES)) from err
 
 
 def _read_pair(pair: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
