@@ -115,8 +115,7 @@ def to_option(message: str, names: dict[str, str]) -> str:
     ``names`` maps a parameter name to its option, e.g. ``{"layers": "--layers"}``.
     """
     for param, option in names.items():
-        name = option if option.isupper() else f"The option {option}"  # MODEL, IMAGES: as is
-        message = re.sub(rf"The '{param}' parameter( of [A-Za-z_.]+(\(\))?)?", name, message)
+        message = re.sub(rf"The '{param}' parameter( of [A-Za-z_.]+(\(\))?)?", option, message)
     return message
 
 
