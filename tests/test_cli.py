@@ -129,6 +129,21 @@ def test_large_images_go_chunk_by_chunk_to_ome_zarr(horses, tmp_path):
     assert np.array_equal(group["0"][:], expected)
 
 
+def test_dask_scheduler_spreads_the_images(horses, tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    root, model, _ = horses
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        status = main(["predict", str(model), str(root / "images"), "-o", str(tmp_path),
+                       "--quiet", "--dask-scheduler", cluster.scheduler_address])
+    assert status == 0, capsys.readouterr().err
+    loaded = skhyper.load(model)
+    for stem in STEMS:
+        image = np.asarray(Image.open(root / "images" / f"{stem}.jpg"))
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{stem}.png")),
+                              loaded.predict(image))
+
+
 # ----------------------------------------------------------------------------- microscopy
 
 

@@ -310,15 +310,17 @@ def write_output(path: Path, data: Any, fmt: str, *, kind: str) -> None:
     The file is written under a temporary name and renamed when complete.
     """
     tmp = _partial(path)
-    _remove(tmp)
     if fmt == "zarr":
+        _remove(tmp)
         _write_ome_zarr(tmp, data, kind=kind, name=path.name)
-    else:
+        if path.is_dir():
+            _remove(path)
+    else:  # a file: writing truncates a stale partial one, os.replace swaps it in
         data = np.asarray(data)
         if fmt == "png":
             from PIL import Image
 
-            Image.fromarray(data).save(tmp, format="PNG")
+            Image.fromarray(data).save(tmp, format="PNG", compress_level=1)
         elif fmt == "tif":
             import tifffile
 
@@ -331,8 +333,6 @@ def write_output(path: Path, data: Any, fmt: str, *, kind: str) -> None:
         else:
             with open(tmp, "wb") as f:
                 np.save(f, data, allow_pickle=False)
-    if path.is_dir():
-        _remove(path)
     os.replace(tmp, path)
 
 

@@ -77,9 +77,19 @@ def _formats(args: argparse.Namespace) -> tuple[str | None, str | None]:
     if args.format == "png" and args.proba:
         raise CommandError("--format png cannot hold probabilities (floats): use --format tif, "
                            "npy or zarr, or auto (PNG labels, TIFF probabilities).")
+    if args.format == "zarr" and not _has_zarr():
+        raise CommandError("--format zarr needs the zarr package: pip install zarr.")
     labels = None if args.no_labels else ("png" if args.format == "auto" else args.format)
     proba = ("tif" if args.format == "auto" else args.format) if args.proba else None
     return labels, proba
+
+
+def _has_zarr() -> bool:
+    try:
+        import zarr  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _connect(address: str) -> Any:
@@ -100,6 +110,7 @@ class _Run:
     def __init__(self, args: argparse.Namespace, outdir: Path, formats: tuple) -> None:
         self.args, self.outdir = args, outdir
         self.fmt_labels, self.fmt_proba = formats
+        self.big_fmt = "zarr" if args.format == "auto" and _has_zarr() else None
         self.written = 0
         self.failed: list[tuple[Path, str]] = []
         self.model_errors: list[str] = []
@@ -110,7 +121,7 @@ class _Run:
         stem = stem_of(path)
         for fmt, kind in ((self.fmt_labels, "labels"), (self.fmt_proba, "proba")):
             if fmt is not None:
-                fmt = "zarr" if big and self.args.format == "auto" else fmt
+                fmt = self.big_fmt if big and self.big_fmt else fmt
                 name, = output_names(stem, fmt, labels=kind == "labels", proba=kind == "proba")
                 out.append((self.outdir / name, fmt, kind))
         return out
@@ -140,7 +151,7 @@ def _predict(seg: Any, image: Any, big: bool, kind: str, args: argparse.Namespac
         try:
             return predict_large(seg, image, method=method, chunks=args.chunk_size,
                                  client=client)
-        except ValueError:  # a model that cannot be chunked: the whole image, tiled
+        except (ValueError, ImportError):  # cannot be chunked, or no dask: whole, tiled
             image = np.asarray(image)
     return getattr(seg, method)(image)
 
@@ -223,8 +234,8 @@ def run_predict(args: argparse.Namespace) -> int:
     n = run.written
     rate = f"{n / work_s:.2f} images/s" if n and work_s > 0 else "-"
     print(f"{n} written, {n_done} already done, {len(run.failed)} failed, of {len(inputs)} "
-          f"images in {time.perf_counter() - start:.1f} s ({rate} after start-up "
-          f"{load_s:.1f} s) -> {outdir}")
+          f"images in {time.perf_counter() - start:.2f} s: checks and model load "
+          f"{load_s:.2f} s, then {work_s:.2f} s ({rate}) -> {outdir}")
     if run.failed:
         for path, msg in run.failed:
             print(f"skhyper: failed: {str(path)!r}: {msg}", file=sys.stderr)

@@ -1,0 +1,170 @@
+"""Benchmark ``skhyper predict`` (a subprocess, start-up included) vs ``seg.predict`` in-process.
+
+The model is the default ``HypercolumnSegmenter`` (EfficientNet-Lite0 with its bundled ImageNet
+weights, 5 stages, StandardScaler + logistic regression) fitted on the bundled horse sample's
+train split and saved with ``skhyper.save``. The collection is ``--n-images`` (64) horse photos
+of the sample resized to ``--size`` x ``--size`` (256), written as PNG files to a temporary
+folder. Median of ``--repeats`` runs:
+
+1. **in-process**: ``seg = skhyper.load(model)``, then ``seg.predict(image)`` for each image,
+   the images already decoded in memory (the reference: no start-up, no I/O);
+2. **CLI**: ``python -m skhyper predict MODEL FOLDER -o OUT --overwrite``, wall time of the
+   whole subprocess: Python and torch start-up, model load, reading the PNGs (read ahead in
+   threads while the model loads and predicts), predicting, writing label PNGs (in a writer
+   thread).
+
+The CLI's summary line says how long its images took once the model was loaded (reading,
+predicting and writing, until the last file is written): its steady throughput, which read-ahead
+and background writing should keep at the in-process rate (target >= 0.9x). Start-up is the
+rest of the subprocess' wall time (interpreter, imports, checks, model load) and, separately,
+``python -m skhyper --help`` (interpreter and imports alone). The end-to-end ratio (start-up
+included) is reported too, and the written labels are checked equal to in-process ``predict``.
+
+Run::
+
+    python benchmarks/bench_cli.py            # ~2 min on 2 CPU cores
+    python benchmarks/bench_cli.py --quick
+
+It prints a table and writes ``benchmarks/results/cli_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the subprocesses
+
+import argparse  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import skhyper  # noqa: E402
+from skhyper import HypercolumnSegmenter, HypercolumnTransformer  # noqa: E402
+from skhyper.datasets import load_horses  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import loadavg, machine_info, write_results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def make_images(n: int, size: int) -> list[np.ndarray]:
+    horses = load_horses().images
+    return [np.asarray(Image.fromarray(horses[i % len(horses)]).resize((size, size),
+                                                                       Image.BILINEAR))
+            for i in range(n)]
+
+
+def cli(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "skhyper", *map(str, args)], env=env,
+                         capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    if res.returncode != 0:
+        raise RuntimeError(f"skhyper {' '.join(map(str, args))} failed:\n{res.stderr}")
+    return elapsed, res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-images", type=int, default=64)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="torch threads in this process (the CLI uses torch's default, the "
+                    "machine's cores)")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n_images, args.repeats = 16, 1
+    torch.set_num_threads(args.threads)
+    load_before = loadavg()
+    tmp = Path(tempfile.mkdtemp(prefix="skhyper_bench_cli_"))
+    try:
+        train = load_horses(split="train")
+        seg = HypercolumnSegmenter(HypercolumnTransformer(device="cpu"), random_state=0)
+        seg.fit(train.images, train.masks)
+        model = skhyper.save(seg, tmp / "horses.skhyper")
+        images = make_images(args.n_images, args.size)
+        folder = tmp / "images"
+        folder.mkdir()
+        for i, im in enumerate(images):
+            Image.fromarray(im).save(folder / f"img{i:03d}.png")
+
+        loaded = skhyper.load(model)
+        loaded.predict(images[0])  # warm-up
+        t_inproc, t_cli, t_steady, t_help = [], [], [], []
+        for _ in range(args.repeats):  # interleaved, so that load changes hit both alike
+            t = time.perf_counter()
+            expected = [loaded.predict(im) for im in images]
+            t_inproc.append(time.perf_counter() - t)
+            t_help.append(cli("--help")[0])
+            elapsed, res = cli("predict", model, folder, "-o", tmp / "out", "--overwrite",
+                               "--quiet")
+            t_cli.append(elapsed)
+            summary = res.stdout.strip().splitlines()[-1]
+            t_steady.append(float(re.search(r"then ([0-9.]+) s", summary).group(1)))
+        same = all(np.array_equal(np.asarray(Image.open(tmp / "out" / f"img{i:03d}.png")), e)
+                   for i, e in enumerate(expected))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    n = args.n_images
+    med = {k: statistics.median(v) for k, v in
+           (("inproc", t_inproc), ("cli", t_cli), ("steady", t_steady), ("help", t_help))}
+    startup = statistics.median([c - s for c, s in zip(t_cli, t_steady)])
+    inproc_rate = n / med["inproc"]
+    steady_rate = n / med["steady"]
+    e2e_rate = n / med["cli"]
+    rows = [
+        ("in-process seg.predict loop", med["inproc"], inproc_rate, 1.0),
+        (f"skhyper predict, {n} images (end to end)", med["cli"], e2e_rate,
+         e2e_rate / inproc_rate),
+        ("skhyper predict, after start-up", med["steady"], steady_rate,
+         steady_rate / inproc_rate),
+    ]
+    print(f"{n} images of {args.size} x {args.size}, default segmenter, CPU, "
+          f"{args.threads} torch threads; median of {args.repeats}")
+    print(f"{'path':<44} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
+    for name, sec, rate, ratio in rows:
+        print(f"{name:<44} {sec:8.2f} {rate:9.2f} {ratio:6.2f}")
+    print(f"start-up: {startup:.2f} s (interpreter, imports, checks, model load); "
+          f"'skhyper --help' {med['help']:.2f} s; break-even vs in-process at "
+          f"{startup * inproc_rate:.0f} images of work hidden")
+    print(f"CLI labels equal in-process predict: {same}")
+    print(f"CLI summary: {summary}")
+    dev = torch.device("cpu")
+    write_results({
+        "benchmark": "bench_cli",
+        "settings": {"n_images": n, "size": args.size, "repeats": args.repeats,
+                     "threads": args.threads, "model": "HypercolumnSegmenter() default",
+                     "input_format": "png", "output_format": "png"},
+        "seconds": {"in_process": t_inproc, "cli": t_cli, "cli_after_startup": t_steady,
+                    "cli_help": t_help},
+        "startup_s": {"help": med["help"], "imports_checks_and_model_load": startup},
+        "images_per_s": {"in_process": inproc_rate, "cli_end_to_end": e2e_rate,
+                         "cli_after_startup": steady_rate},
+        "ratio_vs_in_process": {"end_to_end": e2e_rate / inproc_rate,
+                                "after_startup": steady_rate / inproc_rate},
+        "labels_equal": same,
+        "loadavg_before": load_before, "loadavg_after": loadavg(),
+        "machine": machine_info(dev),
+    }, RESULTS / f"cli_cpu{'_quick' if args.quick else ''}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
