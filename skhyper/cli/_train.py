@@ -194,6 +194,16 @@ def cross_validate_images(seg: HypercolumnSegmenter, classifier: Any, images: li
             for k in ("accuracy", "iou")}
 
 
+def _name(est: Any) -> str:
+    steps = getattr(est, "steps", None)
+    if steps is not None:
+        return " + ".join(_name(step) for _, step in steps)
+    inner = getattr(est, "estimator", None)
+    if inner is not None:
+        return f"{type(est).__name__}({_name(inner)})"
+    return type(est).__name__
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Check everything, read the pairs, fit, cross-validate, save, report."""
     start = time.perf_counter()
@@ -245,7 +255,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"features: {hc.n_features_out_} per pixel from {hc.backbone_.name} "
           f"[{describe([m['name'] for m in hc.feature_info_])}]"
           f"{'; channels: ' + strategy if strategy else ''}")
-    print(f"classifier: {type(seg.classifier_).__name__} on "
+    print(f"classifier: {_name(seg.classifier_)} on "
           f"{'all labelled' if args.pixels_per_image is None else args.pixels_per_image} "
           f"pixels per image; prediction path: {seg.prediction_path_}; fit {fit_s:.1f} s")
     if scores is not None:
