@@ -144,6 +144,21 @@ def test_dask_scheduler_spreads_the_images(horses, tmp_path, capsys):
                               loaded.predict(image))
 
 
+def test_export_onnx(horses, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from skhyper.export import OnnxSegmenter
+
+    root, model, _ = horses
+    path = tmp_path / "m.onnx"
+    assert main(["export", str(model), "--onnx", str(path)]) == 0
+    image = np.asarray(Image.open(root / "images" / f"{STEMS[0]}.jpg"))
+    proba = OnnxSegmenter(path).predict_proba(image)
+    np.testing.assert_allclose(proba, skhyper.load(model).predict_proba(image), atol=1e-4)
+    msg = _error(capsys, "export", model, "--onnx", path)  # exists: not replaced silently
+    assert "--overwrite" in msg
+
+
 # ----------------------------------------------------------------------------- microscopy
 
 
