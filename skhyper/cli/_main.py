@@ -200,9 +200,31 @@ def _with_command(argv: list[str]) -> list[str]:
     return argv
 
 
-def _one_line_warning(message: Any, category: type, filename: str, lineno: int,
-                      line: str | None = None) -> str:
-    return f"skhyper: warning: {str(message).strip().splitlines()[0]}\n"
+class _Warnings:
+    """Warnings as one line each, in option names; one per kind (a folder of 10 000 dim
+    images warns once, not 10 000 times), with a count of the others at the end."""
+
+    def __init__(self) -> None:
+        self.seen: dict[type, int] = {}
+
+    def show(self, message: Any, category: type, filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        self.seen[category] = self.seen.get(category, 0) + 1
+        if self.seen[category] > 1:
+            return
+        text = str(message).strip().splitlines()[0]
+        if "intensity_range=" in text:
+            text = text[: text.index(" Set intensity_range")] if " Set intensity_range" in \
+                text else text
+            text += (" Train with --intensity-range LOW,HIGH (e.g. 100,4000) or "
+                     "percentile,1,99.8.")
+        sys.stderr.write(f"skhyper: warning: {text}\n")
+
+    def close(self) -> None:
+        more = sum(n - 1 for n in self.seen.values())
+        if more:
+            sys.stderr.write(f"skhyper: warning: {more} more warning(s) like the above were not "
+                             "shown\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,9 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
+    shown = _Warnings()
     with warnings.catch_warnings():
         if not debug:
-            warnings.formatwarning = _one_line_warning  # restored by catch_warnings
+            warnings.showwarning = shown.show  # restored by catch_warnings
         try:
             return args.run(args)
         except KeyboardInterrupt:
@@ -254,3 +277,5 @@ def main(argv: Sequence[str] | None = None) -> int:
                 " (--debug shows the traceback)"
             sys.stderr.write(f"skhyper: error: {text}{hint}\n")
             return 2
+        finally:
+            shown.close()
