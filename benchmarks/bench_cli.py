@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, sec, rate, ratio in rows:
         print(f"{name:<44} {sec:8.2f} {rate:9.2f} {ratio:6.2f}")
     print(f"start-up: {startup:.2f} s (interpreter, imports, checks, model load); "
-          f"'skhyper --help' {med['help']:.2f} s; break-even vs in-process at "
-          f"{startup * inproc_rate:.0f} images of work hidden")
+          f"'skhyper --help' {med['help']:.2f} s; start-up = {startup * inproc_rate:.0f} "
+          "images of in-process work")
     print(f"CLI labels equal in-process predict: {same}")
     print(f"CLI summary: {summary}")
     dev = torch.device("cpu")

@@ -139,7 +139,7 @@ class _Run:
         self.failed.append((path, msg))
         if in_model:
             self.model_errors.append(msg)
-        bar.write(f"skhyper: skipped {str(path)!r}: {msg}")
+        bar.write(f"skhyper: skipped {str(path)!r}: {msg}", file=sys.stderr)
 
 
 def _predict(seg: Any, image: Any, big: bool, kind: str, args: argparse.Namespace,
