@@ -198,9 +198,8 @@ def _name(est: Any) -> str:
     steps = getattr(est, "steps", None)
     if steps is not None:
         return " + ".join(_name(step) for _, step in steps)
-    inner = getattr(est, "estimator", None)
-    if inner is not None:
-        return f"{type(est).__name__}({_name(inner)})"
+    if isinstance(est, GridLocationClassifier):
+        return f"GridLocationClassifier({_name(est.estimator)}, grid_size={est.grid_size})"
     return type(est).__name__
 
 
