@@ -190,7 +190,7 @@ def cells(tmp_path_factory):
     return root, images
 
 
-def test_two_channel_uint16_tiffs_with_scribbles(cells, tmp_path):
+def test_two_channel_uint16_tiffs_with_scribbles(cells, tmp_path, capsys):
     import tifffile
 
     cells, images = cells
@@ -217,6 +217,9 @@ def test_two_channel_uint16_tiffs_with_scribbles(cells, tmp_path):
         assert np.array_equal(written, expected) and np.array_equal(expected,
                                                                     fitted.predict(image))
     assert (expected == 2).sum() > 100  # the disc is found, not only the scribbled line
+    # RGB photos through a 2-channel model: every image fails alike, so the run stops early
+    msg = _error(capsys, "predict", model, HORSES / "images", "-o", tmp_path / "rgb")
+    assert "the first 4 images all failed" in msg and "3 channels" in msg
 
 
 def test_channels_first_tiff_reads_channels_last(tmp_path):

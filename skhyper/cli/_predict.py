@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._args import CommandError, check_out_dir, load_model, positive_int
+from ._args import CommandError, check_out_dir, load_model, positive_int, to_option
 from ._io import (
     FORMATS,
     INPUT_SUFFIXES,
@@ -135,6 +135,7 @@ class _Run:
 
     def fail(self, path: Path, err: BaseException, bar: Any, *, in_model: bool = False) -> None:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = to_option(first, {"images": "the image", "image": "the image"})
         msg = f"{type(err).__name__}: {first}" if not isinstance(err, ValueError) else first
         self.failed.append((path, msg))
         if in_model:
