@@ -1649,8 +1649,8 @@ def cli_cases() -> None:
     add(k, "python -m skhyper --image-size -3", lambda: _cli(["--image-size", "-3"]), "error",
         "image-size")
     add(k, "python -m skhyper --seed x", lambda: _cli(["--seed", "x"]), "error", "seed")
-    add(k, "python -m skhyper train (unknown command)", lambda: _cli(["train"]), "error",
-        "command")
+    add(k, "python -m skhyper trian (unknown command)", lambda: _cli(["trian"]), "error",
+        "command|COMMAND")
     add(k, "python -m skhyper --output ok.png (a working run)",
         lambda: _cli(["--output", tmp("ok.png"), *quick]), "ok", "output",
         lambda r, w: None if r == 0 and os.path.getsize(tmp("ok.png")) > 0 else f"status {r}")
@@ -1686,6 +1686,9 @@ def _cli(argv: list[str]) -> int:
         return 0
     finally:
         _CLI_OUT["stdout"] = out.getvalue()
+    if status not in (0, None):  # errors found after parsing return 2 with one line on stderr
+        raise CLIError(err.getvalue().strip().splitlines()[-1] if err.getvalue().strip()
+                       else f"exit status {status}")
     return status
 
 
