@@ -9,9 +9,9 @@ resumes); an image that cannot be read or predicted is reported and skipped.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
-import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..exceptions import CollectionError
 from ._args import CommandError, check_out_dir, load_model, positive_int, to_option
 from ._io import (
     FORMATS,
@@ -111,7 +112,7 @@ class _Run:
         self.args, self.outdir = args, outdir
         self.fmt_labels, self.fmt_proba = formats
         self.big_fmt = "zarr" if args.format == "auto" and _has_zarr() else None
-        self.written = 0
+        self.written = self.predicted = 0
         self.failed: list[tuple[Path, str]] = []
         self.model_errors: list[str] = []
 
@@ -220,8 +221,7 @@ def run_predict(args: argparse.Namespace) -> int:
             while ahead:
                 path, fut = ahead.popleft()
                 refill()
-                _one(seg, path, fut, run, writer, pending, bar,
-                     dtype)
+                _one(seg, path, fut, run, writer, pending, bar, dtype)
                 _stop_if_systematic(run)
             for path, fut in pending:
                 _settle(path, fut, run, bar)
@@ -247,7 +247,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _stop_if_systematic(run: _Run) -> None:
     errs = run.model_errors
-    if run.written == 0 and len(errs) >= _N_SYSTEMATIC and len(set(errs)) == 1:
+    if run.predicted == 0 and len(errs) >= _N_SYSTEMATIC and len(set(errs)) == 1:
         raise CommandError(
             f"the first {len(errs)} images all failed in the model with the same error "
             f"({errs[0]}): the model or the options, not the images, are likely at fault.")
@@ -272,6 +272,7 @@ def _one(seg: Any, path: Path, fut: Future, run: _Run, writer: ThreadPoolExecuto
         run.fail(path, err, bar, in_model=True)
         bar.update()
         return
+    run.predicted += 1
     if big:  # lazy results: computed while writing, here (not beside the next image)
         try:
             for out, fmt, kind, res in results:
@@ -304,9 +305,9 @@ def _settle(path: Path, fut: Future, run: _Run, bar: Any) -> None:
 def _run_cluster(seg: Any, ahead: deque, refill: Any, run: _Run, client: Any, bar: Any,
                  dtype: Any) -> None:
     """Groups of images read here, predicted on the cluster, written here."""
-    from ..parallel import predict_collection
-
     group = max(8, 4 * sum(client.nthreads().values()))
+    run.args.read_ahead = max(run.args.read_ahead, 2 * group)  # read the next group meanwhile
+    refill()
     while ahead:
         batch: list[tuple[Path, Any]] = []
         while ahead and len(batch) < group:
@@ -325,24 +326,47 @@ def _run_cluster(seg: Any, ahead: deque, refill: Any, run: _Run, client: Any, ba
         if not batch:
             continue
         outputs: dict[str, list] = {}
+        failures: dict[int, str] = {}
         for _, fmt, kind in run.targets(batch[0][0]):
             method = "predict" if kind == "labels" else "predict_proba"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                outputs[kind] = predict_collection(seg, [im for _, im in batch], method=method,
-                                                   client=client, batch_size=1, errors="warn")
+            outputs[kind], failed = _collect(seg, [im for _, im in batch], method, client)
+            failures.update(failed)
         for i, (path, _) in enumerate(batch):
             try:
                 for out, fmt, kind in run.targets(path):
                     res = outputs[kind][i]
                     if res is None:
-                        raise ValueError("the prediction failed on the cluster")
+                        raise ValueError(failures.get(i, "the prediction failed on the cluster"))
                     write_output(out, res.astype(dtype) if kind == "labels" else res, fmt,
                                  kind=kind)
                 run.written += 1
             except Exception as err:  # noqa: BLE001
                 run.fail(path, err, bar)
             bar.update()
+
+
+def _collect(seg: Any, images: list, method: str, client: Any) -> tuple[list, dict[int, str]]:
+    """``predict_collection`` on the cluster, one image per task; failed images are None (with
+    their error), and images left untried after a first failing task are tried again."""
+    from ..parallel import predict_collection
+
+    results: list = [None] * len(images)
+    failures: dict[int, str] = {}
+    todo = list(range(len(images)))
+    while todo:
+        try:
+            got, failed = predict_collection(seg, [images[i] for i in todo], method=method,
+                                             client=client, batch_size=1), {}
+        except CollectionError as err:  # the others are kept
+            got, failed = err.results, err.failures
+        for j, i in enumerate(todo):
+            results[i] = got[j]
+            if j in failed:  # "Failed (file): ValueError: The 'images[0]' parameter ..."
+                msg = re.sub(r"^Failed( \(.*?\))?: (ValueError: )?", "", failed[j])
+                failures[i] = re.sub(r"The 'images\[\d+\]' parameter", "the image", msg)
+        untried = [i for j, i in enumerate(todo) if got[j] is None and j not in failed]
+        todo = untried if len(untried) < len(todo) else []
+    return results, failures
 
 
 def _ready(value: Any) -> Future:
