@@ -132,11 +132,13 @@ def test_large_images_go_chunk_by_chunk_to_ome_zarr(horses, tmp_path):
 def test_dask_scheduler_spreads_the_images(horses, tmp_path, capsys):
     distributed = pytest.importorskip("distributed")
     root, model, _ = horses
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
-        status = main(["predict", str(model), str(root / "images"), "-o", str(tmp_path),
-                       "--quiet", "--dask-scheduler", cluster.scheduler_address])
-    assert status == 0, capsys.readouterr().err
+        status = main(["predict", str(model), str(broken), str(root / "images"), "-o",
+                       str(tmp_path), "--quiet", "--dask-scheduler", cluster.scheduler_address])
+    assert status == 1 and "broken.png" in capsys.readouterr().err
     loaded = skhyper.load(model)
     for stem in STEMS:
         image = np.asarray(Image.open(root / "images" / f"{stem}.jpg"))
