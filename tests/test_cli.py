@@ -132,7 +132,8 @@ def test_large_images_go_chunk_by_chunk_to_ome_zarr(horses, tmp_path):
 def test_dask_scheduler_spreads_the_images(horses, tmp_path, capsys):
     distributed = pytest.importorskip("distributed")
     root, model, _ = horses
-    broken = tmp_path / "broken.png"
+    broken = tmp_path / "in" / "broken.png"
+    broken.parent.mkdir()
     broken.write_bytes(b"not a png")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
