@@ -240,6 +240,8 @@ def test_channels_first_tiff_reads_channels_last(tmp_path):
     image, big = read_image(tmp_path / "a.tif")
     assert image.shape == (5, 7, 2) and not big
     assert np.array_equal(image[..., 1], arr[1])
+    image, big = read_image(tmp_path / "a.tif", large_pixels=10)  # read window by window
+    assert big and image.shape == (5, 7, 2) and np.array_equal(np.asarray(image)[..., 1], arr[1])
 
 
 # ----------------------------------------------------------------------------- errors

@@ -170,7 +170,7 @@ def _read_tiff(path: Path, large_pixels: int | None) -> tuple[Any, bool]:
         if not hasattr(z, "shape"):
             z = z["0"]
         return _channels_last(da.from_zarr(z), axes, path), True
-    except ImportError:
+    except Exception:  # noqa: BLE001 - no zarr / dask, or a layout they cannot window
         return _channels_last(tifffile.imread(path), axes, path), True
 
 
