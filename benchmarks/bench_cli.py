@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: statistics.median(v) for k, v in
            (("inproc", t_inproc), ("cli", t_cli), ("steady", t_steady), ("help", t_help))}
     startup = statistics.median([c - s for c, s in zip(t_cli, t_steady)])
+    # each repeat times both paths back to back: the ratio of a pair sees the same load
+    pair_ratios = [i / s for i, s in zip(t_inproc, t_steady)]
     inproc_rate = n / med["inproc"]
     steady_rate = n / med["steady"]
     e2e_rate = n / med["cli"]
@@ -144,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"start-up: {startup:.2f} s (interpreter, imports, checks, model load); "
           f"'skhyper --help' {med['help']:.2f} s; start-up = {startup * inproc_rate:.0f} "
           "images of in-process work")
+    print(f"after start-up / in-process, per repeat: "
+          f"{', '.join(f'{r:.2f}' for r in pair_ratios)} (median "
+          f"{statistics.median(pair_ratios):.2f})")
     print(f"CLI labels equal in-process predict: {same}")
     print(f"CLI summary: {summary}")
     dev = torch.device("cpu")
@@ -158,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         "images_per_s": {"in_process": inproc_rate, "cli_end_to_end": e2e_rate,
                          "cli_after_startup": steady_rate},
         "ratio_vs_in_process": {"end_to_end": e2e_rate / inproc_rate,
-                                "after_startup": steady_rate / inproc_rate},
+                                "after_startup": steady_rate / inproc_rate,
+                                "after_startup_per_repeat": pair_ratios,
+                                "after_startup_median_of_repeats":
+                                    statistics.median(pair_ratios)},
         "labels_equal": same,
         "loadavg_before": load_before, "loadavg_after": loadavg(),
         "machine": machine_info(dev),
