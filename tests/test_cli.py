@@ -337,6 +337,8 @@ def test_layers_lists_the_table(capsys):
 
 
 def test_no_command_is_the_demo(capsys):
+    args = skhyper.cli.build_parser().parse_args(skhyper.cli._main._with_command([]))
+    assert args.command == "demo" and args.output == "skhyper_demo.png"  # python -m skhyper
     with pytest.raises(SystemExit) as exc:
         main(["--n-per-image", "0"])  # demo options without 'demo'
     assert exc.value.code == 2
