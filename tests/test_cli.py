@@ -36,10 +36,11 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def _api_segmenter(**hc) -> HypercolumnSegmenter:
-    """What 'skhyper train' with TINY builds (default classifier, 200 pixels per image)."""
+    """What 'skhyper train' with TINY builds (the segmenter's defaults: scales="auto",
+    edge-aware upsampling, StandardScaler + LogisticRegression; 200 pixels per image)."""
     return HypercolumnSegmenter(
         HypercolumnTransformer("resnet18", layers=["relu", "layer1"], weights=None,
-                               device="cpu", **hc),
+                               device="cpu", scales="auto", **hc),
         n_pixels_per_image=200, random_state=0)
 
 
@@ -66,7 +67,7 @@ def test_train_reports_classes_features_and_cv_score(horses):
     assert model.is_file()
     assert "trained on 4 images" in report
     assert "classes (labelled pixels): 0 (" in report and "255 (" in report
-    assert "features: 128 per pixel from resnet18 [relu,layer1]" in report
+    assert "features: 128 per pixel from resnet18 [s2.0.relu,s2.0.layer1]" in report  # auto
     assert "cross-validated over images (2 folds" in report and "mean IoU" in report
 
 
@@ -119,7 +120,11 @@ def test_resume_skips_done_files(horses, tmp_path, capsys):
 def test_large_images_go_chunk_by_chunk_to_ome_zarr(horses, tmp_path):
     zarr = pytest.importorskip("zarr")
     pytest.importorskip("dask")
-    root, model, _ = horses
+    root, _, _ = horses
+    model = tmp_path / "one_scale.skhyper"  # chunks need one scale (else: whole, tiled)
+    assert main(["train", str(root / "images"), str(root / "masks"), "-o", str(model),
+                 "--ignore-label", "none", "--pixels-per-image", "200", "--cv-folds", "0",
+                 "--scales", "none", *TINY]) == 0
     image = root / "images" / f"{STEMS[0]}.jpg"
     assert main(["predict", str(model), str(image), "-o", str(tmp_path), "--large-pixels",
                  "1000", "--chunk-size", "64", "--quiet"]) == 0
@@ -210,7 +215,7 @@ def test_two_channel_uint16_tiffs_with_scribbles(cells, tmp_path, capsys):
     fitted = HypercolumnSegmenter(
         HypercolumnTransformer("resnet18", layers=["relu", "layer1"], weights=None,
                                device="cpu", channel_strategy="per_channel",
-                               intensity_range=(0.0, 4000.0)),
+                               intensity_range=(0.0, 4000.0), scales="auto"),
         n_pixels_per_image=200, random_state=0, ignore_label=0)
     fitted.fit(images, [tifffile.imread(cells / "labels" / f"cell{i}_labels.tif")
                         for i in range(4)])

@@ -80,15 +80,18 @@ def layer_list(text: str) -> list[str | int]:
     return [int(t) if re.fullmatch(r"-?\d+", t) else t for t in items]
 
 
-def scale_list(text: str) -> tuple[float, ...]:
-    """An argparse type: comma-separated positive scale factors (``1,0.5``)."""
+def scale_list(text: str) -> tuple[float, ...] | str | None:
+    """An argparse type: comma-separated positive scale factors (``1,0.5``), auto or none."""
+    if text.strip().lower() in ("auto", "none"):
+        return None if text.strip().lower() == "none" else "auto"
     try:
         values = tuple(float(t) for t in text.split(","))
     except ValueError:
         values = ()
     if not values or any(not v > 0 or v == float("inf") for v in values):
         raise argparse.ArgumentTypeError(
-            f"must be comma-separated positive numbers (e.g. '1,0.5'), got {text!r}")
+            f"must be 'auto', 'none' or comma-separated positive numbers (e.g. '1,0.5'), got "
+            f"{text!r}")
     return values
 
 

@@ -107,6 +107,10 @@ def _add_export_parser(sub: Any, parents: list) -> None:
                    help="a representative image (at least 64 x 64) for --bioimageio")
     p.add_argument("--name", default="skhyper hypercolumn segmenter",
                    help="model name for --bioimageio")
+    p.add_argument("--bilinear", action="store_true",
+                   help="export a model trained with edge-aware upsampling (the default) with "
+                   "bilinear upsampling of its coarse score maps (the exact hypercolumn), "
+                   "which networks can hold")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.set_defaults(run=_run_export)
 
@@ -129,10 +133,15 @@ def _run_export(args: argparse.Namespace) -> int:
         path, = find_inputs([args.test_image], "--test-image", IMAGE_SUFFIXES)
         test_image, _ = read_image(path)
     seg = load_model(args.model)
+    if args.bilinear:
+        seg.set_params(upsampling="bilinear")
     try:
         check_exportable(seg)
     except (ValueError, TypeError) as err:
-        raise CommandError(f"MODEL {args.model!r} cannot be exported: {err}") from err
+        msg = str(err).strip().splitlines()[0]
+        if "upsampling" in msg:
+            msg += " From the command line: skhyper export --bilinear ..."
+        raise CommandError(f"MODEL {args.model!r} cannot be exported: {msg}") from err
     if onnx is not None:
         to_onnx(seg, onnx)
         print(f"ONNX: {onnx}")
@@ -151,19 +160,19 @@ def _run_export(args: argparse.Namespace) -> int:
 def _add_demo_parser(sub: Any, parents: list) -> None:
     p = sub.add_parser(
         "demo", parents=parents, help="the offline horse demo (also: python -m skhyper)",
-        description="Hypercolumn demo: train StandardScaler + PCA(32) + a logistic SGD "
-        "classifier on EfficientNet-Lite0 hypercolumns of pixels of the bundled Weizmann horse "
-        "images (offline), segment every pixel of the train and test images, print the "
-        "foreground IoU and write a PNG of the test predictions.")
+        description="Hypercolumn demo: train the default segmenter (StandardScaler + "
+        "LogisticRegression on EfficientNet-Lite0 hypercolumns, small images fed up to 2x "
+        "larger, edge-aware upsampling) on pixels of the bundled Weizmann horse images "
+        "(offline), segment every pixel of the train and test images, print the foreground IoU "
+        "and write a PNG of the test predictions.")
     p.add_argument("--output", default="skhyper_demo.png", metavar="PATH",
                    help="where to write the figure (default: %(default)s)")
     p.add_argument("--device", default="auto",
                    help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--n-per-image", type=positive_int, default=1000, metavar="N",
-                   help="training pixels drawn per train image, class-balanced "
-                   "(default: %(default)s)")
+                   help="training pixels drawn per train image (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of the pixel draw, PCA and SGD (default: 0)")
+                   help="seed of the pixel draw (default: 0)")
     p.add_argument("--data", default=None, metavar="PATH",
                    help="a folder with images/ and masks/ (e.g. the full Weizmann horse set) "
                    "instead of the bundled sample")

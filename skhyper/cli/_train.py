@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from ..demo import make_segmenter
 from ..estimators import (
     GridLocationClassifier,
     HypercolumnSegmenter,
@@ -76,8 +75,9 @@ def add_train_parser(sub: Any, parents: list) -> None:
                    help="comma-separated layer names or stage indices (default: all stages)")
     g.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
                    help="pretrained weights, random ones (none) or a state-dict file")
-    g.add_argument("--scales", type=scale_list, default=None, metavar="S1,S2",
-                   help="image scales of multi-scale hypercolumns, e.g. 1,0.5")
+    g.add_argument("--scales", type=scale_list, default="auto", metavar="auto|none|S1,S2",
+                   help="image scales of multi-scale hypercolumns, e.g. 1,0.5; auto: small "
+                   "images fed up to 2x larger (default, as the Python API's segmenter)")
     g.add_argument("--channel-strategy", choices=STRATEGIES, default="auto",
                    help="how channels other than RGB are fed; auto: as they are for 1 or 3 "
                    "channels, per_channel otherwise (default: auto)")
@@ -92,8 +92,11 @@ def add_train_parser(sub: Any, parents: list) -> None:
     c = p.add_argument_group("classifier")
     c.add_argument("--classifier", choices=CLASSIFIERS, default="logistic",
                    help="logistic: StandardScaler + LogisticRegression(C=0.01) (default); "
-                   "sgd: the demo's StandardScaler + PCA(32) + SGD; forest: a random forest "
+                   "sgd: StandardScaler + PCA(32) + SGD; forest: a random forest "
                    "(does not fold: slower dense prediction)")
+    c.add_argument("--upsampling", choices=("edge_aware", "bilinear"), default="edge_aware",
+                   help="how coarse score maps are upsampled: edge_aware (default, tighter "
+                   "outlines) or bilinear (the exact hypercolumn; exportable)")
     c.add_argument("--pixels-per-image", type=optional_int("all", positive=True), default=1000,
                    metavar="N|all", help="training pixels drawn per image (default: 1000)")
     c.add_argument("--class-balance", action="store_true",
@@ -124,8 +127,14 @@ def build_segmenter(args: argparse.Namespace, *, channel_strategy: str | None,
         append_location=args.grid_size > 1, cache=cache)
     if args.classifier == "logistic":
         clf = None if args.grid_size == 1 else default_classifier()
-    elif args.classifier == "sgd":
-        clf = make_segmenter(seed=args.seed).classifier
+    elif args.classifier == "sgd":  # the first demo's: PCA(32) and a strongly penalized SGD
+        from sklearn.decomposition import PCA
+        from sklearn.linear_model import SGDClassifier
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        clf = make_pipeline(StandardScaler(), PCA(32, random_state=args.seed), SGDClassifier(
+            loss="log_loss", alpha=1e-2, max_iter=200, tol=1e-4, random_state=args.seed))
     else:
         from sklearn.ensemble import RandomForestClassifier
 
@@ -135,7 +144,7 @@ def build_segmenter(args: argparse.Namespace, *, channel_strategy: str | None,
         clf = GridLocationClassifier(clf, grid_size=args.grid_size)
     return HypercolumnSegmenter(hc, clf, n_pixels_per_image=args.pixels_per_image,
                                 class_balance=args.class_balance, ignore_label=args.ignore_label,
-                                random_state=args.seed)
+                                random_state=args.seed, upsampling=args.upsampling)
 
 
 def _check_settings(args: argparse.Namespace) -> None:
