@@ -1651,6 +1651,23 @@ def cli_cases() -> None:
     add(k, "python -m skhyper --seed x", lambda: _cli(["--seed", "x"]), "error", "seed")
     add(k, "python -m skhyper trian (unknown command)", lambda: _cli(["trian"]), "error",
         "command|COMMAND")
+    sample = os.path.join(os.path.dirname(skhyper.__file__), "data", "horses")
+    images, masks = os.path.join(sample, "images"), os.path.join(sample, "masks")
+    add(k, "skhyper train <missing folder> LABELS -o m.skhyper",
+        lambda: _cli(["train", "/no/such/folder", masks, "-o", tmp("m.skhyper")]), "error",
+        "IMAGES")
+    add(k, "skhyper train IMAGES <labels named otherwise> -o m.skhyper",
+        lambda: _cli(["train", images, masks, "-o", tmp("m.skhyper"), "--label-suffix",
+                      "_labels"]), "error", "re:do not match by name")
+    add(k, "skhyper train ... --backbone nonet",
+        lambda: _cli(["train", images, masks, "-o", tmp("m.skhyper"), "--backbone", "nonet"]),
+        "error", "--backbone")
+    add(k, "skhyper layers nonet", lambda: _cli(["layers", "nonet"]), "error", "BACKBONE")
+    add(k, "skhyper predict <a file that is not a model> IMAGES -o out",
+        lambda: _cli(["predict", _a_file(), images, "-o", tmp("pred")]), "error", "MODEL")
+    add(k, "skhyper predict MODEL IMAGES -o <a path under a file>",
+        lambda: _cli(["predict", _a_file(), images, "-o", os.path.join(_a_file(), "sub")]),
+        "error", "-o/--output")
     add(k, "python -m skhyper --output ok.png (a working run)",
         lambda: _cli(["--output", tmp("ok.png"), *quick]), "ok", "output",
         lambda r, w: None if r == 0 and os.path.getsize(tmp("ok.png")) > 0 else f"status {r}")
