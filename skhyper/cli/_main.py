@@ -108,9 +108,8 @@ def _add_export_parser(sub: Any, parents: list) -> None:
     p.add_argument("--name", default="skhyper hypercolumn segmenter",
                    help="model name for --bioimageio")
     p.add_argument("--bilinear", action="store_true",
-                   help="export a model trained with edge-aware upsampling (the default) with "
-                   "bilinear upsampling of its coarse score maps (the exact hypercolumn), "
-                   "which networks can hold")
+                   help="export with bilinear upsampling of the coarse score maps (the exact "
+                   "hypercolumn) instead of the model's edge-aware upsampling")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.set_defaults(run=_run_export)
 

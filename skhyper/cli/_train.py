@@ -96,7 +96,7 @@ def add_train_parser(sub: Any, parents: list) -> None:
                    "(does not fold: slower dense prediction)")
     c.add_argument("--upsampling", choices=("edge_aware", "bilinear"), default="edge_aware",
                    help="how coarse score maps are upsampled: edge_aware (default, tighter "
-                   "outlines) or bilinear (the exact hypercolumn; exportable)")
+                   "outlines) or bilinear (the exact hypercolumn)")
     c.add_argument("--pixels-per-image", type=optional_int("all", positive=True), default=1000,
                    metavar="N|all", help="training pixels drawn per image (default: 1000)")
     c.add_argument("--class-balance", action="store_true",
