@@ -28,6 +28,7 @@ truth, per-class IoU with each class's share of the training pixels and test ima
 Run::
 
     python benchmarks/bench_quality.py --part horses     # ~12 min on 2 CPU cores
+    python benchmarks/bench_quality.py --part horses --throughput-only   # the default alone
     python benchmarks/bench_quality.py --part clothing   # ~25 min
 
 Each part prints its tables and writes JSON (machine, settings, figures) to
@@ -119,7 +120,10 @@ def run_horses(args, dev: torch.device) -> dict:
     path = Path(args.data) / "weizmann_horse"
     train, test = load_horses(path, split="train"), load_horses(path, split="test")
     rows, default = [], None
-    for name, (seg, uses) in _horse_models(str(dev)).items():
+    models = _horse_models(str(dev))
+    if args.throughput_only:  # the default alone: its rows and the throughput check
+        models = {"scales auto": models["scales auto"]}
+    for name, (seg, uses) in models.items():
         _, fit_s = _timed(lambda seg=seg: seg.fit(train.images, train.masks))
         for upsampling, row_name in uses.items():
             seg.set_params(upsampling=upsampling)
@@ -136,6 +140,7 @@ def run_horses(args, dev: torch.device) -> dict:
     order = ["before", "resolution", "edge-aware", "boundary", "grid 5", "after (default)",
              "after + boundary", "after + grid 5"]
     rows.sort(key=lambda r: order.index(r["row"]))
+    # (--throughput-only keeps the rows of the default's own fit)
     print(f"\n{'row':>18} {'fg IoU':>7} {'pooled':>7} {'BF@2':>7} {'trimap':>7} {'fit s':>6} "
           f"{'pred s':>6}")
     for r in rows:
@@ -230,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=str(DATA), help="folder holding the data sets")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="horses: fit only the default (its rows and the throughput check)")
     args = ap.parse_args(argv)
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                        else ("cpu" if args.device == "auto" else args.device))
@@ -241,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {"machine": machine_info(dev), "settings": vars(args), **part,
               "loadavg_start_end": [load0, loadavg()],
               "total_seconds": time.perf_counter() - t0}
-    write_results(record, RESULTS / f"quality_{args.part}_{dev.type}.json")
+    suffix = "_throughput" if args.throughput_only else ""
+    write_results(record, RESULTS / f"quality_{args.part}{suffix}_{dev.type}.json")
     print(f"total {record['total_seconds']:.0f} s")
     return 0
 

@@ -244,10 +244,10 @@ def edge_aware_upsample(
              and (hn, wn) == (h_loc, w_loc) and (H, W) == tuple(guide.shape[1:])
              and tuple(map(float, out_size)) == (H, W))
     if whole and H * W <= _BAND_PIXELS:  # one band: the batched form (same math, faster)
-        params = {"radius": radius, "sigma_spatial": sigma_spatial, "sigma_range": sigma_range}
-        dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
-        return edge_aware_upsample_batch(scores[None].to(dtype), guide[None].to(dev, dtype),
-                                         **params)[0].to(scores.dtype)
+        dt = torch.float64 if scores.dtype == torch.float64 else torch.float32
+        return edge_aware_upsample_batch(
+            scores[None].to(dt), guide[None].to(dev, dt), radius=radius,
+            sigma_spatial=sigma_spatial, sigma_range=sigma_range)[0].to(scores.dtype)
     rows = torch.arange(gy, gy + guide.shape[1], device=dev) if rows is None else rows.to(dev)
     cols = torch.arange(gx, gx + guide.shape[2], device=dev) if cols is None else cols.to(dev)
     guide = guide.to(dev)
