@@ -55,8 +55,7 @@ def is_coarse(reduction: float | None, map_shape: Sequence[int],
               min_stride: float = EDGE_PARAMS["min_stride"]) -> bool:
     """Whether a map of ``reduction`` (its stride in image pixels, ``feature_info``) and shape
     ``(h, w)`` is upsampled edge-aware: strides of ``min_stride`` and more, except 1 x 1 maps
-    (vectors, broadcast as they are). Decided by the layer, not the image size, so that a
-    layer is treated alike in every image."""
+    (vectors, broadcast as they are). Decided by the layer, alike in every image."""
     h, w = map_shape
     if reduction is None or (h == 1 and w == 1):
         return False
