@@ -118,6 +118,15 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         1.0 need not be among them. None: one scale, the image as fed. Dense
         prediction still folds (one 1x1 head per scale and layer), tiling
         tiles each resized image, and the cache keys hold the scale.
+    optimize : bool, default=True
+        Fold every batch normalization into the convolution before it in the
+        fitted copy of the backbone
+        (:func:`skhyper.features.optimize_for_inference`): the same maps to
+        float32 rounding, from a faster pass (about 2x for EfficientNet-Lite0
+        on CPU). Captured convolutions keep their own output; the module
+        passed as ``backbone`` is never changed, and a
+        :class:`skhyper.features.Backbone` instance is used as it is (not
+        optimized). Networks without batch norms are unchanged.
 
     Attributes
     ----------
@@ -214,6 +223,7 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         "channel_strategy": [StrOptions(set(CHANNEL_STRATEGIES)), None],
         "intensity_range": [tuple, list, None],
         "scales": [tuple, list, None],
+        "optimize": ["boolean"],
     }
 
     def __init__(
@@ -233,6 +243,7 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         channel_strategy: str | None = None,
         intensity_range: tuple | list | None = None,
         scales: tuple | list | None = None,
+        optimize: bool = True,
     ) -> None:
         self.backbone = backbone
         self.layers = layers
@@ -248,6 +259,7 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         self.channel_strategy = channel_strategy
         self.intensity_range = intensity_range
         self.scales = scales
+        self.optimize = optimize
 
     def fit(self, X: PixelSet | None = None, y: Any = None) -> HypercolumnTransformer:
         """Build the feature engine: copy the backbone, resolve the layers and settings.
@@ -297,8 +309,8 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
             dtype=self.dtype, batch_size=self.batch_size, image_size=self.image_size,
             tile_size=self.tile_size, cache=self.cache, scales=scales,
             channel_strategy=self.channel_strategy, intensity_range=intensity_range,
-            append_location=self.append_location, verbose=self.verbose, images=checked,
-            param=param,
+            append_location=self.append_location, verbose=self.verbose,
+            optimize=self.optimize, images=checked, param=param,
         )
         return self
 
