@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -117,6 +118,8 @@ def test_default_backbone_with_its_pretrained_weights_folds_every_norm(rng):
     assert remainders and all(isinstance(m.act, nn.ReLU6) for m in remainders)
     # the norms without activation (the blocks' linear projections) became identities
     assert isinstance(fast.backbone.model.blocks[1][0].bn3, nn.Identity)
+    # timm's 'same'-padded strided convolutions got the faster padding
+    assert type(fast.backbone.model.blocks[1][0].conv_dw).__name__ == "SamePadConv2d"
     _assert_same_maps(fast, slow, images)
 
 
@@ -149,6 +152,21 @@ def test_captured_convolution_keeps_its_own_output(rng):
     assert isinstance(fast.backbone.model.bn1, nn.BatchNorm2d)  # conv1 is captured: kept
     assert isinstance(fast.backbone.model.layer1[0].bn2, nn.Identity)  # folded, still named
     _assert_same_maps(fast, slow, [rng.random((40, 40, 3))])
+
+
+def test_activations_run_in_place_only_where_no_captured_map_is_overwritten(rng):
+    net = _randomize_norms(nn.Sequential(OrderedDict(
+        stem=nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()),
+        body=nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU6(),
+                           nn.Conv2d(6, 6, 1), nn.ReLU()))))
+    layers = ["stem.0", "body"]
+    fast = build_engine(net, layers=layers, device="cpu")
+    slow = build_engine(net, layers=layers, device="cpu", optimize=False)
+    stem, body = fast.backbone.model.stem, fast.backbone.model.body
+    assert not stem[1].inplace  # its input is the captured map of "stem.0"
+    assert body[2].inplace and body[4].inplace  # inputs nothing else reads
+    assert isinstance(body[1], nn.Identity) and type(body[2]).__name__ == "FastReLU6"
+    _assert_same_maps(fast, slow, [rng.random((20, 24, 3)) - 0.2])
 
 
 class _SharedConv(nn.Module):

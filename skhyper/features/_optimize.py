@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["NormActRemainder", "optimize_for_inference", "foldable_pairs"]
+__all__ = ["NormActRemainder", "SamePadConv2d", "FastReLU6", "optimize_for_inference",
+           "foldable_pairs"]
 
 _PROBE_SIZES = (64, 224)
 
@@ -45,6 +46,79 @@ class NormActRemainder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.drop(x))
+
+
+def _traced() -> bool:
+    return bool(torch.jit.is_tracing() or torch.compiler.is_exporting()
+                or torch.compiler.is_compiling())
+
+
+def _same_pad(size: int, k: int, s: int, d: int) -> tuple[int, int]:
+    total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _pad_zeros(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """``F.pad`` with zeros in the memory format of ``x`` (``F.pad`` of a channels-last batch
+    is several times slower than this copy)."""
+    n, c, h, w = x.shape
+    fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+           and not x.is_contiguous() else torch.contiguous_format)
+    out = torch.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype,
+                      device=x.device, memory_format=fmt)
+    out[:, :, :top].zero_()
+    out[:, :, top + h:].zero_()
+    out[:, :, :, :left].zero_()
+    out[:, :, :, left + w:].zero_()
+    out[:, :, top:top + h, left:left + w] = x
+    return out
+
+
+class SamePadConv2d(nn.Conv2d):
+    """timm's ``Conv2dSame`` (TensorFlow 'SAME' padding, computed per input size) with a
+    faster zero padding of channels-last batches; the same output (traced passes use timm's
+    own padding, which exporters know)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _traced():
+            from timm.layers.padding import pad_same
+
+            x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
+        else:
+            (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+            top, bottom = _same_pad(x.shape[-2], kh, sh, dh)
+            left, right = _same_pad(x.shape[-1], kw, sw, dw)
+            if top or bottom or left or right:
+                x = _pad_zeros(x, top, bottom, left, right)
+        return nn.functional.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation,
+                                    self.groups)
+
+
+class FastReLU6(nn.ReLU6):
+    """``nn.ReLU6`` through ``F.relu6``: the same values, faster than ``hardtanh`` (which
+    ``nn.ReLU6`` calls) on channels-last batches."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.relu6(x, inplace=self.inplace)
+
+
+def _faster_modules(model: nn.Module) -> int:
+    """Swap timm's ``Conv2dSame`` and ``nn.ReLU6`` for same-output faster modules."""
+    swaps = []
+    for name, m in model.named_modules():
+        if _hooked(m) or not name:
+            continue
+        if type(m).__name__ == "Conv2dSame" and isinstance(m, nn.Conv2d) and (
+                m.padding_mode == "zeros"):
+            new = SamePadConv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, 0,
+                                m.dilation, m.groups, m.bias is not None, device="meta")
+            new.weight, new.bias = m.weight, m.bias
+            swaps.append((name, new.train(m.training)))
+        elif type(m) is nn.ReLU6:
+            swaps.append((name, FastReLU6(m.inplace).train(m.training)))
+    for name, new in swaps:
+        _replace(model, name, new)
+    return len(swaps)
 
 
 def _norm_kind(module: nn.Module) -> str | None:
@@ -91,6 +165,57 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
+class _Trace:
+    """One probe pass: per module name its calls, first input and output; the autograd uses."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.outputs: dict[str, Any] = {}
+        self.roots: list[torch.Tensor] = []
+        self.uses: dict[Any, int] = {}
+
+    def single_use(self, t: torch.Tensor) -> bool:
+        """Whether exactly one operation of the pass read ``t`` (and ``t`` owns its memory)."""
+        return t.grad_fn is not None and not t._is_view() and self.uses.get(t.grad_fn, 0) == 1
+
+
+def _trace(model: nn.Module, in_chans: int) -> _Trace | None:
+    """Run ``model`` once on a small random batch with gradients on; None if it fails."""
+    names = {id(m): n for n, m in model.named_modules()}
+    trace = _Trace()
+
+    def hook(module, args, output):
+        name = names.get(id(module))
+        trace.calls[name] = trace.calls.get(name, 0) + 1
+        trace.roots.extend(_tensors(output))
+        trace.outputs.setdefault(name, output)
+        if args and isinstance(args[0], torch.Tensor):
+            trace.inputs.setdefault(name, args[0])
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    was_training = model.training
+    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        model.eval()
+        for size in _PROBE_SIZES:
+            trace = _Trace()
+            x = torch.rand(1, in_chans, size, size, device=dev, requires_grad=True)
+            try:
+                with torch.enable_grad():
+                    trace.roots.extend(_tensors(model(x)))
+                break
+            except Exception:
+                if size == _PROBE_SIZES[-1]:
+                    return None  # the model does not run on a probe: leave it as it is
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    trace.uses = _graph_uses(trace.roots)
+    return trace
+
+
 def foldable_pairs(model: nn.Module, in_chans: int, keep: Iterable[str] = ()
                    ) -> list[tuple[str, str]]:
     """``(conv name, norm name)`` pairs of ``model`` whose normalization folds into the conv.
@@ -108,57 +233,54 @@ def foldable_pairs(model: nn.Module, in_chans: int, keep: Iterable[str] = ()
     []
     """
     keep = set(keep)
-    names = {id(m): n for n, m in model.named_modules()}
     convs = {n for n, m in model.named_modules()
              if isinstance(m, nn.Conv2d) and n not in keep and not _hooked(m)
              and m.padding_mode == "zeros"}
     norms = {n for n, m in model.named_modules() if _norm_kind(m) and not _hooked(m)}
     if not convs or not norms:
         return []
-    calls: dict[str, int] = {}
-    conv_out: dict[str, torch.Tensor] = {}
-    norm_in: dict[str, torch.Tensor] = {}
-    outputs: list[torch.Tensor] = []
-
-    def hook(module, args, output):
-        name = names.get(id(module))
-        calls[name] = calls.get(name, 0) + 1
-        outputs.extend(_tensors(output))
-        if name in convs:
-            conv_out[name] = output
-        if name in norms and args and isinstance(args[0], torch.Tensor):
-            norm_in[name] = args[0]
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    was_training = model.training
-    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
-        model.eval()
-        for size in _PROBE_SIZES:
-            calls.clear(), conv_out.clear(), norm_in.clear(), outputs.clear()
-            x = torch.rand(1, in_chans, size, size, device=dev, requires_grad=True)
-            try:
-                with torch.enable_grad():
-                    outputs.extend(_tensors(model(x)))
-                break
-            except Exception:
-                if size == _PROBE_SIZES[-1]:
-                    return []  # the model does not run on a probe: leave it as it is
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    uses = _graph_uses(outputs)
-    by_output = {id(t): n for n, t in conv_out.items()}
+    trace = _trace(model, in_chans)
+    if trace is None:
+        return []
+    by_output = {id(trace.outputs[n]): n for n in convs if n in trace.outputs}
     pairs = []
-    for norm, x in norm_in.items():
-        conv = by_output.get(id(x))
-        if conv is None or calls.get(conv) != 1 or calls.get(norm) != 1:
+    for norm in norms:
+        x = trace.inputs.get(norm)
+        conv = None if x is None else by_output.get(id(x))
+        if conv is None or trace.calls.get(conv) != 1 or trace.calls.get(norm) != 1:
             continue
-        if x.grad_fn is None or uses.get(x.grad_fn, 0) != 1:
-            continue  # the conv's output is read by something besides the norm
-        pairs.append((conv, norm))
-    return pairs
+        if trace.single_use(x):  # nothing but the norm reads the conv's output
+            pairs.append((conv, norm))
+    return sorted(pairs)
+
+
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid,
+                nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.Mish)
+
+
+def _inplace_activations(model: nn.Module, in_chans: int, keep: Iterable[str]) -> list[str]:
+    """Let activations overwrite their input where nothing else can read it.
+
+    An activation runs in place when, in a probe pass, it runs once, its input is a tensor of
+    its own (not a view) that no other operation reads, and that tensor is not the output of a
+    ``keep`` module (a captured map, or a module returning the same tensor object).
+    """
+    acts = [n for n, m in model.named_modules()
+            if isinstance(m, _ACTIVATIONS) and not m.inplace and not _hooked(m)]
+    if not acts:
+        return []
+    trace = _trace(model, in_chans)
+    if trace is None:
+        return []
+    kept = {id(t) for n in keep if n in trace.outputs for t in _tensors(trace.outputs[n])}
+    done = []
+    for name in acts:
+        x = trace.inputs.get(name)
+        if (x is not None and trace.calls.get(name) == 1 and id(x) not in kept
+                and trace.single_use(x)):
+            model.get_submodule(name).inplace = True
+            done.append(name)
+    return done
 
 
 def _fold(conv: nn.Conv2d, norm: nn.Module) -> None:
@@ -186,7 +308,8 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def optimize_for_inference(model: nn.Module, in_chans: int, keep: Iterable[str] = ()
                            ) -> list[tuple[str, str]]:
-    """Fold batch norms into their convolutions, in place.
+    """Fold batch norms into their convolutions, swap slow modules for same-output fast ones,
+    in place.
 
     Parameters
     ----------
@@ -202,6 +325,14 @@ def optimize_for_inference(model: nn.Module, in_chans: int, keep: Iterable[str] 
     -------
     list of (str, str)
         The folded ``(conv, norm)`` pairs.
+
+    Notes
+    -----
+    Besides folding, timm's ``Conv2dSame`` becomes :class:`SamePadConv2d` and ``nn.ReLU6``
+    becomes :class:`FastReLU6`: the same outputs, bit for bit, from faster kernels on the
+    channels-last batches the engine feeds. Activations whose input nothing else reads (and
+    which is not the output of a ``keep`` module) run in place again (``build_backbone``
+    switched them all off so that captured maps are never overwritten).
 
     Examples
     --------
@@ -221,4 +352,6 @@ def optimize_for_inference(model: nn.Module, in_chans: int, keep: Iterable[str] 
                     isinstance(norm.drop, nn.Identity) and isinstance(norm.act, nn.Identity)):
                 rest = NormActRemainder(norm.drop, norm.act)
             _replace(model, norm_name, rest.train(norm.training))
+    _faster_modules(model)
+    _inplace_activations(model, in_chans, keep)
     return pairs
