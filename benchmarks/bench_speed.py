@@ -90,24 +90,26 @@ def plain_model(name: str, stages: list[str], dtype: torch.dtype = torch.float32
     return model.eval(), torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
 
 
-def fit_segmenter(name: str, device: str, **params) -> HypercolumnSegmenter:
+def fit_segmenter(name: str, device: str, n_images: int = 6, **params: object
+                  ) -> HypercolumnSegmenter:
     data = load_horses(split="train")
     weights = "imagenet" if name == "efficientnet_lite0" else None
     hc = HypercolumnTransformer(name, weights=weights, device=device, **params)
     return HypercolumnSegmenter(hc, n_pixels_per_image=200, random_state=0).fit(
-        data.images[:6], data.masks[:6])
+        data.images[:n_images], data.masks[:n_images])
 
 
 def bench_case(name: str, size: int, n_images: int, repeats: int, dev: torch.device,
-               compile_: bool = False) -> dict:
+               compile_: bool = False, dtype: str = "float32", fit_images: int = 6) -> dict:
     images = make_images(size, n_images)
-    seg = fit_segmenter(name, str(dev))
-    slow_seg = fit_segmenter(name, str(dev), optimize=False)
+    seg = fit_segmenter(name, str(dev), fit_images, dtype=dtype)
+    slow_seg = fit_segmenter(name, str(dev), fit_images, dtype=dtype, optimize=False)
     engine = seg.hypercolumns_.engine_.replace(tile_size=None)
     slow_engine = slow_seg.hypercolumns_.engine_.replace(tile_size=None)
     checked = engine.check_images(images)
     stages = engine.layers
     model, mean, std = plain_model(name, stages)
+    model = model.to(dev)
     if name == "efficientnet_lite0":  # the same (bundled) weights as skhyper's
         state = build_backbone(name).model.state_dict()
         model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()})
@@ -120,7 +122,8 @@ def bench_case(name: str, size: int, n_images: int, repeats: int, dev: torch.dev
     hc.engine_ = engine  # untiled, as the forward rows
 
     def plain():
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(dev.type, dtype=getattr(torch, dtype),
+                                             enabled=dtype != "float32"):
             x = torch.from_numpy(np.stack(images)).to(dev).permute(0, 3, 1, 2).float() / 255
             return model((x - mean.to(dev)) / std.to(dev))
 
@@ -134,7 +137,7 @@ def bench_case(name: str, size: int, n_images: int, repeats: int, dev: torch.dev
 
     methods = {"plain": plain, "forward": forward, "forward_unoptimized": forward_unoptimized,
                "transform": lambda: hc.transform(X), "predict": lambda: seg.predict(checked)}
-    out: dict = {"backbone": name, "size": size, "n_images": n_images}
+    out: dict = {"backbone": name, "size": size, "n_images": n_images, "dtype": dtype}
     if compile_:
         compiled = torch.compile(engine.backbone.model)
         original = engine.backbone.model
@@ -156,22 +159,25 @@ def bench_case(name: str, size: int, n_images: int, repeats: int, dev: torch.dev
         methods["forward_compiled"] = forward_compiled
     for fn in methods.values():  # warm-up
         fn()
-    times, _ = measure_all(methods, dev, repeats)
+    times, peaks = measure_all(methods, dev, repeats)
     med = {k: statistics.median(v) for k, v in times.items()}
     for k, t in med.items():
-        out[k] = {"seconds": t, "vs_plain": med["plain"] / t, "vs_forward": med["forward"] / t}
+        peak = [p for p in peaks[k] if p is not None]
+        out[k] = {"seconds": t, "vs_plain": med["plain"] / t, "vs_forward": med["forward"] / t,
+                  "peak_bytes": max(peak) if peak else None}
     return out
 
 
 def print_table(rows: list[dict]) -> None:
-    head = ("backbone", "size", "n", "method", "s", "x plain", "x fwd")
-    widths = (20, 5, 2, 20, 8, 8, 7)
+    head = ("backbone", "size", "n", "method", "s", "x plain", "x fwd", "MiB")
+    widths = (20, 5, 2, 20, 8, 8, 7, 8)
     print(" ".join(f"{h:>{w}}" for h, w in zip(head, widths)))
     for r in rows:
         for k, v in r.items():
             if isinstance(v, dict):
+                mib = "-" if v["peak_bytes"] is None else f"{v['peak_bytes'] / 2**20:.0f}"
                 cells = (r["backbone"], r["size"], r["n_images"], k, f"{v['seconds']:.3f}",
-                         f"{v['vs_plain']:.2f}", f"{v['vs_forward']:.2f}")
+                         f"{v['vs_plain']:.2f}", f"{v['vs_forward']:.2f}", mib)
                 print(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
         if "compile_seconds" in r:
             print(f"{'':>20} torch.compile: first call {r['compile_seconds']:.1f} s")
@@ -198,7 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", help="add torch.compile of the backbone")
     ap.add_argument("--cases", default=None,
                     help="comma-separated name:size:n, e.g. efficientnet_lite0:512:2")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="forward-pass precision (HypercolumnTransformer(dtype=...); the plain "
+                    "forward under autocast)")
     ap.add_argument("--tag", default="", help="suffix of the JSON file name")
+    ap.add_argument("--out-dir", default=str(RESULTS), help="folder of the JSON file")
+    ap.add_argument("--fit-images", type=int, default=6,
+                    help="horse images the segmenters are fitted on (speed does not depend on it)")
     args = ap.parse_args(argv)
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                        else ("cpu" if args.device == "auto" else args.device))
@@ -211,9 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else args.repeats
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
-    rows = [bench_case(n, s, k, repeats, dev, args.compile) for n, s, k in cases]
-    print(f"\ninference speed ({dev}, {torch.get_num_threads()} threads, load {load}); "
-          f"transform at {PIXELS_PER_IMAGE} pixels/image")
+    rows = [bench_case(n, s, k, repeats, dev, args.compile, args.dtype, args.fit_images)
+            for n, s, k in cases]
+    mem = "CUDA max_memory_allocated growth" if dev.type == "cuda" else "VmRSS growth"
+    print(f"\ninference speed ({dev}, {args.dtype}, {torch.get_num_threads()} threads, load "
+          f"{load}); transform at {PIXELS_PER_IMAGE} pixels/image; memory: {mem}")
     print_table(rows)
     met = check_targets(rows)
     for k, v in met.items():
@@ -222,9 +236,12 @@ def main(argv: list[str] | None = None) -> int:
               torch.get_num_threads(), "load_average_1min_at_start": load,
               "repeats": repeats, "targets": TARGETS, "targets_met": met, "rows": rows,
               "total_seconds": time.perf_counter() - t0}
-    RESULTS.mkdir(exist_ok=True)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(exist_ok=True)
     suffix = f"_{args.tag}" if args.tag else ("_quick" if args.quick else "")
-    path = RESULTS / f"speed_{dev.type}{suffix}.json"
+    if args.dtype != "float32":
+        suffix = f"_{args.dtype}{suffix}"
+    path = out_dir / f"speed_{dev.type}{suffix}.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")
     return 0
