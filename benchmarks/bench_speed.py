@@ -18,8 +18,9 @@ For each backbone and image size, in one run, on the same images, interleaved, m
    not depend on the fit).
 
 Ratios are throughputs relative to the plain forward (``x plain``) and to skhyper's forward
-(``x fwd``). Targets (issue 19): folded predict >= 1.4x plain at 512 and 1024 for the default
-backbone; transform >= 0.9x skhyper's forward for every backbone at 2048 pixels/image.
+(``x fwd``), of the medians and of the best of the repeats (``min``: on shared cores the least
+disturbed estimate). Targets (issue 19): folded predict >= 1.4x plain at 512 and 1024 for the
+default backbone; transform >= 0.9x skhyper's forward for every backbone at 2048 pixels/image.
 
 The default backbone (EfficientNet-Lite0, bundled ImageNet weights) runs at 256, 512, 1024
 (4, 2, 1 images per call); VGG16 and ResNet-50 (``weights=None``: speed does not depend on
@@ -161,36 +162,43 @@ def bench_case(name: str, size: int, n_images: int, repeats: int, dev: torch.dev
         fn()
     times, peaks = measure_all(methods, dev, repeats)
     med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
     for k, t in med.items():
         peak = [p for p in peaks[k] if p is not None]
         out[k] = {"seconds": t, "vs_plain": med["plain"] / t, "vs_forward": med["forward"] / t,
+                  "min_seconds": best[k], "min_vs_plain": best["plain"] / best[k],
+                  "min_vs_forward": best["forward"] / best[k], "all_seconds": times[k],
                   "peak_bytes": max(peak) if peak else None}
     return out
 
 
 def print_table(rows: list[dict]) -> None:
-    head = ("backbone", "size", "n", "method", "s", "x plain", "x fwd", "MiB")
-    widths = (20, 5, 2, 20, 8, 8, 7, 8)
+    head = ("backbone", "size", "n", "method", "s", "x plain", "x fwd", "min s", "x plain",
+            "x fwd", "MiB")
+    widths = (20, 5, 2, 20, 7, 7, 6, 7, 7, 6, 6)
     print(" ".join(f"{h:>{w}}" for h, w in zip(head, widths)))
     for r in rows:
         for k, v in r.items():
             if isinstance(v, dict):
                 mib = "-" if v["peak_bytes"] is None else f"{v['peak_bytes'] / 2**20:.0f}"
                 cells = (r["backbone"], r["size"], r["n_images"], k, f"{v['seconds']:.3f}",
-                         f"{v['vs_plain']:.2f}", f"{v['vs_forward']:.2f}", mib)
+                         f"{v['vs_plain']:.2f}", f"{v['vs_forward']:.2f}",
+                         f"{v['min_seconds']:.3f}", f"{v['min_vs_plain']:.2f}",
+                         f"{v['min_vs_forward']:.2f}", mib)
                 print(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
         if "compile_seconds" in r:
             print(f"{'':>20} torch.compile: first call {r['compile_seconds']:.1f} s")
 
 
-def check_targets(rows: list[dict]) -> dict:
+def check_targets(rows: list[dict], stat: str = "") -> dict:
+    """Targets on median (``stat=""``) or best-of-repeats (``stat="min_"``) ratios."""
     met = {}
     for r in rows:
         key = f"{r['backbone']}@{r['size']}"
-        met[f"transform_vs_forward {key}"] = (
-            r["transform"]["vs_forward"] >= TARGETS["transform_vs_forward"])
+        met[f"{stat}transform_vs_forward {key}"] = (
+            r["transform"][f"{stat}vs_forward"] >= TARGETS["transform_vs_forward"])
         if r["backbone"] == "efficientnet_lite0" and r["size"] in TARGETS["predict_sizes"]:
-            met[f"predict_vs_plain {key}"] = r["predict"]["vs_plain"] >= TARGETS[
+            met[f"{stat}predict_vs_plain {key}"] = r["predict"][f"{stat}vs_plain"] >= TARGETS[
                 "predict_vs_plain"]
     return met
 
@@ -229,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ninference speed ({dev}, {args.dtype}, {torch.get_num_threads()} threads, load "
           f"{load}); transform at {PIXELS_PER_IMAGE} pixels/image; memory: {mem}")
     print_table(rows)
-    met = check_targets(rows)
+    # on shared cores the best of the interleaved repeats is the least disturbed estimate
+    met = {**check_targets(rows), **check_targets(rows, "min_")}
     for k, v in met.items():
         print(f"  {'met' if v else 'NOT met'}: {k}")
     result = {"benchmark": "speed", "machine": machine_info(dev), "threads":
