@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-4096", action="store_true")
     ap.add_argument("--check-tiling", action="store_true")
+    ap.add_argument("--output", default=None, help="JSON path (default: benchmarks/results/)")
     args = ap.parse_args(argv)
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                        else ("cpu" if args.device == "auto" else args.device))
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         result["tiling_check_4096"] = chk
     result["total_seconds"] = time.perf_counter() - t0
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"predict_{dev.type}{'_quick' if args.quick else ''}.json"
+    path = Path(args.output) if args.output else (
+        RESULTS / f"predict_{dev.type}{'_quick' if args.quick else ''}.json")
     path.write_text(json.dumps(result, indent=2))
     print(f"total {result['total_seconds']:.0f} s\nwrote {path}")
     return 0

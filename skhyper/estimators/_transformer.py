@@ -124,6 +124,17 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         larger so that their longer side nears 512 pixels; ``scales_`` holds
         the result; without images, the image as it is). The default of
         :class:`~skhyper.HypercolumnSegmenter`.
+    optimize : bool, default=True
+        Fold every batch normalization into the convolution before it in the
+        fitted copy of the backbone
+        (:func:`skhyper.features.optimize_for_inference`): the same maps to
+        float32 rounding, from a faster pass (1.4-2.6x for EfficientNet-Lite0
+        on CPU). Captured convolutions keep their own output; the module
+        passed as ``backbone`` is never changed, and a
+        :class:`skhyper.features.Backbone` instance is used as it is (not
+        optimized). Activations run in place where no captured map can be
+        overwritten, and timm's "same"-padded convolutions and ``ReLU6`` get
+        faster kernels with the same output.
 
     Attributes
     ----------
@@ -220,6 +231,7 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         "channel_strategy": [StrOptions(set(CHANNEL_STRATEGIES)), None],
         "intensity_range": [tuple, list, None],
         "scales": [tuple, list, StrOptions({"auto"}), None],
+        "optimize": ["boolean"],
     }
 
     def __init__(
@@ -239,6 +251,7 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         channel_strategy: str | None = None,
         intensity_range: tuple | list | None = None,
         scales: tuple | list | None = None,
+        optimize: bool = True,
     ) -> None:
         self.backbone = backbone
         self.layers = layers
@@ -254,6 +267,7 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
         self.channel_strategy = channel_strategy
         self.intensity_range = intensity_range
         self.scales = scales
+        self.optimize = optimize
 
     def fit(self, X: PixelSet | None = None, y: Any = None) -> HypercolumnTransformer:
         """Build the feature engine: copy the backbone, resolve the layers and settings.
@@ -306,8 +320,8 @@ class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
             dtype=self.dtype, batch_size=self.batch_size, image_size=self.image_size,
             tile_size=self.tile_size, cache=self.cache, scales=scales,
             channel_strategy=self.channel_strategy, intensity_range=intensity_range,
-            append_location=self.append_location, verbose=self.verbose, images=checked,
-            param=param,
+            append_location=self.append_location, verbose=self.verbose,
+            optimize=self.optimize, images=checked, param=param,
         )
         return self
 

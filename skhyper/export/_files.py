@@ -271,6 +271,8 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
     if auto:
         fitted = config.get("fitted_scales")
         hc_params["scales"] = None if fitted is None else tuple(fitted)
+    # files written before the 'optimize' parameter hold unfolded tensors
+    hc_params.setdefault("optimize", False)
     hc = HypercolumnTransformer(**hc_params, weights=None)  # no download: tensors come next
     n = int(config["n_channels"])
     hc.fit_images([np.zeros((8, 8, n), dtype=np.float32)] if hc.channel_strategy in (

@@ -12,6 +12,8 @@ from several threads at once.
 * Input: channel strategies (:class:`PerChannelBackbone`,
   :func:`adapt_first_conv`), intensities (:func:`rescale_intensity`,
   :func:`to_float_image`), multi-scale naming (:func:`scaled_info`).
+* Speed: :func:`optimize_for_inference` (batch norms folded into convolutions in the
+  engine's own copy).
 * Maps: :class:`MapCache`, exact tiling (:func:`receptive_field`,
   :func:`plan_axis`, :func:`tiled_maps`), bilinear reads (:func:`sample_maps`,
   :func:`interp_weights`, :func:`row_bands`).
@@ -32,6 +34,7 @@ from ._engine import FeatureEngine
 from ._extract import extract_dense, extract_hypercolumns
 from ._intensity import check_intensity_range, rescale_intensity, to_float_image
 from ._maps import DTYPES
+from ._optimize import NormActRemainder, foldable_pairs, optimize_for_inference
 from ._scales import AUTO_SCALE, auto_scales, check_scales, scaled_info, split_scaled
 from ._setup import build_engine
 from ._tiling import NotTileableError, needs_tiling, plan_axis, receptive_field, tiled_maps
@@ -46,6 +49,7 @@ __all__ = [
     "BackboneUnion",
     "FeatureEngine",
     "MapCache",
+    "NormActRemainder",
     "NotTileableError",
     "PerChannelBackbone",
     "TokenMaps",
@@ -60,11 +64,13 @@ __all__ = [
     "extract_dense",
     "extract_hypercolumns",
     "find_first_conv",
+    "foldable_pairs",
     "interp_weights",
     "is_transformer",
     "list_layers",
     "map_canvases",
     "needs_tiling",
+    "optimize_for_inference",
     "plan_axis",
     "receptive_field",
     "rescale_intensity",

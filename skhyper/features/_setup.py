@@ -18,6 +18,7 @@ from ._channels import CHANNEL_STRATEGIES, fit_channels, prepare_backbone
 from ._engine import FeatureEngine
 from ._intensity import check_intensity_range
 from ._maps import DTYPES
+from ._optimize import optimize_for_inference
 from ._scales import check_scales, scaled_info
 from ._union import backbone_union
 
@@ -40,6 +41,7 @@ __all__ = ["build_engine"]
         "intensity_range": [tuple, list, None],
         "append_location": ["boolean"],
         "verbose": ["boolean"],
+        "optimize": ["boolean"],
         "images": "no_validation",
         "param": [str],
     },
@@ -61,6 +63,7 @@ def build_engine(
     intensity_range: tuple | None = None,
     append_location: bool = False,
     verbose: bool = False,
+    optimize: bool = True,
     images: Sequence[np.ndarray] | None = None,
     param: str = "images",
 ) -> FeatureEngine:
@@ -68,7 +71,10 @@ def build_engine(
 
     The parameters are those of :class:`~skhyper.HypercolumnTransformer` (which calls this in
     ``fit``). ``backbone`` is built by :func:`~skhyper.features.build_backbone` (a copy) unless
-    it is a :class:`~skhyper.features.Backbone`, which is used as it is. ``images`` (or None)
+    it is a :class:`~skhyper.features.Backbone`, which is used as it is. ``optimize`` folds
+    batch norms into their convolutions in the copy built here
+    (:func:`~skhyper.features.optimize_for_inference`; never in a ``Backbone`` used as it is,
+    never into a convolution that is a captured layer or a stage). ``images`` (or None)
     teach the channel count to the ``"per_channel"`` / ``"first_conv"`` strategies; ``param``
     names them in messages.
 
@@ -81,7 +87,8 @@ def build_engine(
     intensity_range = check_intensity_range(intensity_range, owner="build_engine")
     scales = check_scales(scales, owner="build_engine")
     dev = resolve_device(device)
-    if isinstance(backbone, Backbone):
+    own = not isinstance(backbone, Backbone)  # a Backbone instance is the caller's: as it is
+    if not own:
         bb = backbone
     elif isinstance(backbone, dict):  # several backbones in one hypercolumn
         bb = backbone_union(backbone, weights=weights)
@@ -92,6 +99,10 @@ def build_engine(
     info = resolve_layers(bb, layers)
     if scales is not None:
         info = scaled_info(info, scales)
+    if optimize and own:
+        keep = {d.get("layer", d["name"]) for d in info} | set(bb.stages())
+        if optimize_for_inference(bb.model, int(bb.mean.shape[1]), keep):
+            bb.__dict__.pop("_fingerprint", None)  # a map cache key of the unfolded weights
     return FeatureEngine(
         bb.to(dev).eval(), info, device=dev, dtype=dtype, batch_size=batch_size,
         image_size=image_size, tile_size=tile_size, cache=cache, scales=scales,
