@@ -38,7 +38,7 @@ def test_demo_prints_ious_and_reaches_goal(demo_run):
     n_train, train_iou = _iou_line(text, "train")
     n_test, test_iou = _iou_line(text, "test")
     assert (n_train, n_test) == (16, 8)
-    # the default segmenter on the bundled sample: 0.857 / 0.877 measured (0.705 / 0.714
+    # the default segmenter on the bundled sample: 0.850 / 0.886 measured (0.705 / 0.714
     # with the first demo's PCA + SGD at scale 1)
     assert test_iou >= 0.8
     assert train_iou >= 0.8
