@@ -32,6 +32,7 @@ import torch
 from ..features import FeatureEngine, interp_weights
 from ..location import LOCATION, axis_locations, frame_of
 from ._edges import (
+    EDGE_PARAMS,
     UPSAMPLINGS,
     coarse_sum,
     coarse_target,
@@ -268,6 +269,17 @@ def _window_axis(start: int, stop: int, n_native: int, n: int, offset: int,
     return i0, i1, w0.double(), w1.double()
 
 
+def _cells_read(start: int, stop: int, n_cells: int, n: int) -> tuple[int, int]:
+    """The cells ``[a, b)`` of an axis of ``n_cells`` cells over ``n`` pixels that edge-aware
+    upsampling reads for pixels ``start..stop-1`` (their taps, ``EDGE_PARAMS["radius"]``)."""
+    radius = EDGE_PARAMS["radius"]
+
+    def base(y: int) -> int:  # floor((y + 0.5) n_cells / n - 0.5), in integers
+        return ((2 * y + 1) * n_cells + n) // (2 * n) - 1
+
+    return max(0, base(start) - radius + 1), min(n_cells, base(stop - 1) + radius + 1)
+
+
 def _upsample_window(m: torch.Tensor, rows: tuple, cols: tuple) -> torch.Tensor:
     """``(c, ny, nx)`` float64: a window map ``(c, h, w)`` read at pixels, bilinearly."""
     i0, i1, a0, a1 = rows
@@ -335,16 +347,20 @@ def predict_window(
         coarse = [] if upsampling == "bilinear" else [
             name for name in names if is_coarse(red[name], region["native"][name])]
         if coarse:  # summed on the finest coarse grid, then edge-aware, as for whole images
-            t, acc = coarse_sum([maps[n].double() for n in coarse],
-                                [region["native"][n] for n in coarse],
-                                [offsets[n] for n in coarse],
-                                target=coarse_target([red[n] for n in coarse],
-                                                     [True] * len(coarse)))
+            t = coarse_target([red[n] for n in coarse], [True] * len(coarse))
+            (hn, wn), (oy, ox) = region["native"][coarse[t]], offsets[coarse[t]]
+            # only the grid cells the block's pixels read (the window's edge cells could not
+            # be read from the coarser maps)
+            (ya, yb), (xa, xb) = _cells_read(r0, r1, hn, H), _cells_read(c0, c1, wn, W)
+            parts = [maps[n].double() for n in coarse]
+            parts[t] = parts[t][:, ya - oy:yb - oy, xa - ox:xb - ox]
+            origins = [offsets[n] for n in coarse]
+            origins[t] = (ya, xa)
+            _, acc = coarse_sum(parts, [region["native"][n] for n in coarse], origins, target=t)
             total += edge_aware_upsample(
                 acc, image_guide(window[0], engine.intensity_range, engine.device), (H, W),
                 rows=torch.arange(r0, r1), cols=torch.arange(c0, c1), guide_origin=(w0, v0),
-                map_origin=offsets[coarse[t]], map_size=region["native"][coarse[t]],
-                image_shape=(H, W))
+                map_origin=(ya, xa), map_size=(hn, wn), image_shape=(H, W))
         for name in names:
             (hn, wn), (oy, ox), m = region["native"][name], offsets[name], maps[name]
             if name in coarse:
