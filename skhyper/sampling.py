@@ -185,17 +185,13 @@ def boundary_band(mask: np.ndarray, width: int, ignore_label: int | None = None
 
     m = np.asarray(mask, dtype=np.int64)
     size = 2 * int(width) + 1
-    if ignore_label is None:
-        hi, lo = m, m
-    else:
-        unlabelled = m == ignore_label
-        hi = np.where(unlabelled, np.iinfo(np.int64).min, m)
-        lo = np.where(unlabelled, np.iinfo(np.int64).max, m)
-        band = maximum_filter(hi, size=size, mode="nearest") != minimum_filter(
-            lo, size=size, mode="nearest")
-        return band & ~unlabelled
-    return maximum_filter(hi, size=size, mode="nearest") != minimum_filter(
+    unlabelled = np.zeros(m.shape, bool) if ignore_label is None else m == ignore_label
+    # unlabelled pixels can raise neither the window's maximum nor lower its minimum
+    hi = np.where(unlabelled, np.iinfo(np.int64).min, m)
+    lo = np.where(unlabelled, np.iinfo(np.int64).max, m)
+    band = maximum_filter(hi, size=size, mode="nearest") != minimum_filter(
         lo, size=size, mode="nearest")
+    return band & ~unlabelled
 
 
 def _balanced_counts(counts: np.ndarray, n: int) -> np.ndarray:

@@ -109,3 +109,42 @@ def test_boxes_are_carried_and_checked(images, masks):
         sample_pixels(images, masks, boxes=[[5, 0, 5, 10]] * 3)
     with pytest.raises(ValueError, match=r"'boxes' parameter must have shape \(n_images, 4\)"):
         sample_pixels(images, masks, boxes=[[0, 0, 1, 1]])
+
+
+def test_boundary_band_matches_its_definition():
+    """A labelled pixel is in the band when its (2w+1)^2 window holds another labelled class;
+    unlabelled pixels neither belong to it nor make one (brute force on random masks)."""
+    from skhyper.sampling import boundary_band
+
+    rng = np.random.default_rng(3)
+    for width in (1, 2):
+        mask = rng.integers(0, 3, size=(9, 11))
+        mask[rng.random(mask.shape) < 0.2] = 255
+        got = boundary_band(mask, width, ignore_label=255)
+        expected = np.zeros(mask.shape, bool)
+        for y in range(9):
+            for x in range(11):
+                if mask[y, x] == 255:
+                    continue
+                win = mask[max(0, y - width):y + width + 1, max(0, x - width):x + width + 1]
+                expected[y, x] = bool(np.any((win != 255) & (win != mask[y, x])))
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_boundary_fraction_draws_that_share_from_the_band():
+    from skhyper.sampling import boundary_band
+
+    masks = np.zeros((2, 40, 40), dtype=int)
+    masks[:, 10:30, 10:30] = 1
+    images = np.zeros((2, 40, 40, 3), dtype=np.float32)
+    band = boundary_band(masks[0], 3)
+    plain, _ = sample_pixels(images, masks, n_per_image=200, random_state=0)
+    X, y = sample_pixels(images, masks, n_per_image=200, boundary_fraction=0.5,
+                         boundary_width=3, random_state=0)
+    in_band = band[X.coords[:, 1], X.coords[:, 2]]
+    assert len(X) == 400 and len(np.unique(X.coords, axis=0)) == 400  # no pixel twice
+    assert in_band.sum() >= 200  # half of each image's draw, plus what the rest finds there
+    assert band[plain.coords[:, 1], plain.coords[:, 2]].mean() < in_band.mean()
+    same, _ = sample_pixels(images, masks, n_per_image=200, boundary_fraction=0.0,
+                            random_state=0)
+    np.testing.assert_array_equal(same.coords, plain.coords)  # 0: the usual draw
