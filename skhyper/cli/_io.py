@@ -88,6 +88,19 @@ def find_inputs(specs: Iterable[str], option: str, suffixes: tuple[str, ...]) ->
     return [p.resolve() for p in found]
 
 
+def by_unique_stem(paths: list[Path], option: str, why: str) -> dict[str, Path]:
+    """``{name: path}``, refusing two files of one name (``why`` says what it would break)."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        stem = stem_of(path)
+        if stem in seen:
+            raise CommandError(
+                f"{option} has two images named {stem!r} ({str(seen[stem])!r} and "
+                f"{str(path)!r}): {why}.")
+        seen[stem] = path
+    return seen
+
+
 def match_labels(images: list[Path], labels: list[Path], label_suffix: str) -> list[tuple[Path,
                                                                                         Path]]:
     """Pair every image with the label image of the same name (plus ``label_suffix``)."""
@@ -103,14 +116,7 @@ def match_labels(images: list[Path], labels: list[Path], label_suffix: str) -> l
                 f"LABELS has two label images for {stem!r}: {by_stem[stem].name!r} and "
                 f"{path.name!r}; keep one.")
         by_stem[stem] = path
-    seen: dict[str, Path] = {}
-    for path in images:
-        stem = stem_of(path)
-        if stem in seen:
-            raise CommandError(
-                f"IMAGES has two images named {stem!r}: {str(seen[stem])!r} and {str(path)!r}; "
-                "names must be unique to match labels.")
-        seen[stem] = path
+    seen = by_unique_stem(images, "IMAGES", "names must be unique to match labels")
     missing = [s for s in seen if s not in by_stem]
     extra = [s for s in by_stem if s not in seen]
     if missing or extra:

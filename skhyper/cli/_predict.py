@@ -24,6 +24,7 @@ from ._args import CommandError, check_out_dir, load_model, positive_int, to_opt
 from ._io import (
     FORMATS,
     INPUT_SUFFIXES,
+    by_unique_stem,
     find_inputs,
     label_dtype,
     output_names,
@@ -159,14 +160,9 @@ def _predict(seg: Any, image: Any, big: bool, kind: str, args: argparse.Namespac
 
 
 def _check_inputs(inputs: list[Path], run: _Run) -> None:
-    seen: dict[str, Path] = {}
+    by_unique_stem(inputs, "INPUTS", "their outputs would collide; predict them into "
+                   "different folders")
     for path in inputs:
-        stem = stem_of(path)
-        if stem in seen:
-            raise CommandError(
-                f"INPUTS has two images named {stem!r} ({str(seen[stem])!r} and {str(path)!r}): "
-                "their outputs would collide; predict them into different folders.")
-        seen[stem] = path
         if any(p == path for p, _, _ in run.targets(path) + run.targets(path, big=True)):
             raise CommandError(f"-o/--output would overwrite the input {str(path)!r}; choose "
                                "another folder.")
