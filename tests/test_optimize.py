@@ -256,3 +256,46 @@ def test_gpu_check_dry_run_passes_without_a_gpu():
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert "gpu_check dry run passed" in res.stdout
     assert "bfloat16" in res.stdout and "folded" in res.stdout
+
+
+@pytest.mark.parametrize("kernel,stride,dilation", [(3, 2, 1), (5, 2, 1), (3, 1, 1), (3, 2, 2),
+                                                    (4, 2, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_same_pad_conv_equals_timm_conv2d_same(kernel, stride, dilation, channels_last):
+    """Even, odd and mixed sizes: 'SAME' pads (p, p) or (p, p + 1) per axis; the zero tap at
+    the kernel's start replaces the padded copy. Float32 sums of the same products (plus exact
+    zeros) in another order: relative error a few ulp of the sum of |products| (<= 27 * 25
+    terms of inputs and weights below 1 here), so 1e-5 absolute."""
+    from timm.layers import Conv2dSame
+
+    from skhyper.features._optimize import SamePadConv2d
+
+    torch.manual_seed(0)
+    ref = Conv2dSame(6, 6, kernel, stride=stride, dilation=dilation, groups=3).eval()
+    fast = SamePadConv2d(6, 6, kernel, stride, 0, dilation, 3, True)
+    fast.load_state_dict(ref.state_dict())
+    for h, w in [(16, 16), (17, 17), (16, 17), (17, 16), (9, 30)]:
+        x = torch.rand(2, 6, h, w)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            want, got = ref(x), fast(x)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_finite_check_of_maps_by_sums():
+    """The forward pass's overflow check reads one sum per map: infinities and NaNs are
+    refused by name, huge finite maps whose float32 sum overflows are accepted."""
+    from types import SimpleNamespace
+
+    from skhyper.features._maps import _check_finite_maps
+
+    batch, bb = torch.zeros(1, 3, 4, 4), SimpleNamespace(name="net")
+    ok = {"a": torch.ones(2, 3, 3), "b": torch.full((4, 2, 2), 3e38)}  # sum(b) overflows
+    _check_finite_maps(ok, batch, bb, "float32")
+    for bad_value in (float("inf"), float("-inf"), float("nan")):
+        maps = {"a": torch.ones(2, 3, 3), "b": torch.zeros(4, 2, 2)}
+        maps["b"][1, 0, 1] = bad_value
+        with pytest.raises(ValueError, match=r"non-finite activations.*\['b'\]"):
+            _check_finite_maps(maps, batch, bb, "float32")
