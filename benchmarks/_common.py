@@ -80,8 +80,18 @@ class PeakRSS:
         return None if self.base is None else self.peak - self.base
 
 
-def measure(fn, dev: torch.device) -> tuple[float, int | None]:
-    """Seconds and peak memory growth (bytes) of one call of ``fn``; the result is dropped."""
+def measure(fn, dev: torch.device, memory: bool = True) -> tuple[float, int | None]:
+    """Seconds and peak memory growth (bytes) of one call of ``fn``; the result is dropped.
+
+    ``memory=False``: seconds only, in the steady state of a loop (on CPU the RSS sampling
+    thread competes for the GIL with Python-heavy calls, and the heap handed back to the OS
+    for a fair RSS baseline makes every allocation of the next call fault its pages in)."""
+    if dev.type == "cpu" and not memory:
+        t0 = time.perf_counter()
+        res = fn()
+        seconds = time.perf_counter() - t0
+        del res
+        return seconds, None
     release_memory()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -102,15 +112,22 @@ def measure(fn, dev: torch.device) -> tuple[float, int | None]:
     return seconds, peak
 
 
-def measure_all(methods: dict, dev: torch.device, repeats: int) -> tuple[dict, dict]:
-    """Seconds and peak memory of every method, interleaved over ``repeats`` rounds."""
+def measure_all(methods: dict, dev: torch.device, repeats: int,
+                separate_memory: bool = False) -> tuple[dict, dict]:
+    """Seconds and peak memory of every method, interleaved over ``repeats`` rounds.
+
+    ``separate_memory``: the timed rounds run without memory sampling, and one more round
+    measures the peaks."""
     times: dict = {k: [] for k in methods}
     peaks: dict = {k: [] for k in methods}
     for _ in range(repeats):
         for name, fn in methods.items():
-            t, p = measure(fn, dev)
+            t, p = measure(fn, dev, memory=not separate_memory)
             times[name].append(t)
             peaks[name].append(p)
+    if separate_memory:
+        for name, fn in methods.items():
+            peaks[name] = [measure(fn, dev)[1]]
     return times, peaks
 
 

@@ -24,8 +24,9 @@ default backbone; transform >= 0.9x skhyper's forward for every backbone at 2048
 
 The default backbone (EfficientNet-Lite0, bundled ImageNet weights) runs at 256, 512, 1024
 (4, 2, 1 images per call); VGG16 and ResNet-50 (``weights=None``: speed does not depend on
-the weights) at 512 (2 images). ``--compile`` adds ``torch.compile`` of skhyper's optimized
-backbone (compile time and steady speed).
+the weights) at 512 (2 images). ``--compile`` adds ``torch.compile`` (inductor, frozen
+weights) of skhyper's optimized network against the same network run eagerly (compile time
+and steady speed; without the engine's capture hooks, which dynamo does not trace).
 
 Run::
 
@@ -33,32 +34,33 @@ Run::
     python benchmarks/bench_speed.py --quick    # smoke run (256 only, 1 repeat)
 
 It prints a table and writes the figures as JSON with the machine description to
-``benchmarks/results/speed_<device>.json``.
+``benchmarks/results/speed_<device>.json``. OpenMP runs with its default wait policy, as a
+user's process does; on a machine shared with other busy processes set
+``OMP_WAIT_POLICY=PASSIVE`` (spinning threads of several processes slow each other down, but
+passive threads pay a wake-up on every parallel operation, which penalizes many small
+operations over a few large ones).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import statistics
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
+from PIL import Image
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from skhyper import HypercolumnSegmenter, HypercolumnTransformer, PixelSet  # noqa: E402
-from skhyper.datasets import load_horses  # noqa: E402
-from skhyper.features import build_backbone  # noqa: E402
+from skhyper import HypercolumnSegmenter, HypercolumnTransformer, PixelSet
+from skhyper.datasets import load_horses
+from skhyper.features import build_backbone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, measure_all  # noqa: E402
+from _common import machine_info, measure_all
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PIXELS_PER_IMAGE = 2048
@@ -140,27 +142,36 @@ def bench_case(name: str, size: int, n_images: int, repeats: int, dev: torch.dev
                "transform": lambda: hc.transform(X), "predict": lambda: seg.predict(checked)}
     out: dict = {"backbone": name, "size": size, "n_images": n_images, "dtype": dtype}
     if compile_:
-        compiled = torch.compile(engine.backbone.model)
-        original = engine.backbone.model
+        # torch.compile (inductor, frozen weights) of skhyper's optimized network, called on
+        # the normalized channels-last batch without the capture hooks (dynamo does not trace
+        # the engine's hook-based capture); "network" is the same copy run eagerly
+        import copy
+
+        import torch._inductor.config as inductor_config
+
+        net = copy.deepcopy(engine.backbone.model)
+        for m in net.modules():
+            m._forward_hooks.clear()
+            m._forward_pre_hooks.clear()
+        bb = engine.backbone
+        x = torch.from_numpy(np.stack(images)).to(dev).permute(0, 3, 1, 2).float() / 255
+        x = ((x - bb.mean.to(dev)) / bb.std.to(dev)).contiguous(memory_format=torch.channels_last)
+        inductor_config.freezing = True
+        compiled = torch.compile(net)
         t0 = time.perf_counter()
-        engine.backbone.model = compiled
-        try:
-            forward()
-        finally:
-            engine.backbone.model = original
+        with torch.inference_mode():
+            compiled(x)
         out["compile_seconds"] = time.perf_counter() - t0
 
-        def forward_compiled():
-            engine.backbone.model = compiled
-            try:
-                forward()
-            finally:
-                engine.backbone.model = original
+        def network(model=net):
+            with torch.inference_mode():
+                return model(x)
 
-        methods["forward_compiled"] = forward_compiled
+        methods["network_eager"] = network
+        methods["network_compiled"] = lambda: network(compiled)
     for fn in methods.values():  # warm-up
         fn()
-    times, peaks = measure_all(methods, dev, repeats)
+    times, peaks = measure_all(methods, dev, repeats, separate_memory=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
     for k, t in med.items():
@@ -207,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--compile", action="store_true", help="add torch.compile of the backbone")
     ap.add_argument("--cases", default=None,

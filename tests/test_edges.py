@@ -18,6 +18,7 @@ from skhyper import GridLocationClassifier, HypercolumnSegmenter, HypercolumnTra
 from skhyper.heads import (
     EDGE_PARAMS,
     coarse_sum,
+    edge_aware_labels,
     edge_aware_upsample,
     edge_aware_upsample_batch,
     image_guide,
@@ -108,6 +109,41 @@ def test_batch_equals_per_image(shape, cells, n_channels):
     grey = edge_aware_upsample_batch(scores, guide[:, :1].double().expand(-1, 3, -1, -1))
     np.testing.assert_allclose(grey.numpy(), edge_aware_upsample_batch(
         scores, guide[:, :1].double()).numpy(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape,cells", [((19, 23), (3, 4)), ((97, 131), (7, 9)),
+                                         ((23, 33), (13, 9)), ((9, 40), (1, 5)),
+                                         ((6, 5), (9, 11)), ((64, 48), (8, 6))])
+@pytest.mark.parametrize("k", [1, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_labels_equal_labels_of_full_upsampling(shape, cells, k, dtype):
+    """Labels through the box of possible upsampled scores equal the labels of the full
+    upsampling; the pixels it computes get the batched form's values. Both run the same
+    float operations per pixel; a label may only differ where the full score is within
+    rounding of the decision boundary (a tie), so pixels with a margin under 1e-4 of the
+    scores' scale are left out (none in practice)."""
+    rng = np.random.default_rng(sum(shape) + k)
+    scores = torch.from_numpy(rng.normal(size=(k, *cells)) * 3).to(dtype)
+    guide = torch.from_numpy(rng.random((3, *shape)).astype(np.float32))
+    guide[:, :, shape[1] // 2:] += 0.5
+    # the finer layers' part: smooth, so that the coarse map decides most labels
+    rest = F.interpolate(torch.from_numpy(rng.normal(size=(1, k, 3, 3))).to(dtype), size=shape,
+                         mode="bilinear", align_corners=False)[0]
+    full = rest + edge_aware_upsample_batch(scores[None], guide[None].to(dtype))[0]
+    total, exact = edge_aware_labels(scores, guide, rest)
+    if k == 1:
+        want, got, margin = full[0] > 0, total[0] > 0, full[0].abs()
+    else:
+        want, got = full.argmax(0), total.argmax(0)
+        top2 = full.topk(2, dim=0).values
+        margin = top2[0] - top2[1]
+    clear = margin > 1e-4 * float(full.abs().max())
+    assert clear.float().mean() > 0.99
+    assert torch.equal(got[clear], want[clear])
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(total[:, exact], full[:, exact], rtol=0,
+                               atol=16 * eps * float(full.abs().max()))
+    assert 0 < int(exact.sum()) < exact.numel() or min(cells) == 1 or cells[0] > shape[0]
 
 
 def test_dissimilar_colours_do_not_underflow():
@@ -260,3 +296,27 @@ def test_edge_aware_tightens_boundaries(fitted):
     f_flat = boundary_f_score(list(test_masks), flat, tolerance=1, labels=[1])
     assert f_edge > f_flat
     assert foreground_iou(list(test_masks), edge) >= foreground_iou(list(test_masks), flat)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_segmenter_labels_are_the_labels_of_its_scores(fitted, n_classes):
+    """``predict`` (edge-aware labels through the box of possible scores) gives the labels of
+    ``decision_function`` (the full edge-aware upsampling), for a binary and a 3-class head;
+    pixels within 1e-4 of a tie are left out (see test_labels_equal_labels_of_full_upsampling)."""
+    seg, images, masks = fitted
+    if n_classes == 3:
+        masks = [np.where((m == 0) & (np.arange(m.shape[1]) > m.shape[1] * 0.7), 2, m)
+                 for m in masks]
+        seg = HypercolumnSegmenter(seg.hypercolumns, seg.classifier, n_pixels_per_image=300,
+                                   random_state=0).fit(list(images), masks)
+    rng = np.random.default_rng(11)
+    test_images = [scene(rng, s)[0] for s in [(41, 43), (36, 50)]]
+    for img in test_images:
+        labels, scores = seg.predict(img), seg.decision_function(img)
+        if n_classes == 2:
+            want, clear = seg.classes_[(scores > 0).astype(int)], np.abs(scores) > 1e-4
+        else:
+            top2 = np.sort(scores, axis=-1)[..., -2:]
+            want, clear = seg.classes_[scores.argmax(-1)], top2[..., 1] - top2[..., 0] > 1e-4
+        assert clear.mean() > 0.99 and len(np.unique(want)) == n_classes
+        np.testing.assert_array_equal(labels[clear], want[clear])

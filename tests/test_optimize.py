@@ -22,6 +22,7 @@ from torch import nn
 
 from skhyper import HypercolumnTransformer, sample_pixels
 from skhyper.features import (
+    FastConv2d,
     NormActRemainder,
     build_engine,
     foldable_pairs,
@@ -119,8 +120,10 @@ def test_default_backbone_with_its_pretrained_weights_folds_every_norm(rng):
     fast = build_engine(device="cpu")
     slow = build_engine(device="cpu", optimize=False)
     assert _n_norms(slow.backbone) == 49 and _n_norms(fast.backbone) == 0
-    remainders = [m for m in fast.backbone.modules() if isinstance(m, NormActRemainder)]
-    assert remainders and all(isinstance(m.act, nn.ReLU6) for m in remainders)
+    # every ReLU6 of a folded norm runs inside its convolution (a oneDNN post-op on CPU)
+    assert not [m for m in fast.backbone.modules() if isinstance(m, NormActRemainder)]
+    fused = [m for m in fast.backbone.modules() if isinstance(m, FastConv2d) and m.post]
+    assert len(fused) == 33 and all(m.post == ("hardtanh", [0.0, 6.0]) for m in fused)
     # the norms without activation (the blocks' linear projections) became identities
     assert isinstance(fast.backbone.model.blocks[1][0].bn3, nn.Identity)
     # timm's 'same'-padded strided convolutions got the faster padding
@@ -162,16 +165,67 @@ def test_captured_convolution_keeps_its_own_output(rng):
 def test_activations_run_in_place_only_where_no_captured_map_is_overwritten(rng):
     net = _randomize_norms(nn.Sequential(OrderedDict(
         stem=nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()),
-        body=nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU6(),
-                           nn.Conv2d(6, 6, 1), nn.ReLU()))))
+        body=nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.SiLU(),
+                           nn.Conv2d(6, 6, 1), nn.SiLU()))))
     layers = ["stem.0", "body"]
     fast = build_engine(net, layers=layers, device="cpu")
     slow = build_engine(net, layers=layers, device="cpu", optimize=False)
     stem, body = fast.backbone.model.stem, fast.backbone.model.body
-    assert not stem[1].inplace  # its input is the captured map of "stem.0"
-    assert body[2].inplace and body[4].inplace  # inputs nothing else reads
-    assert isinstance(body[1], nn.Identity) and type(body[2]).__name__ == "FastReLU6"
+    # its input is the captured map of "stem.0": neither in place nor fused into it
+    assert type(stem[1]) is nn.ReLU and not stem[1].inplace
+    assert body[2].inplace and body[4].inplace  # inputs nothing else reads (SiLU: not fused)
+    assert isinstance(body[1], nn.Identity)
     _assert_same_maps(fast, slow, [rng.random((20, 24, 3))])
+
+
+class _FusionBody(nn.Module):
+    """conv -> ReLU6 and conv -> norm -> ReLU fuse; a conv whose output the residual also
+    reads, a conv followed by SiLU and a captured conv do not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.a_act = nn.ReLU6()
+        self.b = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+        self.b_bn = nn.BatchNorm2d(8)
+        self.b_act = nn.ReLU()
+        self.c = nn.Conv2d(8, 8, 1)
+        self.c_act = nn.ReLU()
+        self.d = nn.Conv2d(8, 8, 1)
+        self.d_act = nn.SiLU()
+        self.e = nn.Conv2d(8, 8, 1)
+        self.e_act = nn.Hardtanh(-1.0, 2.0)
+
+    def forward(self, x):
+        x = self.b_act(self.b_bn(self.b(self.a_act(self.a(x)))))
+        y = self.c(x)
+        x = self.c_act(y) + y
+        return self.e_act(self.e(self.d_act(self.d(x))))
+
+
+def test_activations_fuse_into_the_convolution_they_alone_read(rng):
+    net = _randomize_norms(nn.Sequential(OrderedDict(body=_FusionBody()))).eval()
+    layers = ["body.b_act", "body.e", "body.e_act"]
+    fast = build_engine(net, layers=layers, device="cpu")
+    slow = build_engine(net, layers=layers, device="cpu", optimize=False)
+    m, m_slow = fast.backbone.model.body, slow.backbone.model.body
+    assert isinstance(m.a, FastConv2d) and m.a.post == ("hardtanh", [0.0, 6.0])
+    assert isinstance(m.a_act, nn.Identity)
+    assert isinstance(m.b, FastConv2d) and m.b.post == ("relu", [])  # folded, then fused
+    assert isinstance(m.b_bn, nn.Identity) and isinstance(m.b_act, nn.Identity)
+    assert type(m.c) is nn.Conv2d and type(m.c_act) is nn.ReLU  # the residual reads y
+    assert type(m.d) is nn.Conv2d and type(m.d_act) is nn.SiLU  # no exact post-op
+    assert type(m.e) is nn.Conv2d and type(m.e_act) is nn.Hardtanh  # "e" is captured
+    images = [rng.random((20, 24, 3)), rng.random((17, 9, 3))]
+    _assert_same_maps(fast, slow, images)
+    # the fused module off the oneDNN path (autocast, gradients) computes the same
+    x = torch.rand(2, 3, 12, 10)
+    with torch.no_grad():
+        want = m_slow.a_act(m_slow.a(x))
+        torch.testing.assert_close(m.a(x), want, rtol=0, atol=1e-6)
+    with torch.inference_mode():
+        torch.testing.assert_close(m.a(x.contiguous(memory_format=torch.channels_last)), want,
+                                   rtol=0, atol=1e-6)
 
 
 class _SharedConv(nn.Module):
@@ -268,7 +322,7 @@ def test_same_pad_conv_equals_timm_conv2d_same(kernel, stride, dilation, channel
     terms of inputs and weights below 1 here), so 1e-5 absolute."""
     from timm.layers import Conv2dSame
 
-    from skhyper.features._optimize import SamePadConv2d
+    from skhyper.features import SamePadConv2d
 
     torch.manual_seed(0)
     ref = Conv2dSame(6, 6, kernel, stride=stride, dilation=dilation, groups=3).eval()

@@ -12,8 +12,9 @@ from several threads at once.
 * Input: channel strategies (:class:`PerChannelBackbone`,
   :func:`adapt_first_conv`), intensities (:func:`rescale_intensity`,
   :func:`to_float_image`), multi-scale naming (:func:`scaled_info`).
-* Speed: :func:`optimize_for_inference` (batch norms folded into convolutions in the
-  engine's own copy).
+* Speed: :func:`optimize_for_inference` (batch norms folded into convolutions, activations
+  fused into them, in the engine's own copy; the modules it swaps in: :class:`FastConv2d`,
+  :class:`SamePadConv2d`, :class:`FastReLU6`).
 * Maps: :class:`MapCache`, exact tiling (:func:`receptive_field`,
   :func:`plan_axis`, :func:`tiled_maps`), bilinear reads (:func:`sample_maps`,
   :func:`interp_weights`, :func:`row_bands`).
@@ -32,6 +33,7 @@ from ._channels import (
 )
 from ._engine import FeatureEngine
 from ._extract import extract_dense, extract_hypercolumns
+from ._fast_modules import FastConv2d, FastReLU6, SamePadConv2d
 from ._intensity import check_intensity_range, rescale_intensity, to_float_image
 from ._maps import DTYPES
 from ._optimize import NormActRemainder, foldable_pairs, optimize_for_inference
@@ -49,7 +51,10 @@ __all__ = [
     "BackboneUnion",
     "FeatureEngine",
     "MapCache",
+    "FastConv2d",
+    "FastReLU6",
     "NormActRemainder",
+    "SamePadConv2d",
     "NotTileableError",
     "PerChannelBackbone",
     "TokenMaps",

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["NormActRemainder", "SamePadConv2d", "FastReLU6", "optimize_for_inference",
-           "foldable_pairs"]
+from ._fast_modules import FastConv2d, FastReLU6, SamePadConv2d, fused_activation
+
+__all__ = ["NormActRemainder", "optimize_for_inference", "foldable_pairs"]
 
 _PROBE_SIZES = (64, 224)
 
@@ -46,76 +47,6 @@ class NormActRemainder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.drop(x))
-
-
-def _traced() -> bool:
-    return bool(torch.jit.is_tracing() or torch.compiler.is_exporting()
-                or torch.compiler.is_compiling())
-
-
-def _same_pad(size: int, k: int, s: int, d: int) -> tuple[int, int]:
-    total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def _pad_zeros(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """``F.pad`` with zeros in the memory format of ``x`` (``F.pad`` of a channels-last batch
-    is several times slower than this copy)."""
-    n, c, h, w = x.shape
-    fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
-           and not x.is_contiguous() else torch.contiguous_format)
-    out = torch.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype,
-                      device=x.device, memory_format=fmt)
-    out[:, :, :top].zero_()
-    out[:, :, top + h:].zero_()
-    out[:, :, :, :left].zero_()
-    out[:, :, :, left + w:].zero_()
-    out[:, :, top:top + h, left:left + w] = x
-    return out
-
-
-class SamePadConv2d(nn.Conv2d):
-    """timm's ``Conv2dSame`` (TensorFlow 'SAME' padding, computed per input size) without the
-    padded copy of the input; the same output (traced passes use timm's own padding, which
-    exporters know).
-
-    'SAME' pads ``(p, p)`` or ``(p, p + 1)`` per axis. The second, one more zero after than
-    before, is the convolution padded ``p + 1`` on both sides with a kernel that has one more
-    tap of weight zero at its start: the extra tap reads the zero row (column) before the image
-    and every other tap the same pixel as before, so the sums hold the same products (plus
-    exact zeros). Without the copy of a large channels-last map (``F.pad``) the stride-2
-    convolutions of EfficientNet run 3-10x faster. Dilated convolutions (where one tap is more
-    than one pixel) keep the padded copy.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _traced():
-            from timm.layers.padding import pad_same
-
-            x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
-            return nn.functional.conv2d(x, self.weight, self.bias, self.stride, 0,
-                                        self.dilation, self.groups)
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        top, bottom = _same_pad(x.shape[-2], kh, sh, dh)
-        left, right = _same_pad(x.shape[-1], kw, sw, dw)
-        weight = self.weight
-        if (dh, dw) == (1, 1):
-            if bottom > top or right > left:  # one more zero tap at the kernel's start
-                weight = nn.functional.pad(weight, (right - left, 0, bottom - top, 0))
-            return nn.functional.conv2d(x, weight, self.bias, self.stride, (bottom, right),
-                                        1, self.groups)
-        if top or bottom or left or right:
-            x = _pad_zeros(x, top, bottom, left, right)
-        return nn.functional.conv2d(x, weight, self.bias, self.stride, 0, self.dilation,
-                                    self.groups)
-
-
-class FastReLU6(nn.ReLU6):
-    """``nn.ReLU6`` through ``F.relu6``: the same values, faster than ``hardtanh`` (which
-    ``nn.ReLU6`` calls) on channels-last batches."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.relu6(x, inplace=self.inplace)
 
 
 def _faster_modules(model: nn.Module) -> int:
@@ -299,6 +230,54 @@ def _inplace_activations(model: nn.Module, in_chans: int, keep: Iterable[str]) -
     return done
 
 
+def _fuse_activations(model: nn.Module, in_chans: int, keep: Iterable[str]) -> list[str]:
+    """Fuse into a convolution the activation that alone reads its output.
+
+    In a probe pass the activation (ReLU, ReLU6, a clamp, or the remainder of a folded timm
+    ``BatchNormAct2d`` without dropout) must read the output of a plain zero-padded
+    convolution that runs once, is not a ``keep`` module (its own output is a captured map)
+    and whose output nothing else reads. The convolution becomes a :class:`FastConv2d`
+    computing the activation; the activation's module becomes ``nn.Identity`` (keeping its name:
+    it returns what it returned).
+    """
+    keep = set(keep)
+    convs = {n for n, m in model.named_modules()
+             if type(m) in (nn.Conv2d, FastConv2d, SamePadConv2d) and getattr(m, "post", None)
+             is None and m.padding_mode == "zeros" and not isinstance(m.padding, str)
+             and n not in keep and not _hooked(m)}
+    acts = {}
+    for name, m in model.named_modules():
+        act = m.act if isinstance(m, NormActRemainder) and isinstance(m.drop, nn.Identity) \
+            else m
+        if name and not _hooked(m) and not _hooked(act) and fused_activation(act) is not None:
+            acts[name] = act
+    if not convs or not acts:
+        return []
+    trace = _trace(model, in_chans)
+    if trace is None:
+        return []
+    by_output = {id(trace.outputs[n]): n for n in convs if n in trace.outputs}
+    done: list[str] = []
+    for name, act in acts.items():
+        if any(name.startswith(f"{d}.") for d in done):  # the act of a fused remainder
+            continue
+        x = trace.inputs.get(name)
+        conv = None if x is None else by_output.pop(id(x), None)
+        if conv is None or trace.calls.get(conv) != 1 or trace.calls.get(name) != 1 or (
+                not trace.single_use(x)):
+            continue
+        old = model.get_submodule(conv)
+        new = (SamePadConv2d if isinstance(old, SamePadConv2d) else FastConv2d)(
+            old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
+            old.dilation, old.groups, old.bias is not None, device="meta",
+            post=fused_activation(act))
+        new.weight, new.bias = old.weight, old.bias
+        _replace(model, conv, new.train(old.training))
+        _replace(model, name, nn.Identity().train(act.training))
+        done.append(name)
+    return done
+
+
 def _fold(conv: nn.Conv2d, norm: nn.Module) -> None:
     """Fold ``norm``'s eval affine map into ``conv`` (computed in float64)."""
     w = conv.weight.detach().double()
@@ -344,8 +323,9 @@ def optimize_for_inference(model: nn.Module, in_chans: int, keep: Iterable[str] 
 
     Notes
     -----
-    Besides folding, timm's ``Conv2dSame`` becomes :class:`SamePadConv2d` and ``nn.ReLU6``
-    becomes :class:`FastReLU6`: the same outputs, bit for bit, from faster kernels on the
+    Besides folding, timm's ``Conv2dSame`` becomes :class:`SamePadConv2d`, ``nn.ReLU6``
+    becomes :class:`FastReLU6`, and a ReLU or ReLU6 that alone reads a convolution's output
+    is fused into it (:class:`FastConv2d`): the same outputs from faster kernels on the
     channels-last batches the engine feeds. Activations whose input nothing else reads (and
     which is not the output of a ``keep`` module) run in place again (``build_backbone``
     switched them all off so that captured maps are never overwritten).
@@ -369,5 +349,6 @@ def optimize_for_inference(model: nn.Module, in_chans: int, keep: Iterable[str] 
                 rest = NormActRemainder(norm.drop, norm.act)
             _replace(model, norm_name, rest.train(norm.training))
     _faster_modules(model)
+    _fuse_activations(model, in_chans, keep)
     _inplace_activations(model, in_chans, keep)
     return pairs

@@ -14,10 +14,13 @@ building blocks (:func:`fold_classifier`, :func:`fold_grid`,
 :func:`edge_aware_upsample` is the segmenter's default way to bring the coarse
 layers' score maps to the image (joint bilateral upsampling guided by the
 image; :func:`edge_aware_upsample_batch` is its batched, traceable form for
-exporters); ``upsampling="bilinear"`` keeps the exact hypercolumn.
+exporters; :func:`edge_aware_labels` gives ``predict`` its labels computing the joint
+bilateral weights only near changes of label); ``upsampling="bilinear"`` keeps the exact
+hypercolumn.
 """
 
 from ..location import LOCATION
+from ._bilateral import edge_aware_labels
 from ._dense import OUTPUTS, fold_head, predict_dense, predict_window
 from ._edges import (
     EDGE_PARAMS,
@@ -56,6 +59,7 @@ __all__ = [
     "affine_of",
     "coarse_sum",
     "coarse_target",
+    "edge_aware_labels",
     "edge_aware_upsample",
     "edge_aware_upsample_batch",
     "find_link",

@@ -40,15 +40,13 @@ from ._edges import (
     image_guide,
     is_coarse,
 )
-from ._folding import FoldedHead, NotFoldableError, fold_classifier, project_maps, upsample_sum
-from ._grid import FoldedGrid, fold_grid, grid_scores, location_scores
+from ._folding import FoldedHead, NotFoldableError, fold_classifier
+from ._grid import FoldedGrid, fold_grid
+from ._weights import FoldedWeights
 
 __all__ = ["OUTPUTS", "fold_head", "predict_dense", "predict_window"]
 
 OUTPUTS = ("predict", "predict_proba", "decision_function")
-_FLOAT32_SAFE = 64.0
-
-
 def _is_grid(classifier: Any) -> bool:
     """A fitted :class:`~skhyper.GridLocationClassifier` (duck-typed: heads sit below the
     estimators)."""
@@ -126,62 +124,6 @@ def _finish(head: FoldedHead, total: torch.Tensor, output: str) -> np.ndarray:
     return _channels_last(total.cpu().numpy())
 
 
-class _Weights:
-    """A folded head's weights on the engine's device (float64), and its 1x1 projection."""
-
-    def __init__(self, head: FoldedHead, names: Sequence[str], device: torch.device,
-                 reductions: Sequence[float] | None = None) -> None:
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device)
-
-        self.head = head
-        self.reductions = [1.0] * len(names) if reductions is None else list(reductions)
-        self.by_name = {name: t(b) for name, b in zip(names, head.blocks)}
-        self.bias = t(head.bias)
-        self.location = None if head.location is None else t(head.location)
-
-    def project(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        # 1x1 heads in float64: cheap at native resolution, and exact for large scores
-        return dict(zip(maps, project_maps(maps, [self.by_name[name] for name in maps])))
-
-    def scores(self, parts: list[torch.Tensor], shape: tuple[int, int],
-               frame: tuple[float, ...], canvases: list | None = None,
-               guide: torch.Tensor | None = None) -> torch.Tensor:
-        """Dense ``(k, H, W)`` scores of one image from its projected maps (``canvases``:
-        ``FeatureEngine.canvases``); with a ``guide`` (:func:`image_guide`) the coarse maps
-        are upsampled edge-aware, then summed or blended as full-resolution maps."""
-        # Upsampling dominates the cost after the forward pass; float32 is exact to 1e-5
-        # while scores stay below 64 in magnitude, beyond that it runs in float64.
-        bound = float(self.bias.abs().max()) + sum(float(p.abs().amax()) for p in parts)
-        if self.location is not None:
-            bound += float(self.location.abs().sum(0).max())
-        dtype = torch.float32 if bound <= _FLOAT32_SAFE else torch.float64
-        parts = [p.to(dtype) for p in parts]
-        canvases = [None] * len(parts) if canvases is None else list(canvases)
-        if guide is not None:  # the coarse maps of each canvas: summed, then edge-aware
-            groups: dict = {}
-            for j, p in enumerate(parts):
-                if is_coarse(self.reductions[j], p.shape[1:]):
-                    groups.setdefault(canvases[j], []).append(j)
-            coarse = {j for js in groups.values() for j in js}
-            kept = [j for j in range(len(parts)) if j not in coarse]
-            up = []
-            for canvas, js in groups.items():
-                t = coarse_target([self.reductions[j] for j in js], [True] * len(js))
-                up.append(edge_aware_upsample(
-                    coarse_sum([parts[j] for j in js], target=t)[1], guide,
-                    shape if canvas is None else canvas, image_shape=shape))
-            parts = [parts[j] for j in kept] + up
-            canvases = [canvases[j] for j in kept] + [None] * len(up)
-        if isinstance(self.head, FoldedGrid):
-            return grid_scores(parts, self.bias.to(dtype), self.head.grid_size, shape, frame,
-                               canvases)
-        total = upsample_sum(parts, self.bias.to(dtype), shape, canvases)
-        if self.location is not None:
-            total += location_scores(self.location.to(dtype), frame, shape)
-        return total
-
-
 def predict_dense(
     engine: FeatureEngine,
     images: Sequence[np.ndarray],
@@ -230,15 +172,15 @@ def predict_dense(
     _check_upsampling(upsampling)
     results: list[np.ndarray | None] = [None] * len(images)
     if head is not None and (output != "predict_proba" or head.link is not None):
-        w = _Weights(head, engine.map_names, engine.device,
-                     [d["reduction"] for d in engine.feature_info])
+        w = FoldedWeights(head, engine.map_names, engine.device,
+                          [d["reduction"] for d in engine.feature_info])
         for i, scores in engine.iter_maps(images, project=w.project):
             shape = images[i].shape[:2]
             frame = frame_of(None if boxes is None else boxes[i], shape)
             guide = None if upsampling == "bilinear" else image_guide(
                 images[i], engine.intensity_range, engine.device)
             total = w.scores([scores[name] for name in engine.map_names], shape, frame,
-                             engine.canvases(shape), guide)
+                             engine.canvases(shape), guide, labels_only=output == "predict")
             results[i] = _finish(head, total, output)
         return results
     if classifier is None:
@@ -337,7 +279,7 @@ def predict_window(
     names = engine.map_names
     folded = (output in OUTPUTS and head is not None and not isinstance(head, FoldedGrid)
               and (output != "predict_proba" or head.link is not None))
-    w = _Weights(head, names, engine.device) if folded else None
+    w = FoldedWeights(head, names, engine.device) if folded else None
     (_, maps), = engine.iter_maps(window, project=None if w is None else w.project)
     ny, nx = r1 - r0, c1 - c0
     offsets = {name: (w0 // red[name], v0 // red[name]) for name in names}

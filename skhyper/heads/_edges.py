@@ -30,18 +30,18 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ._bilateral import (
+    EDGE_PARAMS,
+    UPSAMPLINGS,
+    WHOLE_PIXELS,
+    cell_coords,
+    edge_aware_upsample_batch,
+)
+
 __all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "coarse_sum", "coarse_target", "edge_aware_upsample",
            "edge_aware_upsample_batch", "image_guide", "is_coarse"]
 
-UPSAMPLINGS = ("edge_aware", "bilinear")
-_BAND_PIXELS, _WHOLE_PIXELS = 1 << 19, 1 << 22  # banded path; batched form up to 2048^2
-# Chosen on held-out Weizmann horse *training* images (fit on 150, scored on 50; the test
-# images were not used), foreground IoU at scale 2 / 1: bilinear 0.855 / 0.807; each coarse
-# layer upsampled on its own with 4 x 4 cells 0.869 / 0.832; the coarse layers summed on the
-# finest coarse grid, then 4 x 4 cells 0.872 / 0.836, 2 x 2 cells (this) 0.876 / 0.828, at a
-# quarter of the cost. sigma_range 0.06-0.18 and sigma_spatial 0.7-1 changed IoU by < 0.01.
-EDGE_PARAMS = {"radius": 1, "sigma_spatial": 1.0, "sigma_range": 0.12, "min_stride": 8.0}
-
+_BAND_PIXELS = 1 << 19  # pixels per band of the banded path
 
 def image_guide(image: np.ndarray, intensity_range=None, device=None) -> torch.Tensor:
     """``(c, H, W)`` float32 guide: a checked ``(H, W, c)`` image in ``[0, 1]``."""
@@ -130,32 +130,12 @@ def coarse_sum(
     return t, total
 
 
-def _traced(n: object, dtype: torch.dtype) -> object:
-    """A size as a number for float arithmetic: traced sizes (``torch.jit.trace``) are 0-d
-    int64 tensors, cast explicitly; ints and symbolic ints (``torch.export``) stay as they are."""
-    return n.to(dtype) if isinstance(n, torch.Tensor) else n
-
-
-def _coords(pos: torch.Tensor, n_cells: object, length: object, dtype: torch.dtype
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pixels ``pos`` (int64) of an axis of ``length`` pixels (an int, or a traced or
-    symbolic size) and ``n_cells`` cells: their nearest cell ``floor((y + 0.5) n / L)``, the
-    floor of their position and the position ``(y + 0.5) n / L - 0.5`` in cell coordinates
-    (``align_corners=False``). Floors in integer arithmetic (``2 (y + 0.5) n`` is an integer):
-    a pixel exactly on a cell centre (the middle row of an odd image over an odd map) gets
-    its own cell, not the one before through rounding."""
-    a = (2 * pos + 1) * n_cells
-    nearest = a // (2 * length)
-    base = (a + length) // (2 * length) - 1  # the numerator stays nonnegative
-    return nearest, base, (a - length).to(dtype) / _traced(2 * length, dtype)
-
-
 def _axis(pos: torch.Tensor, n_cells: int, out_size: float
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`_coords` of whole-image pixels ``pos`` (float64; nearest cells clamped), also for
+    """:func:`cell_coords` of whole-image pixels ``pos`` (float64; nearest cells clamped), also for
     a length that is not a whole number of pixels."""
     if float(out_size).is_integer():
-        nearest, base, p = _coords(pos.long(), n_cells, int(out_size), torch.float64)
+        nearest, base, p = cell_coords(pos.long(), n_cells, int(out_size), torch.float64)
     else:  # pragma: no cover - canvases and images have whole sizes
         p = (pos.double() + 0.5) * (n_cells / out_size) - 0.5
         nearest, base = torch.floor(p + 0.5).long(), torch.floor(p).long()
@@ -242,7 +222,7 @@ def edge_aware_upsample(
     whole = (rows is None and cols is None and (gy, gx, oy, ox) == (0, 0, 0, 0)
              and (hn, wn) == (h_loc, w_loc) and (H, W) == tuple(guide.shape[1:])
              and tuple(map(float, out_size)) == (H, W))
-    if whole and H * W <= _WHOLE_PIXELS:  # the batched form (same math, faster)
+    if whole and H * W <= WHOLE_PIXELS:  # the batched form (same math, faster)
         dt = torch.float64 if scores.dtype == torch.float64 else torch.float32
         return edge_aware_upsample_batch(
             scores[None].to(dt), guide[None].to(dev, dt), radius=radius,
@@ -313,88 +293,3 @@ def _upsample_rows(scores: torch.Tensor, means: torch.Tensor, guide: torch.Tenso
         num += s[:, ly][:, :, lx] * wt
         den += wt
     return (num / den).to(scores.dtype)
-
-
-def _batch_axis(n_cells: object, n_pix: object, device: torch.device, dtype: torch.dtype,
-                radius: int, sigma_spatial: float) -> tuple:
-    """One axis of :func:`edge_aware_upsample_batch`: the one-hot ``(n_cells, n_pix)`` nearest
-    cell of every pixel, and per tap the cell index ``(n_pix,)`` (an on-map one for taps off it),
-    whether the cell is on the map, and the spatial weight."""
-    nearest, base, pos = _coords(torch.arange(n_pix, device=device), n_cells, n_pix, dtype)
-    onehot = (nearest[None, :] == torch.arange(n_cells, device=device)[:, None]).to(dtype)
-    taps = []
-    for d in range(1 - radius, radius + 1):
-        q = base + d
-        valid = (q >= 0) & (q < n_cells)
-        weight = torch.exp(-((pos - q.to(dtype)) ** 2) / (2 * sigma_spatial**2)) * valid
-        # off-map taps read a cell on the map (weight 0); no remainder by a symbolic size
-        taps.append((torch.where(valid, q, base.clamp(min=0)), valid, weight))
-    return onehot, taps
-
-
-def edge_aware_upsample_batch(
-    scores: torch.Tensor,
-    guide: torch.Tensor,
-    *,
-    radius: int = EDGE_PARAMS["radius"],
-    sigma_spatial: float = EDGE_PARAMS["sigma_spatial"],
-    sigma_range: float = EDGE_PARAMS["sigma_range"],
-) -> torch.Tensor:
-    """:func:`edge_aware_upsample` of whole images, batched and traceable.
-
-    The same joint bilateral upsampling of score maps covering their whole images, written
-    with tensor operations only (cell means through one-hot matrices, taps through
-    ``index_select``, floors in integer arithmetic) so that ``torch.jit.trace`` (traced sizes)
-    and ``torch.export`` (symbolic sizes) keep batch, height and width dynamic: the exported
-    network (:func:`skhyper.export.to_torch`) upsamples its coarse maps with it.
-
-    Parameters
-    ----------
-    scores : Tensor of shape (n, k, h, w)
-    guide : Tensor of shape (n, c, H, W)
-        The images in ``[0, 1]`` (:func:`image_guide`); replicated channels give the same
-        weights as one (distances are means over channels).
-    radius, sigma_spatial, sigma_range : see :data:`EDGE_PARAMS`.
-
-    Returns
-    -------
-    Tensor of shape (n, k, H, W)
-        Computed in the dtype of ``scores`` (float64 in, float64 arithmetic).
-
-    Examples
-    --------
-    >>> import torch
-    >>> guide = torch.zeros(1, 1, 1, 16)
-    >>> guide[..., 8:] = 1.0
-    >>> scores = torch.tensor([[[[0.0, 0.0, 1.0, 1.0]]]])
-    >>> up = edge_aware_upsample_batch(scores, guide)
-    >>> [round(v, 3) for v in up[0, 0, 0, 6:10].tolist()]
-    [0.0, 0.0, 1.0, 1.0]
-    """
-    h, w = scores.shape[2], scores.shape[3]
-    H, W = guide.shape[2], guide.shape[3]
-    dtype, dev = scores.dtype, scores.device
-    g = guide.to(dtype)
-    ay, taps_y = _batch_axis(h, H, dev, dtype, radius, sigma_spatial)
-    ax, taps_x = _batch_axis(w, W, dev, dtype, radius, sigma_spatial)
-    # mean guide colour of the pixels whose nearest cell is (i, j): (n, c, h, w)
-    counts = ay.sum(1)[:, None] * ax.sum(1)[None, :]
-    means = torch.matmul(torch.matmul(ay, g), ax.transpose(0, 1)) / counts.clamp_min(1.0)
-    taps = []
-    # columns first, on the coarse rows (cheap); then whole rows (contiguous copies)
-    for ix, vx, wx in taps_x:
-        cols = means.index_select(3, ix)
-        for iy, vy, wy in taps_y:
-            d2 = ((g - cols.index_select(2, iy)) ** 2).mean(1)  # (n, H, W)
-            used = vy[:, None] & vx[None, :]
-            d2 = torch.where(used, d2, torch.inf)  # cells off the map weigh nothing
-            taps.append((iy, ix, wy[:, None] * wx[None, :], d2))
-    # colour weights relative to each pixel's closest colour (as _upsample_rows)
-    d2_min = torch.stack([t[3] for t in taps]).amin(0)
-    num = den = None
-    for iy, ix, ws, d2 in taps:
-        wt = (ws * torch.exp(-(d2 - d2_min) / (2 * sigma_range**2)))[:, None]  # (n, 1, H, W)
-        term = scores.index_select(3, ix).index_select(2, iy) * wt
-        num = term if num is None else num + term
-        den = wt if den is None else den + wt
-    return num / den
