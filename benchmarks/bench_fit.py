@@ -25,37 +25,34 @@ It prints tables and writes ``benchmarks/results/fit_cpu.json``.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.base import clone  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-
-from skhyper import (  # noqa: E402
+from skhyper import (
     HypercolumnKeypointLocator,
     HypercolumnSegmenter,
     sample_pixels,
 )
-from skhyper.datasets import load_face_keypoints, load_horses  # noqa: E402
-from skhyper.estimators import default_classifier  # noqa: E402
-from skhyper.heads import fold_head  # noqa: E402
-from skhyper.metrics import foreground_iou, mean_iou, pck  # noqa: E402
+from skhyper.datasets import load_face_keypoints, load_horses
+from skhyper.estimators import default_classifier
+from skhyper.heads import fold_head
+from skhyper.metrics import foreground_iou, mean_iou, pck
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info  # noqa: E402
+from _common import machine_info
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,8 +65,10 @@ def classifiers() -> dict[str, Any]:
 
     return {
         "default": default_classifier(),
-        "lbfgs_tol1e-3": lr(max_iter=1000, tol=1e-3),
-        "lbfgs_max_iter100": lr(max_iter=100),
+        "lbfgs_tol1e-4": lr(max_iter=1000),
+        "lbfgs_tol3e-3": lr(max_iter=1000, tol=3e-3),
+        "lbfgs_tol1e-2": lr(max_iter=1000, tol=1e-2),
+        "lbfgs_max_iter10": lr(max_iter=10),
         "newton-cholesky": lr(max_iter=100, solver="newton-cholesky"),
     }
 

@@ -27,21 +27,25 @@ def interp_weights(
     (a map of an image padded to whole patches, see
     :meth:`~skhyper.features.FeatureEngine.canvases`).
     """
-    return tuple(t[0] for t in _interp_many(pos, [in_size], [out_size]))
+    dev = pos.device if isinstance(pos, torch.Tensor) else None
+    return tuple(torch.from_numpy(np.ascontiguousarray(t[0])).to(dev)
+                 for t in _interp_many(pos, [in_size], [out_size]))
 
 
-def _interp_many(pos: torch.Tensor, in_sizes: Sequence[int], out_sizes: Sequence[float]
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`interp_weights` for several axes at once: ``(n_axes, n_pos)`` tensors (the same
-    float32 operations per element, a fraction of the calls)."""
-    scale = torch.tensor([i / o for i, o in zip(in_sizes, out_sizes)],
-                         dtype=torch.float32)[:, None]
-    last = torch.tensor([n - 1 for n in in_sizes])[:, None]
-    src = ((pos.to(torch.float32) + 0.5)[None] * scale - 0.5).clamp_(min=0.0)
-    i0 = torch.minimum(src.to(torch.int64), last)
-    i1 = torch.minimum(i0 + 1, last)
-    lam1 = (src - i0).clamp_(0.0, 1.0)
-    return i0, i1, 1.0 - lam1, lam1
+def _interp_many(pos: torch.Tensor | np.ndarray, in_sizes: Sequence[int],
+                 out_sizes: Sequence[float]) -> tuple[np.ndarray, ...]:
+    """:func:`interp_weights` for several axes at once, in numpy: ``(n_axes, n_pos)`` arrays
+    (float32 arithmetic as ``F.interpolate``'s, the same operations per element, a fraction of
+    the calls)."""
+    pos = pos.detach().cpu().numpy() if isinstance(pos, torch.Tensor) else np.asarray(pos)
+    scale = np.array([i / o for i, o in zip(in_sizes, out_sizes)], dtype=np.float32)[:, None]
+    last = np.array([n - 1 for n in in_sizes], dtype=np.int64)[:, None]
+    src = (pos.astype(np.float32) + np.float32(0.5))[None] * scale - np.float32(0.5)
+    np.maximum(src, np.float32(0.0), out=src)
+    i0 = np.minimum(src.astype(np.int64), last)
+    i1 = np.minimum(i0 + 1, last)
+    lam1 = np.clip(src - i0.astype(np.float32), np.float32(0.0), np.float32(1.0))
+    return i0, i1, np.float32(1.0) - lam1, lam1
 
 
 def sample_maps(
@@ -95,8 +99,8 @@ def sample_maps(
     """
     tensors = list(maps.values()) if isinstance(maps, dict) else list(maps)
     device = tensors[0].device
-    rows = torch.as_tensor(rows).cpu()  # the neighbours are computed on the CPU
-    cols = torch.as_tensor(cols).cpu()
+    rows = rows.detach().cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
+    cols = cols.detach().cpu().numpy() if isinstance(cols, torch.Tensor) else np.asarray(cols)
     n = rows.shape[0]
     total = sum(t.shape[0] for t in tensors)
     if out is None:
@@ -105,6 +109,7 @@ def sample_maps(
     windows = [None] * len(tensors) if windows is None else list(windows)
     canvases = [None] * len(tensors) if canvases is None else list(canvases)
     # the 4 neighbours and weights of every pixel, for each distinct map geometry at once
+    # (numpy: a few calls on small arrays, where torch's per-call cost dominates)
     keys = list(dict.fromkeys((t.shape[1], t.shape[2], win, canvas) for t, win, canvas in
                               zip(tensors, windows, canvases) if t.shape[1:] != (1, 1)
                               or win is not None))
@@ -114,34 +119,38 @@ def sample_maps(
                for h, w, win, canvas in keys]
         y0, y1, wy0, wy1 = _interp_many(rows, [g[2] for g in geo], [g[4] for g in geo])
         x0, x1, wx0, wx1 = _interp_many(cols, [g[3] for g in geo], [g[5] for g in geo])
-        r0 = torch.tensor([g[0] for g in geo])[:, None]
-        c0 = torch.tensor([g[1] for g in geo])[:, None]
+        r0 = np.array([g[0] for g in geo])[:, None]
+        c0 = np.array([g[1] for g in geo])[:, None]
         y0, y1, x0, x1 = y0 - r0, y1 - r0, x0 - c0, x1 - c0
-        width = torch.tensor([k[1] for k in keys])[:, None]
-        idx = torch.stack([y0 * width + x0, y0 * width + x1, y1 * width + x0,
-                           y1 * width + x1], -1).to(device)
-        wts = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], -1).to(device)
+        width = np.array([k[1] for k in keys])[:, None]
+        idx = torch.from_numpy(np.stack([y0 * width + x0, y0 * width + x1, y1 * width + x0,
+                                         y1 * width + x1], -1)).to(device)
+        wts = torch.from_numpy(np.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1],
+                                        -1)).to(device)
         for j, (h, w, win, _) in enumerate(keys):
             if win is not None and (int(y0[j].min()) < 0 or int(y1[j].max()) >= h
                                     or int(x0[j].min()) < 0 or int(x1[j].max()) >= w):
                 raise ValueError("sample_maps: a window map does not cover the pixels' neighbours.")
             table[keys[j]] = idx[j], wts[j]
-    start = 0
+    parts = []
     for m, win, canvas in zip(tensors, windows, canvases):
         c, h, w = m.shape
-        dst = out[:, start : start + c]
-        start += c
         if h == 1 and w == 1 and win is None:
-            dst.copy_(m.reshape(1, c).expand(n, c))
+            parts.append(m.reshape(1, c).expand(n, c))
             continue
         idx, wts = table[(h, w, win, canvas)]
         # One fused gather + weighted sum of the 4 neighbours' rows of the
         # (h*w, c) channels-last view (a view, not a copy, for channels-last maps).
         flat = m.permute(1, 2, 0).reshape(h * w, c)
-        vals = torch.nn.functional.embedding_bag(
-            idx, flat, per_sample_weights=wts.to(flat.dtype), mode="sum"
-        )
-        dst.copy_(vals)
+        parts.append(torch.nn.functional.embedding_bag(
+            idx, flat, per_sample_weights=wts.to(flat.dtype), mode="sum"))
+    if out.is_contiguous() and all(p.dtype == out.dtype for p in parts):
+        torch.cat(parts, dim=1, out=out)  # one pass into the result
+        return out
+    start = 0
+    for p in parts:
+        out[:, start:start + p.shape[1]].copy_(p)
+        start += p.shape[1]
     return out
 
 
