@@ -52,7 +52,7 @@ from skhyper.heads import fold_head
 from skhyper.metrics import foreground_iou, mean_iou, pck
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info
+from _common import machine_info, steady_allocator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -179,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated, of {list(classifiers())}; default: all")
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
+    steady = steady_allocator()  # as bench_speed: the steady state of a long job
     torch.set_num_threads(args.threads)
     result: dict = {"machine": machine_info(torch.device("cpu")), "threads": args.threads,
+                    "steady_allocator": steady,
                     "load_average_1min_at_start": os.getloadavg()[0]}
     if args.only in (None, "horses"):
         path = SHARED / "weizmann_horse"

@@ -38,7 +38,10 @@ It prints a table and writes the figures as JSON with the machine description to
 user's process does; on a machine shared with other busy processes set
 ``OMP_WAIT_POLICY=PASSIVE`` (spinning threads of several processes slow each other down, but
 passive threads pay a wake-up on every parallel operation, which penalizes many small
-operations over a few large ones).
+operations over a few large ones). glibc's malloc keeps freed memory mapped
+(``_common.steady_allocator``, as under jemalloc / tcmalloc; ``--glibc-defaults`` to keep
+glibc's thresholds): otherwise each call faults in the memory the previous one handed back,
+and the order of the calls decides the timings.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from skhyper.datasets import load_horses
 from skhyper.features import build_backbone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, measure_all
+from _common import machine_info, measure_all, steady_allocator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PIXELS_PER_IMAGE = 2048
@@ -230,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default=str(RESULTS), help="folder of the JSON file")
     ap.add_argument("--fit-images", type=int, default=6,
                     help="horse images the segmenters are fitted on (speed does not depend on it)")
+    ap.add_argument("--glibc-defaults", action="store_true",
+                    help="keep glibc's malloc trim/mmap thresholds (default: raise them, see "
+                    "_common.steady_allocator)")
     args = ap.parse_args(argv)
+    steady = False if args.glibc_defaults else steady_allocator()
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                        else ("cpu" if args.device == "auto" else args.device))
     if dev.type == "cpu":
@@ -254,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'met' if v else 'NOT met'}: {k}")
     result = {"benchmark": "speed", "machine": machine_info(dev), "threads":
               torch.get_num_threads(), "load_average_1min_at_start": load,
-              "repeats": repeats, "targets": TARGETS, "targets_met": met, "rows": rows,
+              "repeats": repeats, "steady_allocator": steady, "targets": TARGETS,
+              "targets_met": met, "rows": rows,
               "total_seconds": time.perf_counter() - t0}
     out_dir = Path(args.out_dir)
     out_dir.mkdir(exist_ok=True)
