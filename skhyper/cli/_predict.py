@@ -262,8 +262,7 @@ def _one(seg: Any, path: Path, fut: Future, run: _Run, writer: ThreadPoolExecuto
     try:
         for out, fmt, kind in run.targets(path, big):
             res = _predict(seg, image, big, kind, run.args, None)
-            results.append((out, fmt, kind, res.astype(dtype) if kind == "labels"
-                            and not big else res))
+            results.append((out, fmt, kind, res))
     except Exception as err:  # noqa: BLE001 - one image's failure does not end the run
         run.fail(path, err, bar, in_model=True)
         bar.update()
@@ -271,22 +270,22 @@ def _one(seg: Any, path: Path, fut: Future, run: _Run, writer: ThreadPoolExecuto
     run.predicted += 1
     if big:  # lazy results: computed while writing, here (not beside the next image)
         try:
-            for out, fmt, kind, res in results:
-                write_output(out, res.astype(dtype) if kind == "labels" else res, fmt,
-                             kind=kind)
+            _write_all(results, dtype)
             run.written += 1
         except Exception as err:  # noqa: BLE001
             run.fail(path, err, bar)
         bar.update()
         return
-    pending.append((path, writer.submit(_write_all, results)))
+    pending.append((path, writer.submit(_write_all, results, dtype)))
     while pending and (len(pending) > 4 or pending[0][1].done()):
         _settle(*pending.popleft(), run, bar)
 
 
-def _write_all(results: list) -> None:
+def _write_all(results: list, dtype: Any) -> None:
+    """Write ``(out, fmt, kind, result)`` tuples, label maps cast to ``dtype``."""
     for out, fmt, kind, res in results:
-        write_output(out, res, fmt, kind=kind)
+        write_output(out, res.astype(dtype) if kind == "labels" else res, fmt,
+                     kind=kind)
 
 
 def _settle(path: Path, fut: Future, run: _Run, bar: Any) -> None:
@@ -329,12 +328,11 @@ def _run_cluster(seg: Any, ahead: deque, refill: Any, run: _Run, client: Any, ba
             failures.update(failed)
         for i, (path, _) in enumerate(batch):
             try:
-                for out, fmt, kind in run.targets(path):
-                    res = outputs[kind][i]
-                    if res is None:
-                        raise ValueError(failures.get(i, "the prediction failed on the cluster"))
-                    write_output(out, res.astype(dtype) if kind == "labels" else res, fmt,
-                                 kind=kind)
+                results = [(out, fmt, kind, outputs[kind][i])
+                           for out, fmt, kind in run.targets(path)]
+                if any(r[3] is None for r in results):
+                    raise ValueError(failures.get(i, "the prediction failed on the cluster"))
+                _write_all(results, dtype)
                 run.written += 1
             except Exception as err:  # noqa: BLE001
                 run.fail(path, err, bar)

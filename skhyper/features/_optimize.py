@@ -183,22 +183,29 @@ def foldable_pairs(model: nn.Module, in_chans: int, keep: Iterable[str] = ()
     convs = {n for n, m in model.named_modules()
              if isinstance(m, nn.Conv2d) and n not in keep and not _hooked(m)
              and m.padding_mode == "zeros"}
-    norms = {n for n, m in model.named_modules() if _norm_kind(m) and not _hooked(m)}
-    if not convs or not norms:
+    norms = [n for n, m in model.named_modules() if _norm_kind(m) and not _hooked(m)]
+    return sorted(_sole_readers(model, in_chans, convs, norms))
+
+
+def _sole_readers(model: nn.Module, in_chans: int, convs: set[str], readers: list[str]
+                  ) -> list[tuple[str, str]]:
+    """``(conv, reader)`` pairs where, in one probe pass, ``reader``'s input is the output of
+    ``conv``, both run once and nothing else reads that output. Each conv pairs with its first
+    reader in ``readers``'s order."""
+    if not convs or not readers:
         return []
     trace = _trace(model, in_chans)
     if trace is None:
         return []
     by_output = {id(trace.outputs[n]): n for n in convs if n in trace.outputs}
     pairs = []
-    for norm in norms:
-        x = trace.inputs.get(norm)
-        conv = None if x is None else by_output.get(id(x))
-        if conv is None or trace.calls.get(conv) != 1 or trace.calls.get(norm) != 1:
-            continue
-        if trace.single_use(x):  # nothing but the norm reads the conv's output
-            pairs.append((conv, norm))
-    return sorted(pairs)
+    for reader in readers:
+        x = trace.inputs.get(reader)
+        conv = None if x is None else by_output.pop(id(x), None)
+        if (conv is not None and trace.calls.get(conv) == 1 and trace.calls.get(reader) == 1
+                and trace.single_use(x)):
+            pairs.append((conv, reader))
+    return pairs
 
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid,
@@ -251,21 +258,10 @@ def _fuse_activations(model: nn.Module, in_chans: int, keep: Iterable[str]) -> l
             else m
         if name and not _hooked(m) and not _hooked(act) and fused_activation(act) is not None:
             acts[name] = act
-    if not convs or not acts:
-        return []
-    trace = _trace(model, in_chans)
-    if trace is None:
-        return []
-    by_output = {id(trace.outputs[n]): n for n in convs if n in trace.outputs}
     done: list[str] = []
-    for name, act in acts.items():
-        if any(name.startswith(f"{d}.") for d in done):  # the act of a fused remainder
-            continue
-        x = trace.inputs.get(name)
-        conv = None if x is None else by_output.pop(id(x), None)
-        if conv is None or trace.calls.get(conv) != 1 or trace.calls.get(name) != 1 or (
-                not trace.single_use(x)):
-            continue
+    # a folded remainder comes before its own act (both read the conv's output): it gets the conv
+    for conv, name in _sole_readers(model, in_chans, convs, list(acts)):
+        act = acts[name]
         old = model.get_submodule(conv)
         new = (SamePadConv2d if isinstance(old, SamePadConv2d) else FastConv2d)(
             old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
