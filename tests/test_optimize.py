@@ -353,3 +353,53 @@ def test_finite_check_of_maps_by_sums():
         maps["b"][1, 0, 1] = bad_value
         with pytest.raises(ValueError, match=r"non-finite activations.*\['b'\]"):
             _check_finite_maps(maps, batch, bb, "float32")
+
+
+def test_same_pad_conv_reuses_its_padded_weight_until_the_weight_changes():
+    """The zero-tap weight is made once per weight: a changed weight (in place or replaced), a
+    dtype change and a recorded gradient all see the current weight; the cache is not pickled."""
+    from timm.layers import Conv2dSame
+
+    from skhyper.features import SamePadConv2d
+
+    torch.manual_seed(0)
+    ref = Conv2dSame(4, 4, 3, stride=2).eval()
+    fast = SamePadConv2d(4, 4, 3, 2, 0, 1, 1, True)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.rand(1, 4, 16, 16)  # 'SAME' pads (0, 1): the padded weight
+    with torch.inference_mode():
+        first = fast(x)
+        torch.testing.assert_close(fast(x), first, rtol=0, atol=0)
+        assert len(fast.__dict__["_padded"]) == 1
+    with torch.no_grad():
+        for m in (ref, fast):
+            m.weight.mul_(-2.0)  # in place: a new version of the same storage
+        torch.testing.assert_close(fast(x), ref(x), rtol=0, atol=1e-5)
+        fast.weight = nn.Parameter(torch.rand_like(fast.weight))  # replaced
+        ref.weight = nn.Parameter(fast.weight.detach().clone())
+        torch.testing.assert_close(fast(x), ref(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(fast.double()(x.double()), ref.double()(x.double()),
+                                   rtol=0, atol=1e-12)
+    fast.float()
+    fast(x).sum().backward()  # gradients reach the weight through a fresh padding
+    assert fast.weight.grad is not None and fast.weight.grad.abs().sum() > 0
+    assert "_padded" not in pickle.loads(pickle.dumps(fast)).__dict__
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "nchw", "strided"])
+def test_normalize_equals_the_broadcast_formula(layout):
+    """Rows of w * c values with repeated statistics: the same float operations per element as
+    ``(x - mean) / std``, so the results are bit-identical, in any memory layout."""
+    from skhyper.features._intensity import normalize
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 7, 5)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = x[:, :, ::2]
+    mean, std = torch.rand(1, 3, 1, 1), torch.rand(1, 3, 1, 1) + 0.1
+    got = normalize(x, mean, std)
+    assert torch.equal(got, (x - mean) / std)
+    if layout == "channels_last":
+        assert got.is_contiguous(memory_format=torch.channels_last)

@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._intensity import normalize
+
 __all__ = ["Backbone", "resolve_layers", "requested_modules", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -214,8 +216,7 @@ class Backbone(nn.Module):
         Vectors come back as ``(n, c, 1, 1)`` maps. Safe to call from several
         threads at once (see the module notes).
         """
-        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        return self.capture(x, layers)
+        return self.capture(normalize(x, self.mean.to(x.dtype), self.std.to(x.dtype)), layers)
 
     def capture(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         """Run the wrapped model on an already normalized batch; return the maps of ``layers``."""
@@ -240,16 +241,15 @@ class Backbone(nn.Module):
         Engines tap their layers when they are built, so that inference never
         registers hooks.
         """
-        found = dict(self.model.named_modules())
         modules = []
         for name in layers:
-            module = found.get(name)
-            if module is None:
+            try:  # the dotted path, not a walk over every module (this runs per forward pass)
+                modules.append(self.model.get_submodule(name))
+            except AttributeError:
                 raise ValueError(
                     f"Backbone {self.name!r} has no layer {name!r}. See "
                     "skhyper.features.list_layers() for valid names."
-                )
-            modules.append(module)
+                ) from None
         untapped = [m for m in modules if not _has_tap(m)]
         if untapped:
             with _TAP_LOCK:

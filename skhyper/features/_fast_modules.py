@@ -138,11 +138,33 @@ class SamePadConv2d(FastConv2d):
         if (dh, dw) == (1, 1):
             weight = self.weight
             if bottom > top or right > left:  # one more zero tap at the kernel's start
-                weight = nn.functional.pad(weight, (right - left, 0, bottom - top, 0))
+                weight = self._padded_weight(right - left, bottom - top)
             return x, weight, (bottom, right)
         if top or bottom or left or right:
             x = _pad_zeros(x, top, bottom, left, right)
         return x, self.weight, (0, 0)
+
+
+    def _padded_weight(self, cols: int, rows: int) -> torch.Tensor:
+        """The weight with ``rows`` / ``cols`` zero taps before it, made once per weight when no
+        gradient is recorded (keyed by the weight's storage and version, so a moved or changed
+        weight gets a new one; not pickled)."""
+        w = self.weight
+        if torch.is_grad_enabled():  # gradients must flow to the weight
+            return nn.functional.pad(w, (cols, 0, rows, 0))
+        key = (cols, rows, w.data_ptr(), w._version, w.device, w.dtype)
+        cache = self.__dict__.get("_padded", {})
+        hit = cache.get(key)
+        if hit is None:
+            with torch.inference_mode(False), torch.no_grad():  # usable outside inference mode
+                hit = nn.functional.pad(w, (cols, 0, rows, 0))
+            kept = {k: v for k, v in list(cache.items()) if k[2:] == key[2:]}
+            self.__dict__["_padded"] = {**kept, key: hit}  # one assignment: thread-safe
+        return hit
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        return {k: v for k, v in state.items() if k != "_padded"}
 
 
 class FastReLU6(nn.ReLU6):
