@@ -202,3 +202,53 @@ def test_cuda_rows_match_cpu(images, masks):
     np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-3)
     bf16 = extract_hypercolumns(X, bb, None, device="cuda", dtype="bfloat16")
     assert np.abs(bf16 - cpu).max() < 0.05 * np.abs(cpu).max()
+
+
+def test_sample_maps_of_a_batch_equal_each_image_on_its_own():
+    """``images=``: one gather per map over the (n h w, c) table of a channels-last batch reads
+    the same 4 weighted rows of each pixel as the image's own maps: bit-identical (vectors and
+    canvases too)."""
+    gen = torch.Generator().manual_seed(0)
+    batch = [torch.randn(3, c, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
+             for c, h, w in [(3, 5, 7), (2, 13, 2), (4, 1, 1)]]
+    H, W = 23, 17
+    rng = np.random.default_rng(0)
+    images, rows, cols = rng.integers(0, 3, 50), rng.integers(0, H, 50), rng.integers(0, W, 50)
+    canvases = [None, (24.0, 18.5), None]
+    got = sample_maps(batch, rows, cols, (H, W), images=images, canvases=canvases)
+    for k in range(3):
+        at = images == k
+        own = sample_maps([m[k] for m in batch], rows[at], cols[at], (H, W), canvases=canvases)
+        assert torch.equal(got[torch.from_numpy(at)], own)
+    with pytest.raises(ValueError, match="windows"):
+        sample_maps(batch, rows, cols, (H, W), images=images, windows=[None] * 3)
+
+
+def test_engine_reads_batches_as_it_reads_each_image(rng):
+    """``FeatureEngine.sample`` reads the images of one forward batch together: pixels in any
+    order, images of two shapes (two batches), location columns in per-image boxes and
+    cache-served images give the rows that filling each image on its own gives."""
+    from skhyper.features import MapCache
+
+    bb = build_backbone("resnet18", weights=None)
+    images = [rng.integers(0, 255, (40, 48, 3), dtype=np.uint8) for _ in range(3)]
+    images.insert(1, rng.integers(0, 255, (33, 29, 3), dtype=np.uint8))
+    masks = [np.zeros(im.shape[:2], dtype=int) for im in images]
+    picked, _ = sample_pixels(images, masks, n_per_image=30, random_state=0)
+    coords = np.concatenate([picked.coords, [[2, 0, 0], [0, 39, 47]]])[rng.permutation(122)]
+    boxes = np.array([[2, 3, 30, 35], [0, 0, 29, 33], [5, 5, 40, 38], [0, 0, 48, 40]], float)
+    X = PixelSet(images, coords, boxes=boxes)
+    for cache in (None, MapCache()):
+        engine = build_engine(bb, layers=["layer1", "layer3", "fc"], device="cpu",
+                              append_location=True, batch_size=4, cache=cache)
+        checked = engine.check_images(images)
+        X = PixelSet(checked, coords, boxes=boxes)
+        for _ in range(2 if cache is not None else 1):  # the second pass: served by the cache
+            got = engine.sample(X)
+        want = np.empty_like(got)
+        for i, maps in engine.iter_maps(checked):
+            at = np.flatnonzero(coords[:, 0] == i)
+            want[at] = engine.fill(maps, coords[at, 1], coords[at, 2], images[i].shape[:2],
+                                   np.empty((len(at), got.shape[1]), np.float32),
+                                   frame=tuple(boxes[i]))
+        np.testing.assert_array_equal(got, want)

@@ -57,6 +57,7 @@ def sample_maps(
     *,
     windows: Sequence[tuple[int, int, int, int] | None] | None = None,
     canvases: Sequence[tuple[float, float] | None] | None = None,
+    images: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Bilinearly sample ``(c, h, w)`` maps at pixels of an image of ``image_shape``.
 
@@ -83,6 +84,10 @@ def sample_maps(
         the top-left corner) rather than the image: the maps of an image
         padded to whole patches. Pixels are read as the map upsampled to the
         canvas. None: the image.
+    images : integer array of shape (n_pixels,), optional
+        The maps are ``(n, c, h, w)`` batches of maps of ``n`` images of ``image_shape``, and
+        pixel ``p`` belongs to image ``images[p]`` (one gather per map for the whole batch).
+        Not with ``windows``.
 
     Returns
     -------
@@ -102,7 +107,11 @@ def sample_maps(
     rows = rows.detach().cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
     cols = cols.detach().cpu().numpy() if isinstance(cols, torch.Tensor) else np.asarray(cols)
     n = rows.shape[0]
-    total = sum(t.shape[0] for t in tensors)
+    if images is None:
+        tensors = [t[None] for t in tensors]
+    elif windows is not None:
+        raise ValueError("sample_maps: batches of maps (images=...) do not take windows.")
+    total = sum(t.shape[1] for t in tensors)
     if out is None:
         out = torch.empty((n, total), dtype=torch.float32, device=device)
     H, W = image_shape
@@ -110,8 +119,8 @@ def sample_maps(
     canvases = [None] * len(tensors) if canvases is None else list(canvases)
     # the 4 neighbours and weights of every pixel, for each distinct map geometry at once
     # (numpy: a few calls on small arrays, where torch's per-call cost dominates)
-    keys = list(dict.fromkeys((t.shape[1], t.shape[2], win, canvas) for t, win, canvas in
-                              zip(tensors, windows, canvases) if t.shape[1:] != (1, 1)
+    keys = list(dict.fromkeys((t.shape[2], t.shape[3], win, canvas) for t, win, canvas in
+                              zip(tensors, windows, canvases) if t.shape[2:] != (1, 1)
                               or win is not None))
     table = {}
     if keys:
@@ -123,27 +132,38 @@ def sample_maps(
         c0 = np.array([g[1] for g in geo])[:, None]
         y0, y1, x0, x1 = y0 - r0, y1 - r0, x0 - c0, x1 - c0
         width = np.array([k[1] for k in keys])[:, None]
-        idx = torch.from_numpy(np.stack([y0 * width + x0, y0 * width + x1, y1 * width + x0,
-                                         y1 * width + x1], -1)).to(device)
-        wts = torch.from_numpy(np.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1],
-                                        -1)).to(device)
+        # each pixel's cell in the (n h w, c) table of its image's batch: image * h w + cell
+        start = 0 if images is None else (np.asarray(images, dtype=np.int64)[None]
+                                          * np.array([k[0] * k[1] for k in keys])[:, None])
+        top, bottom = y0 * width + start, y1 * width + start
+        idx = np.empty((len(keys), n, 4), dtype=np.int64)
+        for t, (a, b) in enumerate([(top, x0), (top, x1), (bottom, x0), (bottom, x1)]):
+            np.add(a, b, out=idx[..., t])
+        wts = np.empty((len(keys), n, 4), dtype=np.float32)
+        for t, (a, b) in enumerate([(wy0, wx0), (wy0, wx1), (wy1, wx0), (wy1, wx1)]):
+            np.multiply(a, b, out=wts[..., t])
+        idx_t = torch.from_numpy(idx.reshape(len(keys), 4 * n)).to(device)
+        wts_t = torch.from_numpy(wts.reshape(len(keys), 4 * n)).to(device)
         for j, (h, w, win, _) in enumerate(keys):
             if win is not None and (int(y0[j].min()) < 0 or int(y1[j].max()) >= h
                                     or int(x0[j].min()) < 0 or int(x1[j].max()) >= w):
                 raise ValueError("sample_maps: a window map does not cover the pixels' neighbours.")
-            table[keys[j]] = idx[j], wts[j]
+            table[keys[j]] = idx_t[j], wts_t[j]
+    offsets = torch.arange(0, 4 * n, 4, device=device)  # bags of the 4 neighbours
     parts = []
     for m, win, canvas in zip(tensors, windows, canvases):
-        c, h, w = m.shape
+        b, c, h, w = m.shape
         if h == 1 and w == 1 and win is None:
-            parts.append(m.reshape(1, c).expand(n, c))
+            vec = m.reshape(b, c)
+            parts.append(vec.expand(n, c) if images is None else
+                         vec.index_select(0, torch.as_tensor(images, device=device)))
             continue
         idx, wts = table[(h, w, win, canvas)]
         # One fused gather + weighted sum of the 4 neighbours' rows of the
-        # (h*w, c) channels-last view (a view, not a copy, for channels-last maps).
-        flat = m.permute(1, 2, 0).reshape(h * w, c)
-        parts.append(torch.nn.functional.embedding_bag(
-            idx, flat, per_sample_weights=wts.to(flat.dtype), mode="sum"))
+        # (n h w, c) channels-last view (a view, not a copy, for channels-last maps).
+        flat = m.permute(0, 2, 3, 1).reshape(b * h * w, c)
+        parts.append(torch.embedding_bag(flat, idx, offsets, False, 0, False,
+                                         wts.to(flat.dtype), False)[0])
     if out.is_contiguous() and all(p.dtype == out.dtype for p in parts):
         torch.cat(parts, dim=1, out=out)  # one pass into the result
         return out

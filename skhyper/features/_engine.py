@@ -210,13 +210,15 @@ intensity_range, append_location, verbose
         *,
         indices: Sequence[int] | None = None,
         project: Project | None = None,
-    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        batched: bool = False,
+    ) -> Iterator[tuple[Any, dict[str, torch.Tensor]]]:
         """Yield ``(image index, {map name: (c, h, w) map})`` for checked images.
 
         Maps are native resolution, on ``device``, in the order of ``map_names``. ``project``
         maps them before they are yielded (per tile when tiling), e.g. the 1x1 heads of a
         folded classifier. Images that would reach the backbone nearly black or outside
         ``[0, 1]`` get one :class:`~skhyper.exceptions.IntensityWarning` per call.
+        ``batched``: ``([image indices], {map name: (n, c, h, w) maps})`` per batch instead.
         """
         todo = range(len(images)) if indices is None else indices
         warn_intensity((images[i] for i in todo), self.intensity_range)
@@ -226,7 +228,7 @@ intensity_range, append_location, verbose
             indices=indices, verbose=self.verbose, cache=self.cache,
             cache_layers=self._cache_layers, tile_size=self.tile_size,
             tiling=self._tiling_info, project=project, intensity_range=self.intensity_range,
-            scales=self.scales,
+            scales=self.scales, batched=batched,
         )
 
     # -- hypercolumns -----------------------------------------------------------------------
@@ -239,14 +241,17 @@ intensity_range, append_location, verbose
         image_shape: tuple[int, int],
         out: np.ndarray,
         *,
-        frame: tuple[float, ...] | None = None,
+        frame: Any = None,
         windows: Sequence[tuple[int, int, int, int] | None] | None = None,
+        images: np.ndarray | None = None,
     ) -> np.ndarray:
         """Write the hypercolumns of pixels ``(rows, cols)`` into ``out`` ``(n, n_features)``.
 
         The one place where hypercolumns are assembled from maps: the bilinear reads of every
         map (:func:`~skhyper.features.sample_maps`, with ``windows`` for window maps) and, with
         ``append_location``, the pixels' locations in ``frame`` (default: the whole image).
+        ``images``: the maps are ``(n, c, h, w)`` batches (``iter_maps(batched=True)``), pixel
+        ``p`` is in image ``images[p]`` of the batch and ``frame`` lists one frame per image.
         """
         n_maps = out.shape[1] - (2 if self.append_location else 0)
         dst = out[:, :n_maps]
@@ -254,14 +259,16 @@ intensity_range, append_location, verbose
         canvases = self.canvases(image_shape)
         if tensors[0].device.type == "cpu":  # straight into the result (a strided view)
             sample_maps(tensors, rows, cols, image_shape, out=torch.from_numpy(dst),
-                        windows=windows, canvases=canvases)
+                        windows=windows, canvases=canvases, images=images)
         else:
             dst[:] = sample_maps(tensors, rows, cols, image_shape, windows=windows,
-                                 canvases=canvases).cpu().numpy()
+                                 canvases=canvases, images=images).cpu().numpy()
         if self.append_location:
-            frame = frame_of(None, image_shape) if frame is None else frame
-            out[:, n_maps:] = location_columns(np.asarray(rows), np.asarray(cols), image_shape,
-                                               frame)
+            rows, cols = np.asarray(rows), np.asarray(cols)
+            which = np.zeros(len(rows), dtype=np.int64) if images is None else images
+            for k, f in enumerate([frame] if images is None else frame):
+                f, at = frame_of(None, image_shape) if f is None else f, which == k
+                out[at, n_maps:] = location_columns(rows[at], cols[at], image_shape, f)
         return out
 
     def sample(self, X: PixelSet) -> np.ndarray:
@@ -278,19 +285,21 @@ intensity_range, append_location, verbose
         order = np.argsort(coords[:, 0], kind="stable")
         img_ids, starts = np.unique(coords[order, 0], return_index=True)
         bounds = dict(zip(img_ids.tolist(), zip(starts, [*starts[1:], len(order)])))
-        for i, maps in self.iter_maps(images, indices=img_ids.tolist()):
-            a, b = bounds[i]
-            sel = order[a:b]
-            rows = torch.from_numpy(coords[sel, 1])
-            cols = torch.from_numpy(coords[sel, 2])
-            shape = images[i].shape[:2]
-            frame = frame_of(None if X.boxes is None else X.boxes[i], shape)
+        # the images of one forward batch are read together (one gather per map)
+        for idx, maps in self.iter_maps(images, indices=img_ids.tolist(), batched=True):
+            spans = [bounds[i] for i in idx]
+            sel = np.concatenate([order[a:b] for a, b in spans])
+            which = np.repeat(np.arange(len(idx)), [b - a for a, b in spans])
+            shape = images[idx[0]].shape[:2]
+            frames = [frame_of(None if X.boxes is None else X.boxes[i], shape) for i in idx]
             first = int(sel[0])
-            if (np.diff(sel) == 1).all():  # one block of rows: write straight into the result
-                self.fill(maps, rows, cols, shape, out[first : first + len(sel)], frame=frame)
-            else:
-                out[sel] = self.fill(maps, rows, cols, shape,
-                                     np.empty((len(sel), out.shape[1]), np.float32), frame=frame)
+            block = int(sel[-1]) - first == len(sel) - 1 and bool((np.diff(sel) == 1).all())
+            dst = (out[first : first + len(sel)] if block  # straight into the result
+                   else np.empty((len(sel), out.shape[1]), np.float32))
+            self.fill(maps, coords[sel, 1], coords[sel, 2], shape, dst, frame=frames,
+                      images=which)
+            if not block:
+                out[sel] = dst
         return out
 
     def bands(

@@ -139,7 +139,8 @@ def iter_maps(
     project: Project | None = None,
     intensity_range: tuple | None = None,
     scales: Sequence[float] | None = None,
-) -> Iterator[tuple[int, Maps]]:
+    batched: bool = False,
+) -> Iterator[tuple[int, Maps]] | Iterator[tuple[list[int], Maps]]:
     """Yield ``(image index, {layer: (c, h, w) map})`` for checked images.
 
     Images of the same (resized) shape are batched together, ``batch_size``
@@ -160,13 +161,19 @@ def iter_maps(
     each computed on the image resized by its scale; images of one shape go
     ``batch_size`` at a time (one at a time when tiled at some scale) through
     every scale before their maps are yielded.
+
+    ``batched``: yield ``([image indices], {layer: (n, c, h, w) maps})`` instead, the images of
+    one forward batch together (images served by the cache, tiled or multi-scale come one by
+    one); ``project`` is then not applied.
     """
     settings = dict(device=device, batch_size=batch_size, dtype=dtype, image_size=image_size,
                     verbose=verbose, cache=cache, cache_layers=cache_layers,
                     tile_size=tile_size, tiling=tiling, intensity_range=intensity_range)
+    if batched and project is not None:
+        raise ValueError("iter_maps: batched maps are not projected; pass one of the two.")
     if scales is None:
         yield from _iter_scale(backbone, images, list(layers), indices=indices, project=project,
-                               **settings)
+                               batched=batched, **settings)
         return
     plan = split_scaled(layers, scales)
     indices = list(range(len(images)) if indices is None else indices)
@@ -189,7 +196,8 @@ def iter_maps(
                 found[i].update((prefix + k, v) for k, v in maps.items())
         for i in chunk:
             maps = found.pop(i)
-            yield i, {name: maps[name] for name in layers}
+            yield ([i], {name: maps[name][None] for name in layers}) if batched else (
+                i, {name: maps[name] for name in layers})
 
 
 def _renamed(project: Project | None, prefix: str) -> Project | None:
@@ -222,11 +230,16 @@ def _iter_scale(
     project: Project | None,
     intensity_range: tuple | None,
     scale: float = 1.0,
-) -> Iterator[tuple[int, Maps]]:
+    batched: bool = False,
+) -> Iterator[tuple[int, Maps]] | Iterator[tuple[list[int], Maps]]:
     """:func:`iter_maps` at one ``scale`` (the fed image is resized by it)."""
     indices = range(len(images)) if indices is None else indices
     n_chans = backbone.in_chans
     finish = project if project is not None else (lambda maps: maps)
+
+    def one(i: int, maps: Maps) -> tuple:  # one image's maps, as the caller takes them
+        return ([i], {k: v[None] for k, v in maps.items()}) if batched else (i, finish(maps))
+
     compute = layers
     if cache is not None:
         base = (backbone_fingerprint(backbone), dtype, image_size, scale, intensity_range)
@@ -246,7 +259,7 @@ def _iter_scale(
             keys[i] = (*base, image_digest(images[i]))
             hit = cache.get(keys[i], layers)
             if hit is not None:
-                yield i, finish({k: v.to(device) for k, v in hit.items()})
+                yield one(i, {k: v.to(device) for k, v in hit.items()})
                 continue
         groups[shape].append(i)
     batches = [
@@ -259,9 +272,13 @@ def _iter_scale(
                             device, intensity_range)
         maps = _forward(backbone, batch, compute, dtype, shape)
         del batch
-        for k, i in enumerate(idx):
-            if cache is not None:
+        if cache is not None:
+            for k, i in enumerate(idx):
                 cache.put(keys[i], {name: m[k] for name, m in maps.items()}, forward=True)
+        if batched:
+            yield list(idx), {name: maps[name] for name in layers}
+            continue
+        for k, i in enumerate(idx):
             yield i, finish({name: maps[name][k] for name in layers})
     if tiled:
         halo, stride, reductions = tiling()
@@ -273,5 +290,6 @@ def _iter_scale(
             shape = images[i].shape[:2]
             image = _load_batch(images, [i], resized_shape(shape, image_size, scale),
                                 n_chans, device, intensity_range)[0]
-            yield i, tiled_maps(fwd, image, reductions, tile_size=tile_size, halo=halo,
-                                stride=stride, project=project)
+            maps = tiled_maps(fwd, image, reductions, tile_size=tile_size, halo=halo,
+                              stride=stride, project=project)
+            yield ([i], {k: v[None] for k, v in maps.items()}) if batched else (i, maps)
