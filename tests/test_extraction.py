@@ -222,6 +222,8 @@ def test_sample_maps_of_a_batch_equal_each_image_on_its_own():
         assert torch.equal(got[torch.from_numpy(at)], own)
     with pytest.raises(ValueError, match="windows"):
         sample_maps(batch, rows, cols, (H, W), images=images, windows=[None] * 3)
+    with pytest.raises(ValueError, match="must index the 3 maps"):
+        sample_maps(batch, rows, cols, (H, W), images=images + 1)
 
 
 def test_engine_reads_batches_as_it_reads_each_image(rng):

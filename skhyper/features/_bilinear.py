@@ -111,6 +111,10 @@ def sample_maps(
         tensors = [t[None] for t in tensors]
     elif windows is not None:
         raise ValueError("sample_maps: batches of maps (images=...) do not take windows.")
+    elif n and (int(np.min(images)) < 0 or int(np.max(images)) >= min(len(t) for t in tensors)):
+        raise ValueError(f"sample_maps: 'images' must index the {min(len(t) for t in tensors)} "
+                         f"maps of each batch; got values from {np.min(images)} to "
+                         f"{np.max(images)}.")
     total = sum(t.shape[1] for t in tensors)
     if out is None:
         out = torch.empty((n, total), dtype=torch.float32, device=device)
