@@ -320,3 +320,26 @@ def test_segmenter_labels_are_the_labels_of_its_scores(fitted, n_classes):
             want, clear = seg.classes_[scores.argmax(-1)], top2[..., 1] - top2[..., 0] > 1e-4
         assert clear.mean() > 0.99 and len(np.unique(want)) == n_classes
         np.testing.assert_array_equal(labels[clear], want[clear])
+
+
+@pytest.mark.parametrize("shape,cells", [((17, 23), (5, 3)), ((5, 7), (9, 11)), ((1, 9), (1, 2)),
+                                         ((64, 64), (8, 8)), ((33, 31), (4, 16))])
+def test_cell_means_are_the_means_of_each_cells_pixels(shape, cells):
+    """The gathered cell means equal the definition: the mean guide colour of the pixels whose
+    nearest cell is the cell (0 for a cell no pixel has, when cells outnumber pixels). Sums of
+    a few float64 values in another order: 1e-12."""
+    from skhyper.heads._bilateral import _batch_axis, cell_coords, cell_means
+
+    (H, W), (h, w) = shape, cells
+    guide = torch.rand(2, 3, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ny = cell_coords(torch.arange(H), h, H, torch.float64)[0]
+    nx = cell_coords(torch.arange(W), w, W, torch.float64)[0]
+    want = torch.zeros(2, 3, h, w, dtype=torch.float64)
+    for q in range(h):
+        for r in range(w):
+            block = guide[:, :, ny == q][:, :, :, nx == r]
+            if block.numel():
+                want[:, :, q, r] = block.mean((2, 3))
+    axis_y = _batch_axis(h, H, guide.device, guide.dtype, 1, 1.0)[0]
+    axis_x = _batch_axis(w, W, guide.device, guide.dtype, 1, 1.0)[0]
+    torch.testing.assert_close(cell_means(guide, axis_y, axis_x), want, rtol=0, atol=1e-12)

@@ -51,20 +51,47 @@ def cell_coords(pos: torch.Tensor, n_cells: object, length: object, dtype: torch
     base = (a + length) // (2 * length) - 1  # the numerator stays nonnegative
     return nearest, base, (a - length).to(dtype) / _traced(2 * length, dtype)
 
-def cell_means(guide: torch.Tensor, ay: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
-    """Mean ``(n, c, h, w)`` guide colour of the pixels whose nearest cell is each cell, from the
-    one-hot ``(h, H)`` and ``(w, W)`` nearest-cell matrices of the axes."""
-    counts = ay.sum(1)[:, None] * ax.sum(1)[None, :]
-    return torch.matmul(torch.matmul(ay, guide), ax.transpose(0, 1)) / counts.clamp_min(1.0)
+def cell_means(guide: torch.Tensor, axis_y: tuple, axis_x: tuple) -> torch.Tensor:
+    """Mean ``(n, c, h, w)`` guide colour of the pixels whose nearest cell is each cell.
+
+    ``axis_y`` / ``axis_x`` (:func:`_cells`): per cell, the indices of its pixels along the axis
+    (as many as the largest cell holds) and which of them belong to it. The pixels of a cell are
+    gathered and summed in that order (the same order in every path, a few pixels per cell: the
+    work of one pass over the guide, where one-hot matrix products cost ``n_cells`` passes)."""
+    (iy, my, ny), (ix, mx, nx) = axis_y, axis_x
+    n, c, H, W = guide.shape
+    h, w = iy.shape[0], ix.shape[0]
+    # whole rows of each cell's pixels, summed with 0/1 weights (the padding weighs 0)
+    rows = torch.einsum("ncqjx,qj->ncxq", guide.index_select(2, iy.reshape(-1))
+                        .reshape(n, c, h, -1, W), my).contiguous()  # (n, c, W, h)
+    cells = torch.einsum("ncqjy,qj->ncyq", rows.index_select(2, ix.reshape(-1))
+                         .reshape(n, c, w, -1, h), mx)  # (n, c, h, w)
+    return cells / (ny[:, None] * nx[None, :])
+
+
+def _cells(first: torch.Tensor, n_cells: object, n_pix: object, dtype: torch.dtype) -> tuple:
+    """One axis of :func:`cell_means`: ``(n_cells, m)`` pixel indices of each cell (padded with
+    its last pixel), a ``(n_cells, m)`` 0/1 mask of the real ones and the ``(n_cells,)`` counts
+    (at least 1), from the first pixel of every cell and one past the last (``first``,
+    ``(n_cells + 1,)``); ``m = ceil(n_pix / n_cells)``, the most pixels a cell can hold."""
+    start, end = first[:-1], first[1:]
+    size = end - start
+    j = torch.arange((n_pix + n_cells - 1) // n_cells, device=start.device)  # >= every size
+    mask = j[None, :] < size[:, None]
+    idx = torch.minimum(start[:, None] + j[None, :], (end - 1).clamp(min=0)[:, None])
+    return idx, mask.to(dtype), size.to(dtype).clamp(min=1)
 
 
 def _batch_axis(n_cells: object, n_pix: object, device: torch.device, dtype: torch.dtype,
                 radius: int, sigma_spatial: float) -> tuple:
-    """One axis of :func:`edge_aware_upsample_batch`: the one-hot ``(n_cells, n_pix)`` nearest
-    cell of every pixel, and per tap the cell index ``(n_pix,)`` (an on-map one for taps off it),
-    whether the cell is on the map, and the spatial weight."""
-    nearest, base, pos = cell_coords(torch.arange(n_pix, device=device), n_cells, n_pix, dtype)
-    onehot = (nearest[None, :] == torch.arange(n_cells, device=device)[:, None]).to(dtype)
+    """One axis of :func:`edge_aware_upsample_batch`: the pixels of every cell
+    (:func:`_cells`), and per tap the cell index ``(n_pix,)`` of every pixel (an on-map one for
+    taps off it), whether the cell is on the map, and the spatial weight."""
+    _, base, pos = cell_coords(torch.arange(n_pix, device=device), n_cells, n_pix, dtype)
+    # the first pixel y of cell q: the least y with floor((2y + 1) n / 2L) >= q, in integers
+    # (<= L for q <= n)
+    q = torch.arange(n_cells + 1, device=device)
+    cells = _cells((2 * n_pix * q + n_cells - 1) // (2 * n_cells), n_cells, n_pix, dtype)
     taps = []
     for d in range(1 - radius, radius + 1):
         q = base + d
@@ -72,7 +99,7 @@ def _batch_axis(n_cells: object, n_pix: object, device: torch.device, dtype: tor
         weight = torch.exp(-((pos - q.to(dtype)) ** 2) / (2 * sigma_spatial**2)) * valid
         # off-map taps read a cell on the map (weight 0); no remainder by a symbolic size
         taps.append((torch.where(valid, q, base.clamp(min=0)), valid, weight))
-    return onehot, taps
+    return cells, taps
 
 
 def edge_aware_upsample_batch(
@@ -86,7 +113,7 @@ def edge_aware_upsample_batch(
     """:func:`edge_aware_upsample` of whole images, batched and traceable.
 
     The same joint bilateral upsampling of score maps covering their whole images, written
-    with tensor operations only (cell means through one-hot matrices, taps through
+    with tensor operations only (cell means through gathered pixels, taps through
     ``index_select``, floors in integer arithmetic) so that ``torch.jit.trace`` (traced sizes)
     and ``torch.export`` (symbolic sizes) keep batch, height and width dynamic: the exported
     network (:func:`skhyper.export.to_torch`) upsamples its coarse maps with it.
