@@ -35,6 +35,8 @@ __all__ = [
     "upsample_sum",
 ]
 
+_BAND_VALUES = 1 << 18  # values per band of a converted map (1 MiB of float32)
+
 
 class NotFoldableError(TypeError):
     """A step of the chain is not affine (or not fitted), so the chain cannot fold."""
@@ -299,14 +301,22 @@ def project_maps(
 ) -> list[torch.Tensor]:
     """Per-layer 1x1 scores: ``(c_l, h_l, w_l)`` maps times ``(c_l, k)`` -> ``(k, h_l, w_l)``.
 
-    Computed in the dtype of the blocks; channels-last maps need no copy.
+    Computed in the dtype of the blocks; channels-last maps need no copy, and a map of
+    another dtype is converted a band of pixels at a time (each band's copy stays in cache).
     """
     tensors = list(maps.values()) if isinstance(maps, dict) else list(maps)
     out = []
     for m, w in zip(tensors, blocks):
         c, h, wd = m.shape
-        flat = m.to(w.dtype).permute(1, 2, 0).reshape(h * wd, c)
-        out.append((flat @ w).T.reshape(w.shape[1], h, wd))
+        flat = m.permute(1, 2, 0).reshape(h * wd, c)
+        if m.dtype == w.dtype:
+            scores = flat @ w
+        else:
+            scores = torch.empty((h * wd, w.shape[1]), dtype=w.dtype, device=m.device)
+            step = max(1, _BAND_VALUES // c)
+            for a in range(0, h * wd, step):
+                torch.mm(flat[a:a + step].to(w.dtype), w, out=scores[a:a + step])
+        out.append(scores.T.reshape(w.shape[1], h, wd))
     return out
 
 
