@@ -61,12 +61,13 @@ def cell_means(guide: torch.Tensor, axis_y: tuple, axis_x: tuple) -> torch.Tenso
     (iy, my, ny), (ix, mx, nx) = axis_y, axis_x
     n, c, H, W = guide.shape
     h, w = iy.shape[0], ix.shape[0]
-    # whole rows of each cell's pixels, summed with 0/1 weights (the padding weighs 0)
-    rows = torch.einsum("ncqjx,qj->ncxq", guide.index_select(2, iy.reshape(-1))
-                        .reshape(n, c, h, -1, W), my).contiguous()  # (n, c, W, h)
-    cells = torch.einsum("ncqjy,qj->ncyq", rows.index_select(2, ix.reshape(-1))
-                         .reshape(n, c, w, -1, h), mx)  # (n, c, h, w)
-    return cells / (ny[:, None] * nx[None, :])
+    # whole rows of each cell's pixels, summed with 0/1 weights (the padding weighs 0): one
+    # small product per cell and channel on the gathered rows as they lie (no permuted copy)
+    rows = torch.matmul(my[:, None, :], guide.index_select(2, iy.reshape(-1))
+                        .reshape(n, c, h, -1, W))[:, :, :, 0]  # (n, c, h, W)
+    cols = rows.transpose(2, 3).contiguous().index_select(2, ix.reshape(-1))
+    cells = torch.matmul(mx[:, None, :], cols.reshape(n, c, w, -1, h))[:, :, :, 0]
+    return cells.transpose(2, 3) / (ny[:, None] * nx[None, :])  # (n, c, h, w)
 
 
 def _cells(first: torch.Tensor, n_cells: object, n_pix: object, dtype: torch.dtype) -> tuple:
@@ -172,7 +173,8 @@ def _label_tol(rest: torch.Tensor, scores: torch.Tensor) -> float:
     """Margin of a decided label: far above the rounding of the upsampled value (a convex
     combination computed in float32 or float64: a few ulp of the largest score) and of its sum
     with ``rest``; 1e-5 of the largest magnitudes (about 100 float32 ulp)."""
-    return 1e-5 * (1.0 + float(rest.abs().amax()) + float(scores.abs().amax()))
+    big = [float(t.abs().max()) for t in (*torch.aminmax(rest), *torch.aminmax(scores))]
+    return 1e-5 * (1.0 + max(big[:2]) + max(big[2:]))
 
 
 def _decided(low: torch.Tensor, high: torch.Tensor, tol: float) -> torch.Tensor:
@@ -237,10 +239,22 @@ def edge_aware_labels(
     _, by, _ = cell_coords(torch.arange(H, device=dev), h, H, dtype)
     _, bx, _ = cell_coords(torch.arange(W, device=dev), w, W, dtype)
     padded = F.pad(scores[None], (radius,) * 4, mode="replicate")
-    low, high = (rest + sign * F.max_pool2d(sign * padded, 2 * radius, stride=1)[0]
-                 .index_select(2, bx + 1).index_select(1, by + 1) for sign in (-1.0, 1.0))
-    exact = ~_decided(low, high, _label_tol(rest, scores))
-    total = low.add_(high)
+    shifted = [padded[0, :, a:a + h + 1, b:b + w + 1]  # the 2r x 2r window's cells
+               for a in range(2 * radius) for b in range(2 * radius)]
+    lo, hi = torch.stack(shifted).aminmax(dim=0)
+    tol = _label_tol(rest, scores)
+
+    def at_pixels(coarse: torch.Tensor) -> torch.Tensor:
+        return coarse.index_select(2, bx + 1).index_select(1, by + 1)
+
+    if k == 1:  # rest + lo > tol or rest + hi < -tol: |2 rest + lo + hi| > hi - lo + 2 tol
+        total = torch.add(at_pixels(lo + hi), rest, alpha=2.0)
+        exact = total.abs() <= at_pixels(hi - lo).add_(2 * tol)
+        exact = exact[0]
+    else:
+        low, high = rest + at_pixels(lo), rest + at_pixels(hi)
+        exact = ~_decided(low, high, tol)
+        total = low.add_(high)
     ys, xs = exact.nonzero(as_tuple=True)
     if len(ys):  # flat pixel indices: index_select is several times faster than [:, ys, xs]
         at = ys * W + xs
