@@ -244,8 +244,10 @@ def edge_aware_labels(
     lo, hi = torch.stack(shifted).aminmax(dim=0)
     tol = _label_tol(rest, scores)
 
-    def at_pixels(coarse: torch.Tensor) -> torch.Tensor:
-        return coarse.index_select(2, bx + 1).index_select(1, by + 1)
+    def at_pixels(coarse: torch.Tensor) -> torch.Tensor:  # (k, h + 1, w + 1) -> (k, H, W)
+        # whole rows are gathered (a gather along the innermost axis is ~3x slower)
+        cols = coarse.transpose(1, 2).contiguous().index_select(1, bx + 1)
+        return cols.transpose(1, 2).contiguous().index_select(1, by + 1)
 
     if k == 1:  # rest + lo > tol or rest + hi < -tol: |2 rest + lo + hi| > hi - lo + 2 tol
         total = torch.add(at_pixels(lo + hi), rest, alpha=2.0)
