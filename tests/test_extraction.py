@@ -254,3 +254,17 @@ def test_engine_reads_batches_as_it_reads_each_image(rng):
                                    np.empty((len(at), got.shape[1]), np.float32),
                                    frame=tuple(boxes[i]))
         np.testing.assert_array_equal(got, want)
+
+
+def test_neighbour_tables_equal_the_per_pixel_computation():
+    """Many pixels over a short range of rows read their neighbours and weights from a table
+    over that range: the same values as computing each pixel's (each entry is computed as
+    before), for maps covering the image or a wider canvas."""
+    from skhyper.features._bilinear import _interp_at, _interp_many
+
+    rng = np.random.default_rng(0)
+    pos = rng.integers(3, 40, 500)
+    sizes, lengths = [5, 17, 64, 1], [40.0, 40.0, 41.5, 40.0]
+    for got, want in zip(_interp_at(pos, sizes, lengths), _interp_many(pos, sizes, lengths)):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

@@ -48,6 +48,18 @@ def _interp_many(pos: torch.Tensor | np.ndarray, in_sizes: Sequence[int],
     return i0, i1, np.float32(1.0) - lam1, lam1
 
 
+def _interp_at(pos: np.ndarray, in_sizes: Sequence[int], out_sizes: Sequence[float]
+               ) -> tuple[np.ndarray, ...]:
+    """:func:`_interp_many` at integer positions ``pos``, read from a table over their range when
+    that is shorter than ``pos`` (the same values: each entry is computed as before)."""
+    lo, hi = (int(pos.min()), int(pos.max())) if len(pos) else (0, -1)
+    if pos.dtype.kind not in "iu" or hi - lo + 1 >= len(pos):
+        return _interp_many(pos, in_sizes, out_sizes)
+    at = pos - lo
+    return tuple(np.take(t, at, axis=1) for t in _interp_many(np.arange(lo, hi + 1), in_sizes,
+                                                              out_sizes))
+
+
 def sample_maps(
     maps: dict[str, torch.Tensor] | Sequence[torch.Tensor],
     rows: torch.Tensor | np.ndarray,
@@ -130,11 +142,12 @@ def sample_maps(
     if keys:
         geo = [((0, 0, h, w) if win is None else win) + ((H, W) if canvas is None else canvas)
                for h, w, win, canvas in keys]
-        y0, y1, wy0, wy1 = _interp_many(rows, [g[2] for g in geo], [g[4] for g in geo])
-        x0, x1, wx0, wx1 = _interp_many(cols, [g[3] for g in geo], [g[5] for g in geo])
-        r0 = np.array([g[0] for g in geo])[:, None]
-        c0 = np.array([g[1] for g in geo])[:, None]
-        y0, y1, x0, x1 = y0 - r0, y1 - r0, x0 - c0, x1 - c0
+        y0, y1, wy0, wy1 = _interp_at(rows, [g[2] for g in geo], [g[4] for g in geo])
+        x0, x1, wx0, wx1 = _interp_at(cols, [g[3] for g in geo], [g[5] for g in geo])
+        if any(win is not None for _, _, win, _ in keys):  # cells of each window map
+            r0 = np.array([g[0] for g in geo])[:, None]
+            c0 = np.array([g[1] for g in geo])[:, None]
+            y0, y1, x0, x1 = y0 - r0, y1 - r0, x0 - c0, x1 - c0
         width = np.array([k[1] for k in keys])[:, None]
         # each pixel's cell in the (n h w, c) table of its image's batch: image * h w + cell
         start = 0 if images is None else (np.asarray(images, dtype=np.int64)[None]
