@@ -343,3 +343,18 @@ def test_cell_means_are_the_means_of_each_cells_pixels(shape, cells):
     axis_y = _batch_axis(h, H, guide.device, guide.dtype, 1, 1.0)[0]
     axis_x = _batch_axis(w, W, guide.device, guide.dtype, 1, 1.0)[0]
     torch.testing.assert_close(cell_means(guide, axis_y, axis_x), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_guide_of_integer_images_equals_the_float_image(dtype):
+    """The guide of an 8- or 16-bit image (one transposing conversion, then a division) holds
+    the values of ``to_float_image`` bit for bit: every value of the dtype, 1 and 3 channels."""
+    from skhyper.features import to_float_image
+    from skhyper.heads import image_guide
+
+    v = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
+    for img in (np.stack([v, v[::-1], v], -1).reshape(4, -1, 3), v.reshape(4, -1, 1)):
+        got = image_guide(img)
+        assert got.dtype == torch.float32 and got.is_contiguous()
+        np.testing.assert_array_equal(got.numpy(), np.moveaxis(to_float_image(img, img.shape[2]),
+                                                               -1, 0))

@@ -47,6 +47,11 @@ def image_guide(image: np.ndarray, intensity_range=None, device=None) -> torch.T
     """``(c, H, W)`` float32 guide: a checked ``(H, W, c)`` image in ``[0, 1]``."""
     from ..features import to_float_image
 
+    if intensity_range is None and image.dtype in (np.uint8, np.uint16):
+        # as to_float_image: float32(value) / float32(dtype max), one transposing conversion
+        t = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
+        g = t.to(torch.float32, memory_format=torch.contiguous_format)
+        return g.div_(float(np.iinfo(image.dtype).max))
     g = to_float_image(image, image.shape[2], intensity_range)
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(g, -1, 0))).to(device)
 
