@@ -5,6 +5,7 @@ classifier on the edge-aware upsampled hypercolumn."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -354,7 +355,10 @@ def test_guide_of_integer_images_equals_the_float_image(dtype):
 
     v = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
     for img in (np.stack([v, v[::-1], v], -1).reshape(4, -1, 3), v.reshape(4, -1, 1)):
-        got = image_guide(img)
+        img.flags.writeable = False  # as checked images are: no warning from torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = image_guide(img)
         assert got.dtype == torch.float32 and got.is_contiguous()
         np.testing.assert_array_equal(got.numpy(), np.moveaxis(to_float_image(img, img.shape[2]),
                                                                -1, 0))

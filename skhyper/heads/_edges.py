@@ -49,7 +49,9 @@ def image_guide(image: np.ndarray, intensity_range=None, device=None) -> torch.T
 
     if intensity_range is None and image.dtype in (np.uint8, np.uint16):
         # as to_float_image: float32(value) / float32(dtype max), one transposing conversion
-        t = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
+        # (a read-only image, as checked images are, is copied: torch takes writable arrays)
+        arr = image if image.flags.writeable else image.copy()
+        t = torch.from_numpy(np.ascontiguousarray(arr)).to(device).permute(2, 0, 1)
         g = t.to(torch.float32, memory_format=torch.contiguous_format)
         return g.div_(float(np.iinfo(image.dtype).max))
     g = to_float_image(image, image.shape[2], intensity_range)
