@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -215,7 +217,11 @@ def test_sample_maps_of_a_batch_equal_each_image_on_its_own():
     rng = np.random.default_rng(0)
     images, rows, cols = rng.integers(0, 3, 50), rng.integers(0, H, 50), rng.integers(0, W, 50)
     canvases = [None, (24.0, 18.5), None]
-    got = sample_maps(batch, rows, cols, (H, W), images=images, canvases=canvases)
+    for a in (images, rows, cols):
+        a.flags.writeable = False  # read-only inputs reach torch without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = sample_maps(batch, rows, cols, (H, W), images=images, canvases=canvases)
     for k in range(3):
         at = images == k
         own = sample_maps([m[k] for m in batch], rows[at], cols[at], (H, W), canvases=canvases)

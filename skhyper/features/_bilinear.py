@@ -171,9 +171,9 @@ def sample_maps(
     for m, win, canvas in zip(tensors, windows, canvases):
         b, c, h, w = m.shape
         if h == 1 and w == 1 and win is None:
-            vec = m.reshape(b, c)
-            parts.append(vec.expand(n, c) if images is None else
-                         vec.index_select(0, torch.as_tensor(images, device=device)))
+            vec = m.reshape(b, c)  # (a copy of the image indices: torch takes writable arrays)
+            parts.append(vec.expand(n, c) if images is None else vec.index_select(
+                0, torch.tensor(images, dtype=torch.int64, device=device)))
             continue
         idx, wts = table[(h, w, win, canvas)]
         # One fused gather + weighted sum of the 4 neighbours' rows of the
