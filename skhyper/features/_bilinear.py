@@ -123,10 +123,9 @@ def sample_maps(
         tensors = [t[None] for t in tensors]
     elif windows is not None:
         raise ValueError("sample_maps: batches of maps (images=...) do not take windows.")
-    elif n and (int(np.min(images)) < 0 or int(np.max(images)) >= min(len(t) for t in tensors)):
-        raise ValueError(f"sample_maps: 'images' must index the {min(len(t) for t in tensors)} "
-                         f"maps of each batch; got values from {np.min(images)} to "
-                         f"{np.max(images)}.")
+    elif n and not 0 <= int(np.min(images)) <= int(np.max(images)) < min(map(len, tensors)):
+        raise ValueError(f"sample_maps: 'images' must index the {min(map(len, tensors))} maps "
+                         f"of each batch; got values from {np.min(images)} to {np.max(images)}.")
     total = sum(t.shape[1] for t in tensors)
     if out is None:
         out = torch.empty((n, total), dtype=torch.float32, device=device)
@@ -171,9 +170,10 @@ def sample_maps(
     for m, win, canvas in zip(tensors, windows, canvases):
         b, c, h, w = m.shape
         if h == 1 and w == 1 and win is None:
-            vec = m.reshape(b, c)  # (a copy of the image indices: torch takes writable arrays)
+            vec = m.reshape(b, c)
             parts.append(vec.expand(n, c) if images is None else vec.index_select(
-                0, torch.tensor(images, dtype=torch.int64, device=device)))
+                0, torch.tensor(images, dtype=torch.int64, device=device)))  # a copy: may be
+            # read-only, and torch warns on read-only arrays it would share
             continue
         idx, wts = table[(h, w, win, canvas)]
         # One fused gather + weighted sum of the 4 neighbours' rows of the

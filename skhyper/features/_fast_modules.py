@@ -144,7 +144,6 @@ class SamePadConv2d(FastConv2d):
             x = _pad_zeros(x, top, bottom, left, right)
         return x, self.weight, (0, 0)
 
-
     def _padded_weight(self, cols: int, rows: int) -> torch.Tensor:
         """The weight with ``rows`` / ``cols`` zero taps before it, made once per weight when no
         gradient is recorded (keyed by the weight's storage and version, so a moved or changed

@@ -31,7 +31,6 @@ WHOLE_PIXELS = 1 << 22  # whole images up to 2048^2 take the batched form
 EDGE_PARAMS = {"radius": 1, "sigma_spatial": 1.0, "sigma_range": 0.12, "min_stride": 8.0}
 
 
-
 def _traced(n: object, dtype: torch.dtype) -> object:
     """A size as a number for float arithmetic: traced sizes (``torch.jit.trace``) are 0-d
     int64 tensors, cast explicitly; ints and symbolic ints (``torch.export``) stay as they are."""
@@ -50,6 +49,7 @@ def cell_coords(pos: torch.Tensor, n_cells: object, length: object, dtype: torch
     nearest = a // (2 * length)
     base = (a + length) // (2 * length) - 1  # the numerator stays nonnegative
     return nearest, base, (a - length).to(dtype) / _traced(2 * length, dtype)
+
 
 def cell_means(guide: torch.Tensor, axis_y: tuple, axis_x: tuple) -> torch.Tensor:
     """Mean ``(n, c, h, w)`` guide colour of the pixels whose nearest cell is each cell.
@@ -178,10 +178,8 @@ def _label_tol(rest: torch.Tensor, scores: torch.Tensor) -> float:
 
 
 def _decided(low: torch.Tensor, high: torch.Tensor, tol: float) -> torch.Tensor:
-    """``(H, W)`` whether every score vector in the box ``[low, high]`` has the same label (the
-    sign of one output, the argmax of several), with a margin ``tol``."""
-    if low.shape[0] == 1:
-        return (low[0] > tol) | (high[0] < -tol)
+    """``(H, W)`` whether every score vector in the box ``[low, high]`` of several outputs has
+    the same argmax, with a margin ``tol`` (one output: see :func:`edge_aware_labels`)."""
     best = low.argmax(0, keepdim=True)
     others = high.scatter(0, best, -torch.inf).amax(0)
     return low.gather(0, best)[0] - others > 2 * tol

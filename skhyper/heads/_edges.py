@@ -43,6 +43,7 @@ __all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "coarse_sum", "coarse_target", "edge_aw
 
 _BAND_PIXELS = 1 << 19  # pixels per band of the banded path
 
+
 def image_guide(image: np.ndarray, intensity_range=None, device=None) -> torch.Tensor:
     """``(c, H, W)`` float32 guide: a checked ``(H, W, c)`` image in ``[0, 1]``."""
     from ..features import to_float_image
