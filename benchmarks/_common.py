@@ -38,24 +38,6 @@ def rss_bytes() -> int | None:
     return psutil.Process().memory_info().rss
 
 
-def steady_allocator() -> bool:
-    """Keep freed heap memory mapped (glibc ``mallopt``): large blocks from the heap, no trim.
-
-    With glibc's defaults a process that frees a few tens of MB hands them back to the OS and
-    faults them in again on the next call; in a VM each 4 KiB fault costs microseconds (16 MB:
-    ~8 ms, more than sampling 8192 hypercolumns). Timing loops then measure the allocator's
-    churn, which depends on the order of the calls. Raising the mmap and trim thresholds (as a
-    jemalloc / tcmalloc deployment behaves) makes every method run in the steady state of a
-    long job. Returns whether glibc accepted the settings."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)
-                    and libc.mallopt(m_trim_threshold, 1 << 30))
-    except (OSError, AttributeError):
-        return False
-
-
 def release_memory() -> None:
     """Collect garbage and hand freed heap back to the OS, so RSS baselines are fair."""
     gc.collect()

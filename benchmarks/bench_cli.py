@@ -14,6 +14,11 @@ folder. Median of ``--repeats`` runs:
    threads while the model loads and predicts), predicting, writing label PNGs (in a writer
    thread).
 
+Both run with the steady allocator (:func:`skhyper.parallel.steady_allocator`, the CLI's default
+``--allocator steady``; called in this process too). A third path, ``skhyper predict ...
+--allocator system`` (glibc's defaults), is timed in each repeat: the ratio of the two CLI
+throughputs is what the allocator setting gives (it grows with the image size).
+
 The CLI's summary line says how long its images took once the model was loaded (reading,
 predicting and writing, until the last file is written): its steady throughput, which read-ahead
 and background writing should keep at the in-process rate (target >= 0.9x). Start-up is the
@@ -25,8 +30,9 @@ Run::
 
     python benchmarks/bench_cli.py            # ~2 min on 2 CPU cores
     python benchmarks/bench_cli.py --quick
+    python benchmarks/bench_cli.py --size 1024 --n-images 16 --tag _1024   # ~5 min
 
-It prints a table and writes ``benchmarks/results/cli_cpu.json``.
+It prints a table and writes ``benchmarks/results/cli_cpu<tag>.json``.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from PIL import Image  # noqa: E402
 import skhyper  # noqa: E402
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer  # noqa: E402
 from skhyper.datasets import load_horses  # noqa: E402
+from skhyper.parallel import steady_allocator  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import loadavg, machine_info, write_results  # noqa: E402
@@ -88,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch threads in this process (the CLI uses torch's default, the "
                     "machine's cores)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = ap.parse_args(argv)
+    steady = steady_allocator()  # in-process as the CLI runs by default (--allocator steady)
     if args.quick:
         args.n_images, args.repeats = 16, 1
     torch.set_num_threads(args.threads)
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         loaded = skhyper.load(model)
         loaded.predict(images[0])  # warm-up
-        t_inproc, t_cli, t_steady, t_help = [], [], [], []
+        t_inproc, t_cli, t_steady, t_help, t_system = [], [], [], [], []
         for _ in range(args.repeats):  # interleaved, so that load changes hit both alike
             t = time.perf_counter()
             expected = [loaded.predict(im) for im in images]
@@ -119,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             t_cli.append(elapsed)
             summary = res.stdout.strip().splitlines()[-1]
             t_steady.append(float(re.search(r"then ([0-9.]+) s", summary).group(1)))
+            _, res = cli("predict", model, folder, "-o", tmp / "out_system", "--overwrite",
+                         "--quiet", "--allocator", "system")
+            t_system.append(float(re.search(r"then ([0-9.]+) s",
+                                            res.stdout.strip().splitlines()[-1]).group(1)))
         same = all(np.array_equal(np.asarray(Image.open(tmp / "out" / f"img{i:03d}.png")), e)
                    for i, e in enumerate(expected))
     finally:
@@ -126,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
 
     n = args.n_images
     med = {k: statistics.median(v) for k, v in
-           (("inproc", t_inproc), ("cli", t_cli), ("steady", t_steady), ("help", t_help))}
+           (("inproc", t_inproc), ("cli", t_cli), ("steady", t_steady), ("help", t_help),
+            ("system", t_system))}
     startup = statistics.median([c - s for c, s in zip(t_cli, t_steady)])
     # each repeat times both paths back to back: the ratio of a pair sees the same load
     pair_ratios = [i / s for i, s in zip(t_inproc, t_steady)]
@@ -139,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
          e2e_rate / inproc_rate),
         ("skhyper predict, after start-up", med["steady"], steady_rate,
          steady_rate / inproc_rate),
+        ("  the same, --allocator system", med["system"], n / med["system"],
+         n / med["system"] / inproc_rate),
     ]
     print(f"{n} images of {args.size} x {args.size}, default segmenter, CPU, "
           f"{args.threads} torch threads; median of {args.repeats}")
@@ -151,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"after start-up / in-process, per repeat: "
           f"{', '.join(f'{r:.2f}' for r in pair_ratios)} (median "
           f"{statistics.median(pair_ratios):.2f})")
+    system_ratios = [y / s for s, y in zip(t_steady, t_system)]
+    print(f"--allocator steady (default) / system, images/s per repeat: "
+          f"{', '.join(f'{r:.2f}' for r in system_ratios)} (median "
+          f"{statistics.median(system_ratios):.2f}); in-process steady allocator: {steady}")
     print(f"CLI labels equal in-process predict: {same}")
     print(f"CLI summary: {summary}")
     dev = torch.device("cpu")
@@ -160,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                      "threads": args.threads, "model": "HypercolumnSegmenter() default",
                      "input_format": "png", "output_format": "png"},
         "seconds": {"in_process": t_inproc, "cli": t_cli, "cli_after_startup": t_steady,
-                    "cli_help": t_help},
+                    "cli_help": t_help, "cli_after_startup_allocator_system": t_system},
+        "steady_allocator_in_process": steady,
+        "allocator_steady_vs_system": {"per_repeat": system_ratios,
+                                       "median": statistics.median(system_ratios)},
         "startup_s": {"help": med["help"], "imports_checks_and_model_load": startup},
         "images_per_s": {"in_process": inproc_rate, "cli_end_to_end": e2e_rate,
                          "cli_after_startup": steady_rate},
@@ -172,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "labels_equal": same,
         "loadavg_before": load_before, "loadavg_after": loadavg(),
         "machine": machine_info(dev),
-    }, RESULTS / f"cli_cpu{'_quick' if args.quick else ''}.json")
+    }, RESULTS / f"cli_cpu{'_quick' if args.quick else ''}{args.tag}.json")
     return 0
 
 

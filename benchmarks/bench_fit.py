@@ -50,9 +50,10 @@ from skhyper.datasets import load_face_keypoints, load_horses
 from skhyper.estimators import default_classifier
 from skhyper.heads import fold_head
 from skhyper.metrics import foreground_iou, mean_iou, pck
+from skhyper.parallel import steady_allocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, steady_allocator
+from _common import machine_info
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -39,7 +39,7 @@ user's process does; on a machine shared with other busy processes set
 ``OMP_WAIT_POLICY=PASSIVE`` (spinning threads of several processes slow each other down, but
 passive threads pay a wake-up on every parallel operation, which penalizes many small
 operations over a few large ones). glibc's malloc keeps freed memory mapped
-(``_common.steady_allocator``, as under jemalloc / tcmalloc; ``--glibc-defaults`` to keep
+(``skhyper.parallel.steady_allocator``, as under jemalloc / tcmalloc; ``--glibc-defaults`` to keep
 glibc's thresholds): otherwise each call faults in the memory the previous one handed back,
 and the order of the calls decides the timings.
 """
@@ -61,9 +61,10 @@ from PIL import Image
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer, PixelSet
 from skhyper.datasets import load_horses
 from skhyper.features import build_backbone
+from skhyper.parallel import steady_allocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, measure_all, steady_allocator
+from _common import machine_info, measure_all
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PIXELS_PER_IMAGE = 2048
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="horse images the segmenters are fitted on (speed does not depend on it)")
     ap.add_argument("--glibc-defaults", action="store_true",
                     help="keep glibc's malloc trim/mmap thresholds (default: raise them, see "
-                    "_common.steady_allocator)")
+                    "skhyper.parallel.steady_allocator)")
     args = ap.parse_args(argv)
     steady = False if args.glibc_defaults else steady_allocator()
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()

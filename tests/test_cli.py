@@ -328,7 +328,6 @@ def test_errors_in_a_subprocess_are_one_line_without_traceback(tmp_path):
         "folder or a glob."]
 
 
-
 def test_debug_shows_the_traceback(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nope"), str(tmp_path), "-o", "m.skhyper",
                  "--debug"]) == 2

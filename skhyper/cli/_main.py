@@ -53,8 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"skhyper {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_train_parser(sub, [common])
-    add_predict_parser(sub, [common])
+    jobs = argparse.ArgumentParser(add_help=False)  # options of the long-running commands
+    jobs.add_argument("--allocator", choices=("steady", "system"), default="steady",
+                      help="steady: keep freed buffers for reuse (skhyper.parallel."
+                      "steady_allocator; glibc), so each image does not fault its memory in "
+                      "again; system: the C library's defaults (default: %(default)s)")
+    add_train_parser(sub, [common, jobs])
+    add_predict_parser(sub, [common, jobs])
     _add_layers_parser(sub, [common])
     _add_export_parser(sub, [common])
     _add_demo_parser(sub, [common])
@@ -257,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ...     main(["predict", "--help"])
     ... except SystemExit as exc:
     ...     print("exit status", exc.code)
-    usage: skhyper predict [-h] [--debug] -o OUTDIR ...
+    usage: skhyper predict [-h] [--debug] [--allocator {steady,system}] -o OUTDIR
     ...
     exit status 0
     """
@@ -270,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not debug:
             warnings.showwarning = shown.show  # restored by catch_warnings
         try:
+            if getattr(args, "allocator", "system") == "steady":
+                from ..parallel import steady_allocator
+
+                steady_allocator()
             return args.run(args)
         except KeyboardInterrupt:
             sys.stderr.write("skhyper: interrupted; rerun the same command to resume (finished "

@@ -47,6 +47,8 @@ from ._weights import FoldedWeights
 __all__ = ["OUTPUTS", "fold_head", "predict_dense", "predict_window"]
 
 OUTPUTS = ("predict", "predict_proba", "decision_function")
+
+
 def _is_grid(classifier: Any) -> bool:
     """A fitted :class:`~skhyper.GridLocationClassifier` (duck-typed: heads sit below the
     estimators)."""

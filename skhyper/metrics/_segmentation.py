@@ -27,6 +27,7 @@ __all__ = [
     "get_scorer",
 ]
 
+
 def _confusion(
     y_true: Any, y_pred: Any, labels: Any, ignore_label: Any
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,10 @@ Needs the optional extra ``pip install "skhyper[dask]"`` (``dask[array]`` and
 * :func:`predict_large` predicts one image too large for memory (a dask array,
   a zarr array or any sliceable array) chunk by chunk, as a lazy dask array
   equal to ``model.predict`` on the whole image.
+* :func:`steady_allocator` keeps large freed buffers in the process (glibc), so
+  that a long CPU job reuses each forward pass's memory instead of faulting it
+  in again (``skhyper train`` / ``predict`` call it; on workers:
+  ``client.run(steady_allocator)``).
 
 How :func:`predict_large` stays exact
 -------------------------------------
@@ -112,5 +116,7 @@ A :class:`~skhyper.MapCache` is per process: each worker fills its own copy
 from ._collection import predict_collection
 from ._common import METHODS, SlowWorkerWarning
 from ._large import predict_large
+from ._memory import steady_allocator
 
-__all__ = ["predict_collection", "predict_large", "METHODS", "SlowWorkerWarning"]
+__all__ = ["predict_collection", "predict_large", "steady_allocator", "METHODS",
+           "SlowWorkerWarning"]
