@@ -18,13 +18,19 @@ from sklearn.exceptions import NotFittedError
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer, MapCache
 from skhyper.datasets import load_horses
 from skhyper.exceptions import CollectionError
-from skhyper.parallel import SlowWorkerWarning, predict_collection, predict_large
+from skhyper.parallel import (
+    SlowWorkerWarning,
+    predict_collection,
+    predict_large,
+    steady_allocator,
+)
 from skhyper.parallel._common import (
     _cluster_threads,
     _Shipped,
     _threads_here,
     _torch_threads,
     _without_cache,
+    _worker_facts,
 )
 from tests.conftest import make_tiny_net
 
@@ -281,10 +287,14 @@ def test_cluster_threads_per_worker(client, seg):
 
 
 class _FakeClient:
-    """Two single-thread workers on one 4-core host, with dask's default malloc setting."""
+    """Two single-thread workers on one 4-core host, with dask's default malloc setting (and
+    ``steady``: the threshold steady_allocator set on them)."""
+
+    def __init__(self, steady=None):
+        self.steady = steady
 
     def run(self, fn):
-        return {"tcp://a:1": [4, "65536"], "tcp://a:2": [4, "65536"]}
+        return {"tcp://a:1": [4, "65536", self.steady], "tcp://a:2": [4, "65536", self.steady]}
 
     def scheduler_info(self, n_workers=-1):
         return {"workers": {addr: {"host": "a", "nthreads": 1}
@@ -298,6 +308,17 @@ def test_cluster_threads_and_slow_worker_warning(seg):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SlowWorkerWarning)
         assert _cluster_threads(_FakeClient(), 3, None, None) == 3  # not a skhyper model
+        # steady_allocator on the workers overrides the nanny's trim threshold: no warning
+        assert _cluster_threads(_FakeClient(steady=2**30), 3, seg, None) == 3
+
+
+@needs_distributed
+def test_steady_allocator_runs_on_the_workers(client):
+    if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+        pytest.skip("mallopt thresholds are glibc's (Linux)")
+    assert all(f[2] is None for f in client.run(_worker_facts).values())
+    assert set(client.run(steady_allocator).values()) == {True}
+    assert {f[2] for f in client.run(_worker_facts).values()} == {2**30}
 
 
 @needs_distributed

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._params import resolve_device
 from ..estimators import HypercolumnTransformer
 from ..features import FeatureEngine
+from ._memory import steady_threshold
 
 #: Methods :func:`predict_collection` and :func:`predict_large` can apply.
 METHODS = ("predict", "predict_proba", "decision_function", "transform_dense")
@@ -216,8 +217,8 @@ class SlowWorkerWarning(UserWarning):
     """The cluster's workers are set up in a way that slows torch down."""
 
 
-def _worker_facts() -> tuple[int, str | None]:
-    return _n_cores(), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+def _worker_facts() -> tuple[int, str | None, int | None]:
+    return _n_cores(), os.environ.get("MALLOC_TRIM_THRESHOLD_"), steady_threshold()
 
 
 def _cluster_threads(client: Any, n_threads: int | None, model: Any,
@@ -228,13 +229,15 @@ def _cluster_threads(client: Any, n_threads: int | None, model: Any,
     hc = _hypercolumns_of(model)
     on_cpu = hc is not None and (torch.device(device).type if device is not None
                                  else hc.device_.type) == "cpu"
-    trims = {str(v[1]) for v in facts.values() if v[1] is not None}
+    # steady_allocator() on a worker overrides the environment's trim threshold
+    trims = {str(v[1]) for v in facts.values() if v[1] is not None and v[2] is None}
     small = sorted(v for v in trims if v.isdigit() and int(v) < 2**26)
     if on_cpu and small:
         warnings.warn(
             f"The Dask workers run with MALLOC_TRIM_THRESHOLD_={small[0]} (dask's nanny "
             "default), which makes glibc map and unmap every large torch buffer: CPU inference "
-            "runs about 2x slower. Start the cluster without it: env = dict(dask.config.get("
+            "runs about 2x slower. Run client.run(skhyper.parallel.steady_allocator) once, "
+            "or start the cluster without it: env = dict(dask.config.get("
             "'distributed.nanny.pre-spawn-environ')); env.pop('MALLOC_TRIM_THRESHOLD_'); "
             "with dask.config.set({'distributed.nanny.pre-spawn-environ': env}): "
             "cluster = LocalCluster(...)",

@@ -13,11 +13,12 @@ import ctypes
 import os
 import threading
 
-__all__ = ["steady_allocator"]
+__all__ = ["steady_allocator", "steady_threshold"]
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
 _LOCK = threading.Lock()
+_APPLIED: list[int] = []  # the threshold steady_allocator set in this process
 
 
 def steady_allocator(threshold: int = 1 << 30) -> bool:
@@ -32,7 +33,9 @@ def steady_allocator(threshold: int = 1 << 30) -> bool:
     ``benchmarks/bench_cli.py``). The cost: the process keeps its peak memory until it
     exits. ``skhyper train`` and ``skhyper predict`` call it (``--allocator system`` to
     keep glibc's defaults); call it once at the start of a notebook or script that predicts
-    many images. It lasts for the rest of the process.
+    many images, and on Dask workers with ``client.run(steady_allocator)`` (it also overrides
+    the ``MALLOC_TRIM_THRESHOLD_=65536`` that dask's nanny sets). It lasts for the rest of
+    the process.
 
     Parameters
     ----------
@@ -67,5 +70,13 @@ def steady_allocator(threshold: int = 1 << 30) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     with _LOCK:
-        return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(
+        took = bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(
             mallopt(_M_TRIM_THRESHOLD, threshold))
+        if took:
+            _APPLIED[:] = [threshold]
+        return took
+
+
+def steady_threshold() -> int | None:
+    """The threshold :func:`steady_allocator` set in this process, or None."""
+    return _APPLIED[0] if _APPLIED else None
