@@ -67,6 +67,9 @@ def classifiers() -> dict[str, Any]:
     return {
         "default": default_classifier(),
         "lbfgs_tol1e-4": lr(max_iter=1000),
+        "lbfgs_tol2e-4": lr(max_iter=1000, tol=2e-4),
+        "lbfgs_tol3e-4": lr(max_iter=1000, tol=3e-4),
+        "lbfgs_tol1e-3": lr(max_iter=1000, tol=1e-3),
         "lbfgs_tol3e-3": lr(max_iter=1000, tol=3e-3),
         "lbfgs_tol1e-2": lr(max_iter=1000, tol=1e-2),
         "lbfgs_max_iter10": lr(max_iter=10),

@@ -40,7 +40,7 @@ def _default_classifier() -> Any:
     """:func:`default_classifier` with its lbfgs logistic regression stopped at ``tol=1e-3``.
 
     The locator's problem (15 classes, ~1e5 pixels per grid cell) took ~150 lbfgs iterations
-    per cell at the default ``tol=1e-4`` and 43-90 at 1e-3, with PCK@0.1 0.709 vs 0.693 on the
+    per cell at sklearn's ``tol=1e-4`` and 43-90 at 1e-3, with PCK@0.1 0.709 vs 0.693 on the
     face dev set (``benchmarks/bench_fit.py``): the fit's classifier part is nearly all of it.
     """
     clf = default_classifier()
