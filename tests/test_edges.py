@@ -362,3 +362,22 @@ def test_guide_of_integer_images_equals_the_float_image(dtype):
         assert got.dtype == torch.float32 and got.is_contiguous()
         np.testing.assert_array_equal(got.numpy(), np.moveaxis(to_float_image(img, img.shape[2]),
                                                                -1, 0))
+
+
+@pytest.mark.parametrize("band", [1, 7, 40, 1 << 19])
+def test_banded_path_equals_one_band_and_reference(monkeypatch, band):
+    # explicit rows take the banded path (cell sums and taps a band of rows at a time)
+    import skhyper.heads._edges as edges
+
+    rng = np.random.default_rng(3)
+    shape, cells = (37, 29), (5, 4)
+    scores = torch.from_numpy(rng.normal(size=(2, *cells)) * 3)
+    guide = torch.from_numpy(rng.random((3, *shape)).astype(np.float32))
+    guide[:, :, shape[1] // 2:] += 0.5
+    rows, cols = torch.arange(shape[0]), torch.arange(shape[1])
+    whole = edge_aware_upsample(scores, guide, shape, rows=rows, cols=cols)
+    monkeypatch.setattr(edges, "_BAND_PIXELS", band)  # 1 row, a few rows, every row at once
+    banded = edge_aware_upsample(scores, guide, shape, rows=rows, cols=cols)
+    assert torch.equal(banded, whole)  # the same operations on the same rows, in order
+    np.testing.assert_allclose(banded.numpy(), reference_jbu(scores, guide, shape), rtol=0,
+                               atol=1e-10)

@@ -155,16 +155,18 @@ def _cell_sums(guide: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sums of guide pixels per local cell ``(c, h, w)`` and their counts ``(h, w)``."""
     (ry, rx), (h, w) = cells, n_local
-    keep_y = (ry >= 0) & (ry < h)
-    keep_x = (rx >= 0) & (rx < w)
-    g = guide[:, keep_y][:, :, keep_x].double()
-    c = g.shape[0]
-    by_row = torch.zeros((c, h, g.shape[2]), dtype=g.dtype, device=g.device)
-    by_row.index_add_(1, ry[keep_y], g)
-    sums = torch.zeros((c, h, w), dtype=g.dtype, device=g.device)
-    sums.index_add_(2, rx[keep_x], by_row)
-    ny = torch.bincount(ry[keep_y], minlength=h).double()
-    nx = torch.bincount(rx[keep_x], minlength=w).double()
+    iy = ((ry >= 0) & (ry < h)).nonzero()[:, 0]  # guide rows and columns in local cells
+    ix = ((rx >= 0) & (rx < w)).nonzero()[:, 0]
+    c, dev = guide.shape[0], guide.device
+    by_row = torch.zeros((c, h, len(ix)), dtype=torch.float64, device=dev)
+    band = max(1, _BAND_PIXELS // max(1, len(ix)))
+    for a in range(0, len(iy), band):  # a band of rows in float64 at a time, rows in order
+        sel = iy[a:a + band]
+        by_row.index_add_(1, ry[sel], guide[:, sel][:, :, ix].double())
+    sums = torch.zeros((c, h, w), dtype=torch.float64, device=dev)
+    sums.index_add_(2, rx[ix], by_row)
+    ny = torch.bincount(ry[iy], minlength=h).double()
+    nx = torch.bincount(rx[ix], minlength=w).double()
     return sums, ny[:, None] * nx[None, :]
 
 
@@ -251,9 +253,11 @@ def edge_aware_upsample(
     means = sums / counts.clamp_min(1.0)
     geometry = (hn, wn, oy, ox, out_size, complete, radius, sigma_spatial, sigma_range)
     band = max(1, _BAND_PIXELS // max(1, len(cols)))
-    parts = [_upsample_rows(scores, means, guide, rows[a:a + band], cols, (gy, gx), geometry)
-             for a in range(0, len(rows), band)]
-    return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+    out = torch.empty((k, len(rows), len(cols)), dtype=scores.dtype, device=dev)
+    for a in range(0, len(rows), band):  # each band straight into the result
+        out[:, a:a + band] = _upsample_rows(scores, means, guide, rows[a:a + band], cols,
+                                            (gy, gx), geometry)
+    return out
 
 
 def _upsample_rows(scores: torch.Tensor, means: torch.Tensor, guide: torch.Tensor,

@@ -167,9 +167,10 @@ class FoldedHead:
         return self.bias.shape[0]
 
     def labels(self, scores: torch.Tensor) -> torch.Tensor:
-        """Class indices from ``(n_outputs, ...)`` scores, as the chain's ``predict``."""
+        """Class indices from ``(n_outputs, ...)`` scores, as the chain's ``predict`` (uint8 for
+        one output: an eighth of the memory of int64 indices on a huge image)."""
         if self.n_outputs == 1:
-            return (scores[0] > 0).to(torch.int64)
+            return (scores[0] > 0).to(torch.uint8)
         return scores.argmax(0)
 
     def proba(self, scores: torch.Tensor) -> torch.Tensor:
@@ -336,8 +337,8 @@ def upsample_sum(
     out = bias.reshape(-1, 1, 1).to(scores[0].dtype).expand(-1, H, W).clone()
     canvases = [None] * len(scores) if canvases is None else canvases
     for s, canvas in zip(scores, canvases):
-        if s.shape[1:] == (1, 1):
-            out += s
+        if s.shape[1:] == (1, 1) or (canvas is None and s.shape[1:] == (H, W)):
+            out += s  # a vector, or a map already at the image's size (interpolate: a copy)
         elif canvas is not None:
             out += upsample_canvas(s, (H, W), canvas)
         else:
