@@ -41,9 +41,9 @@ pixels wide for the default backbone, so the forward pass dominates: about
 340 bytes per window pixel on CPU (3.2 GiB for a 3072 x 3072 window, on top
 of 0.84 GiB for torch and the model). An 8192 x 8192 uint16 image from zarr
 to zarr on 2 CPU cores (``benchmarks/bench_huge.py``): ``chunks=1024`` (the
-default) 40 s and 2.5 GiB peak RSS for the whole process, 1536 32 s and 3.7
-GiB, 2048 27 s and 4.7 GiB; ``model.predict`` on the numpy image (tiles of
-768 with 480-pixel halos) 56 s and 4.8 GiB. Larger chunks waste less work
+default) 40 s and 2.7 GiB peak RSS for the whole process, 1536 33 s and 3.8
+GiB, 2048 28 s and 4.4 GiB; ``model.predict`` on the numpy image (tiles of
+768 with 480-pixel halos) 58 s and 4.2 GiB. Larger chunks waste less work
 on halos; on a GPU use 2048 or more.
 
 CPU workers
