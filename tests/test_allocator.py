@@ -86,9 +86,15 @@ def test_steady_allocator_is_a_no_op_without_glibc(monkeypatch):
     assert steady_allocator() is False
 
 
-@pytest.mark.parametrize("threshold", [0, (1 << 20) - 1, 1 << 31, True, 2.0**30, "1073741824"])
-def test_steady_allocator_rejects_bad_thresholds(threshold):
-    with pytest.raises(ValueError, match=r"'threshold' must be an int between 2\*\*20"):
+@pytest.mark.parametrize("threshold", [0, -1, (1 << 20) - 1, 1 << 31])
+def test_steady_allocator_rejects_thresholds_out_of_range(threshold):
+    with pytest.raises(ValueError, match=r"'threshold' must be between 2\*\*20 and 2\*\*31 - 1"):
+        steady_allocator(threshold)
+
+
+@pytest.mark.parametrize("threshold", [True, 2.0**30, "1073741824", None])
+def test_steady_allocator_rejects_thresholds_that_are_not_ints(threshold):
+    with pytest.raises(TypeError, match=r"'threshold' must be an int \(bytes\)"):
         steady_allocator(threshold)
 
 

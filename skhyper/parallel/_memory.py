@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from numbers import Integral
 
 __all__ = ["steady_allocator", "steady_threshold"]
 
@@ -54,13 +55,20 @@ def steady_allocator(threshold: int = 1 << 30) -> bool:
     Examples
     --------
     >>> from skhyper.parallel import steady_allocator
-    >>> isinstance(steady_allocator(), bool)
+    >>> steady_allocator()  # doctest: +SKIP  (it would change the test process's allocator)
     True
+    >>> steady_allocator(threshold=4096)
+    Traceback (most recent call last):
+    ...
+    ValueError: steady_allocator: 'threshold' must be between 2**20 and 2**31 - 1 bytes ... 4096.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, int) \
-            or not (1 << 20) <= threshold <= (1 << 31) - 1:
-        raise ValueError(f"steady_allocator: 'threshold' must be an int between 2**20 and "
-                         f"2**31 - 1 bytes; got {threshold!r}.")
+    if isinstance(threshold, bool) or not isinstance(threshold, Integral):
+        raise TypeError(f"steady_allocator: 'threshold' must be an int (bytes); got "
+                        f"{type(threshold).__name__} {threshold!r}.")
+    if not (1 << 20) <= threshold <= (1 << 31) - 1:
+        raise ValueError(f"steady_allocator: 'threshold' must be between 2**20 and 2**31 - 1 "
+                         f"bytes (glibc takes an int); got {threshold!r}.")
+    threshold = int(threshold)
     try:
         libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
     except (AttributeError, ValueError, OSError):  # not a GNU system
