@@ -173,8 +173,11 @@ def _label_tol(rest: torch.Tensor, scores: torch.Tensor) -> float:
     """Margin of a decided label: far above the rounding of the upsampled value (a convex
     combination computed in float32 or float64: a few ulp of the largest score) and of its sum
     with ``rest``; 1e-5 of the largest magnitudes (about 100 float32 ulp)."""
-    big = [float(t.abs().max()) for t in (*torch.aminmax(rest), *torch.aminmax(scores))]
-    return 1e-5 * (1.0 + max(big[:2]) + max(big[2:]))
+    def largest(t: torch.Tensor) -> float:  # max |t| from one pass (aminmax)
+        lo, hi = torch.aminmax(t)
+        return max(-float(lo), float(hi))
+
+    return 1e-5 * (1.0 + largest(rest) + largest(scores))
 
 
 def _decided(low: torch.Tensor, high: torch.Tensor, tol: float) -> torch.Tensor:
