@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_params
 
+from ._param_validation import Interval, validate_params
 from ._validation import check_boxes, check_images, check_masks
 
 __all__ = ["PixelSet", "boundary_band", "sample_pixels", "grid_pixels"]

@@ -28,7 +28,7 @@ PACKAGE = Path(skhyper.__file__).resolve().parent
 # its own layer or below, never from above.
 LAYERS = [
     ["skhyper.exceptions", "skhyper._validation", "skhyper._version", "skhyper._params",
-     "skhyper._paths"],
+     "skhyper._paths", "skhyper._param_validation"],
     ["skhyper.sampling", "skhyper.stacks", "skhyper.metrics"],
     ["skhyper.location", "skhyper.datasets"],
     ["skhyper.features"],

@@ -8,9 +8,9 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from sklearn.utils._param_validation import InvalidParameterError
 
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer, MapCache, sample_pixels
+from skhyper._param_validation import InvalidParameterError
 from skhyper._validation import check_images
 from skhyper.exceptions import IntensityWarning
 from skhyper.features import (

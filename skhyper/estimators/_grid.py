@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
+from .._param_validation import HasMethods, Interval, ParamValidationMixin, StrOptions
 from ..heads import LINKS, find_link
 from ..location import cell_weights, check_locations
 from ._checks import VersionedMixin, check_classifier
@@ -48,7 +48,9 @@ def _takes_sample_weight(estimator: Any) -> bool:
     return final not in (None, "passthrough") and has_fit_parameter(final, "sample_weight")
 
 
-class GridLocationClassifier(VersionedMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class GridLocationClassifier(
+    ParamValidationMixin, VersionedMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator
+):
     """Location-specific classifiers on a K x K grid over the object frame, blended bilinearly.
 
     Hariharan et al. (CVPR 2015, sec. 3.3): what a pixel's features mean

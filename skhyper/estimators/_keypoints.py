@@ -10,9 +10,9 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._param_validation import HasMethods, Interval, ParamValidationMixin, StrOptions
 from .._validation import CheckedImages, check_boxes, check_images
 from ..heads import LINKS, fold_head, predict_dense, stack_heads
 from ..keypoints import (
@@ -50,7 +50,7 @@ def _default_classifier() -> Any:
     return clf
 
 
-class HypercolumnKeypointLocator(VersionedMixin, BaseEstimator):
+class HypercolumnKeypointLocator(ParamValidationMixin, VersionedMixin, BaseEstimator):
     """Keypoints inside object boxes from hypercolumn heatmaps (Hariharan et al., sec. 5).
 
     Each box (e.g. a detection) is cropped and warped to a ``frame_size`` x ``frame_size``

@@ -11,10 +11,10 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from .._param_validation import HasMethods, Interval, ParamValidationMixin, StrOptions
 from .._validation import check_boxes, check_images, check_masks
 from ..heads import UPSAMPLINGS, fold_head, predict_dense
 from ..metrics import mean_iou
@@ -60,7 +60,7 @@ def _has(method: str):
     return check
 
 
-class HypercolumnSegmenter(VersionedMixin, BaseEstimator):
+class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
     """Pixel labelling with hypercolumns: fit on images and masks, predict label maps.
 
     ``fit`` draws labelled pixels from every image (:func:`skhyper.sample_pixels`),

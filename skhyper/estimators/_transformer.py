@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._param_validation import Interval, ParamValidationMixin, StrOptions
 from .._validation import check_boxes, check_images
 from ..features import (
     CHANNEL_STRATEGIES,
@@ -30,7 +30,7 @@ from ._checks import VersionedMixin
 __all__ = ["HypercolumnTransformer"]
 
 
-class HypercolumnTransformer(VersionedMixin, TransformerMixin, BaseEstimator):
+class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMixin, BaseEstimator):
     """Turn pixels into hypercolumns: CNN activations of several layers above each pixel.
 
     Each chosen layer's map is bilinearly upsampled to the image (fully

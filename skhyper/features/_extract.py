@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from .._param_validation import Interval, StrOptions, validate_params
 from .._validation import check_images
 from ..sampling import PixelSet
 from ._backbone import Backbone

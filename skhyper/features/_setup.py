@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from .._param_validation import Interval, StrOptions, validate_params
 from .._params import resolve_device
 from ._backbone import Backbone, resolve_layers
 from ._build import DEFAULT_BACKBONE, build_backbone
