@@ -237,3 +237,94 @@ def test_demo_predicts_with_channel_strategy_and_intensity_range(tmp_path):
     a = plain.transform_dense(test.images[0])
     b = seg.hypercolumns_.transform_dense(test.images[0])
     assert not np.allclose(a, b)
+
+
+# -- the tests themselves: shared fitted fixtures are copied, never changed ----------------------
+
+TESTS = Path(__file__).resolve().parent
+# calls that change an estimator (a shared fixture is copied first: copy.deepcopy keeps the
+# fitted state, sklearn.base.clone does not)
+_MUTATORS = {"set_params", "fit", "partial_fit", "fit_images", "fit_transform", "fit_predict"}
+
+
+def _is_shared(decorator: ast.expr) -> bool:
+    """``@pytest.fixture(scope="module")`` or ``scope="session"``."""
+    return isinstance(decorator, ast.Call) and any(
+        k.arg == "scope" and isinstance(k.value, ast.Constant)
+        and k.value.value in ("module", "session")
+        for k in decorator.keywords
+    )
+
+
+def _shared_fixtures(tree: ast.Module) -> set[str]:
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+            and any(_is_shared(d) for d in node.decorator_list)}
+
+
+def _root(node: ast.expr) -> str | None:
+    """The name an attribute / item chain starts from (``seg`` in ``seg.a[0].b``)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _mutations(test: ast.FunctionDef, shared: set[str]) -> list[str]:
+    """Changes a test makes to a shared fixture or to a name bound to a part of one."""
+    held = {a.arg for a in test.args.args} & shared
+    found = []
+    nodes = [n for n in ast.walk(test) if isinstance(n, (ast.Assign, ast.AugAssign, ast.Call))]
+    for node in sorted(nodes, key=lambda n: (n.lineno, n.col_offset)):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr in _MUTATORS \
+                    and _root(func.value) in held:
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        found += [f"{node.lineno}: {ast.unparse(t)} = ..." for t in targets
+                  if isinstance(t, (ast.Attribute, ast.Subscript)) and _root(t) in held]
+        bound = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        if isinstance(node, ast.Assign) and _root(node.value) in held:
+            held |= bound  # seg, images = fitted
+        elif isinstance(node, ast.Assign):
+            held -= bound  # rebound to something else (e.g. a copy)
+    return found
+
+
+def test_no_test_changes_a_shared_fixture():
+    """Module- and session-scoped fixtures are shared by the tests that use them: a test that
+    needs other parameters works on ``copy.deepcopy`` of the fitted fixture."""
+    shared_everywhere = _shared_fixtures(ast.parse((TESTS / "conftest.py").read_text()))
+    found = []
+    for path in sorted(TESTS.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        shared = shared_everywhere | _shared_fixtures(tree)
+        for test in ast.walk(tree):
+            if isinstance(test, ast.FunctionDef) and test.name.startswith("test"):
+                found += [f"{path.name}:{m}" for m in _mutations(test, shared)]
+    assert not found, "tests change shared fixtures:\n" + "\n".join(found)
+
+
+# fixtures that make a test slow (pyproject.toml, the "slow" marker): a Dask cluster, the whole
+# shared data sets
+SLOW_FIXTURES = {"test_parallel.py": "client", "test_horses.py": "horses",
+                 "test_face_keypoints.py": "faces"}
+
+
+def _marked_slow(test: ast.FunctionDef) -> bool:
+    return any(ast.unparse(d) == "pytest.mark.slow" for d in test.decorator_list)
+
+
+def test_tests_on_slow_fixtures_are_marked_slow():
+    """`pytest -m "not slow"` leaves out every test that starts a cluster or loads a whole
+    shared data set (the fast tier); the notebooks' execution is marked too."""
+    unmarked = []
+    for name, fixture in SLOW_FIXTURES.items():
+        for test in ast.parse((TESTS / name).read_text()).body:
+            if isinstance(test, ast.FunctionDef) and test.name.startswith("test") \
+                    and fixture in [a.arg for a in test.args.args] and not _marked_slow(test):
+                unmarked.append(f"{name}::{test.name}")
+    notebooks = ast.parse((TESTS / "test_notebooks.py").read_text()).body
+    assert [_marked_slow(t) for t in notebooks
+            if isinstance(t, ast.FunctionDef) and t.name == "test_notebook_runs"] == [True]
+    assert not unmarked, unmarked

@@ -134,6 +134,7 @@ def test_large_images_go_chunk_by_chunk_to_ome_zarr(horses, tmp_path):
     assert np.array_equal(group["0"][:], expected)
 
 
+@pytest.mark.slow
 def test_dask_scheduler_spreads_the_images(horses, tmp_path, capsys):
     distributed = pytest.importorskip("distributed")
     root, model, _ = horses

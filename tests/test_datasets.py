@@ -87,6 +87,7 @@ def test_bundled_split_agrees_with_standard_split():
     assert load_horses(split="test").names == full_test[:8]
 
 
+@pytest.mark.slow
 @needs_full_set
 def test_full_set_loads_with_standard_split():
     stems = sorted(p.stem for p in (FULL_SET / "images").glob("*.jpg"))

@@ -249,6 +249,7 @@ def test_runtime_runs_without_torch(fitted, onnx_files, tmp_path):
     _check(np.load(tmp_path / "proba.npy"), seg, images[0])
 
 
+@pytest.mark.slow
 def test_bioimageio_package_passes_its_own_test(fitted, tmp_path):
     """bioimage.io's own test (bioimageio.core.test_model, offline): the package is valid and
     both weights formats (ONNX, TorchScript) reproduce the test output from the raw uint16

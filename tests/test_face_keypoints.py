@@ -165,6 +165,7 @@ def faces():
     }
 
 
+@pytest.mark.slow
 @needs_faces
 def test_full_set(faces):
     data = faces[None]
@@ -185,6 +186,7 @@ def test_full_set(faces):
     assert "do not redistribute" in data.DESCR
 
 
+@pytest.mark.slow
 @needs_faces
 def test_split_sizes_disjoint_and_covering(faces):
     train, test, full = faces["train"], faces["test"], faces[None]
@@ -196,6 +198,7 @@ def test_split_sizes_disjoint_and_covering(faces):
     assert test.names == [full.names[i] for i in perm[150:]]
 
 
+@pytest.mark.slow
 @needs_faces
 def test_same_box_and_keypoints_whatever_the_split(faces):
     full = faces[None]
@@ -210,6 +213,7 @@ def test_same_box_and_keypoints_whatever_the_split(faces):
             np.testing.assert_array_equal(part.images[i], full.images[r])
 
 
+@pytest.mark.slow
 @needs_faces
 def test_boxes_are_jittered_squares_around_the_face(faces):
     data = faces[None]
@@ -231,6 +235,7 @@ def test_boxes_are_jittered_squares_around_the_face(faces):
     assert (kp >= boxes[:, None, :2]).all() and (kp <= boxes[:, None, 2:]).all()
 
 
+@pytest.mark.slow
 @needs_faces
 def test_box_jitter_off_and_seed():
     plain = load_face_keypoints(FACES, split="test", box_jitter=False)
@@ -247,6 +252,7 @@ def _box_coords(kp: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return (kp - boxes[:, None, :2]) / side[:, None, None]
 
 
+@pytest.mark.slow
 @needs_faces
 def test_mean_shape_baseline(faces):
     """Sanity check of data, boxes and metrics: the mean face placed in the test boxes."""

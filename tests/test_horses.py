@@ -51,6 +51,7 @@ def make_pipe(layers):
     )
 
 
+@pytest.mark.slow
 def test_all_levels_beat_the_top_level_alone(horses):
     train, test = horses
     assert len(train.images) == 200 and len(test.images) == 128
@@ -89,6 +90,7 @@ def test_cross_val_score_splits_by_image(rng):
     assert scores.min() > 0.8
 
 
+@pytest.mark.slow
 def test_default_segmenter_reaches_087_foreground_iou(horses):
     """Issues 4 and 18: the default HypercolumnSegmenter, 200 train / 128 test images
     (0.876 measured; 0.814 before scales="auto" and edge-aware upsampling), and its outlines
@@ -108,6 +110,7 @@ def test_default_segmenter_reaches_087_foreground_iou(horses):
     assert bf >= bf_exact + 0.02
 
 
+@pytest.mark.slow
 def test_grid_search_over_layers_picks_multi_layer_and_reuses_the_backbone(horses):
     train, _ = horses
     subsets = [["blocks.6"], ["blocks.4"], ["blocks.4", "blocks.6"], None]  # None: all 5 stages

@@ -219,6 +219,7 @@ def test_joblib_round_trip_and_clone(lite, data, tmp_path):
     np.testing.assert_array_equal(back.predict(images), loc.predict(images))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FACES.is_dir(), reason=f"face keypoint dev set not found at {FACES}")
 def test_faces_beat_the_mean_shape():
     from skhyper.datasets import load_face_keypoints

@@ -95,6 +95,7 @@ def test_committed_outputs(path):
             )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch):
     needed = NEEDS.get(path.stem)

@@ -237,12 +237,14 @@ def test_collection_unfitted():
 # ----------------------------------------------------------------------------- cluster
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_cluster_equals_predict(seg, horses, reference, client):
     out = predict_collection(seg, horses[1].images, client=client, batch_size=3)
     _assert_same(out, reference)
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_cluster_paths_and_proba(seg, horses, client, tmp_path):
     paths = []
@@ -254,6 +256,7 @@ def test_cluster_paths_and_proba(seg, horses, client, tmp_path):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_cluster_dask_stack_and_futures(seg, horses, client):
     import dask.array as da
@@ -269,6 +272,7 @@ def test_cluster_dask_stack_and_futures(seg, horses, client):
     _assert_same(client.gather(futures), list(expected))
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_cluster_threads_per_worker(client, seg):
     with warnings.catch_warnings():
@@ -312,6 +316,7 @@ def test_cluster_threads_and_slow_worker_warning(seg):
         assert _cluster_threads(_FakeClient(steady=2**30), 3, seg, None) == 3
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_steady_allocator_runs_on_the_workers(client):
     if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
@@ -321,6 +326,7 @@ def test_steady_allocator_runs_on_the_workers(client):
     assert {f[2] for f in client.run(_worker_facts).values()} == {2**30}
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_cluster_errors_raise_on_the_client(seg, client, tmp_path):
     missing = str(tmp_path / "missing.png")
@@ -329,6 +335,7 @@ def test_cluster_errors_raise_on_the_client(seg, client, tmp_path):
     assert missing in str(err.value) and err.value.results == [None]
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_cluster_one_bad_item_keeps_the_others(tiny, client, tmp_path):
     images, bad, expected = _with_bad_items(tiny, tmp_path)
@@ -422,6 +429,7 @@ def test_large_from_zarr_to_zarr(tiny, tmp_path):
     np.testing.assert_array_equal(out, tiny.predict(img))
 
 
+@pytest.mark.slow
 @needs_distributed
 @pytest.mark.parametrize("scatter", [True, False])
 def test_large_on_cluster(tiny, client, scatter):
