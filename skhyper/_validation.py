@@ -140,34 +140,9 @@ def check_images(
             f"list, e.g. list({param})."
         )
     if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise ValueError(
-                f"The '{param}' parameter must hold at least one image; got an empty list."
-            )
-        arrays = [_as_array(img, param, i) for i, img in enumerate(images)]
-        batched = True
-        for i, arr in enumerate(arrays):
-            if arr.ndim not in (2, 3):
-                raise ValueError(
-                    f"The '{param}[{i}]' parameter must be an image of shape (height, width) or "
-                    f"(height, width, channels); got {arr.ndim} dimensions, shape {arr.shape}."
-                )
+        arrays, batched = _image_list(images, param), True
     else:
-        arr = _as_array(images, param, None)
-        if arr.ndim in (2, 3):
-            arrays, batched = [arr], False
-        elif arr.ndim == 4:
-            if arr.shape[0] == 0:
-                raise ValueError(
-                    f"The '{param}' parameter must hold at least one image; got shape {arr.shape}."
-                )
-            arrays, batched = list(arr), True
-        else:
-            raise ValueError(
-                f"The '{param}' parameter must be an image (height, width[, channels]), a list "
-                "of images or a stack (n_images, height, width, channels); got an array with "
-                f"{arr.ndim} dimensions, shape {arr.shape}."
-            )
+        arrays, batched = _image_stack(images, param)
     out = []
     for i, arr in enumerate(arrays):
         where = f"{param}[{i}]" if batched else param
@@ -180,6 +155,40 @@ def check_images(
         _check_finite(arr, where)
         out.append(arr)
     return CheckedImages(out, batched), batched
+
+
+def _image_list(images: list | tuple, param: str) -> list[np.ndarray]:
+    """The arrays of a list of images, each 2-D or 3-D."""
+    if len(images) == 0:
+        raise ValueError(
+            f"The '{param}' parameter must hold at least one image; got an empty list."
+        )
+    arrays = [_as_array(img, param, i) for i, img in enumerate(images)]
+    for i, arr in enumerate(arrays):
+        if arr.ndim not in (2, 3):
+            raise ValueError(
+                f"The '{param}[{i}]' parameter must be an image of shape (height, width) or "
+                f"(height, width, channels); got {arr.ndim} dimensions, shape {arr.shape}."
+            )
+    return arrays
+
+
+def _image_stack(images: Any, param: str) -> tuple[list[np.ndarray], bool]:
+    """One image (2-D or 3-D array) or a stack of them (4-D); whether it was a stack."""
+    arr = _as_array(images, param, None)
+    if arr.ndim in (2, 3):
+        return [arr], False
+    if arr.ndim == 4:
+        if arr.shape[0] == 0:
+            raise ValueError(
+                f"The '{param}' parameter must hold at least one image; got shape {arr.shape}."
+            )
+        return list(arr), True
+    raise ValueError(
+        f"The '{param}' parameter must be an image (height, width[, channels]), a list "
+        "of images or a stack (n_images, height, width, channels); got an array with "
+        f"{arr.ndim} dimensions, shape {arr.shape}."
+    )
 
 
 def _check_channels(arr: np.ndarray, n_channels: int | None, where: str, batched: bool) -> None:

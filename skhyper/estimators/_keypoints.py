@@ -157,7 +157,7 @@ class HypercolumnKeypointLocator(ParamValidationMixin, VersionedMixin, BaseEstim
         "n_jobs": [Integral, None],
     }
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (an estimator's settings are its constructor parameters)
         self,
         hypercolumns: HypercolumnTransformer | None = None,
         classifier: Any = None,

@@ -189,7 +189,7 @@ class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
         "upsampling": [StrOptions(set(UPSAMPLINGS))],
     }
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (an estimator's settings are its constructor parameters)
         self,
         hypercolumns: HypercolumnTransformer | None = None,
         classifier: Any = None,

@@ -234,7 +234,7 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
         "optimize": ["boolean"],
     }
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (an estimator's settings are its constructor parameters)
         self,
         backbone: str | torch.nn.Module = DEFAULT_BACKBONE,
         *,

@@ -61,7 +61,7 @@ def _engine(func: str, backbone: Any, layers: Any, images: Any, param: str,
 
 
 @validate_params({"X": [PixelSet], **_COMMON}, prefer_skip_nested_validation=True)
-def extract_hypercolumns(
+def extract_hypercolumns(  # noqa: PLR0913 (mirrors HypercolumnTransformer's parameters)
     X: PixelSet,
     backbone: Backbone | str | torch.nn.Module = "efficientnet_lite0",
     layers: Sequence[str | int] | None = None,
@@ -144,7 +144,7 @@ def extract_hypercolumns(
 
 @validate_params({"images": "no_validation", "chunk_pixels": [Interval(Integral, 1, None,
                   closed="left")], **_COMMON}, prefer_skip_nested_validation=True)
-def extract_dense(
+def extract_dense(  # noqa: PLR0913 (mirrors HypercolumnTransformer's parameters)
     images: Any,
     backbone: Backbone | str | torch.nn.Module = "efficientnet_lite0",
     layers: Sequence[str | int] | None = None,

@@ -69,66 +69,12 @@ def plot_grid_cells(
     """
     plt = _pyplot()
     from matplotlib.colors import Normalize
-    from matplotlib.patches import Patch, Rectangle
 
-    if hasattr(grid, "steps") and hasattr(grid, "__getitem__"):
-        grid = grid[-1]
-    if not hasattr(grid, "grid_size") or not hasattr(grid, "fit"):
-        raise TypeError(
-            "The 'grid' parameter must be a fitted GridLocationClassifier (or a Pipeline ending "
-            f"with one); got {type(grid).__name__}."
-        )
-    check_is_fitted(grid, ["n_samples_cell_", "fallback_"])
-    counts = np.asarray(grid.n_samples_cell_)
+    grid = _fitted_grid(grid)
     fallback = np.asarray(grid.fallback_, dtype=bool)
-    K = counts.shape[0]
-    if isinstance(values, str):
-        if values == "n_samples":
-            vals, label = counts, "training pixels per cell"
-        elif values == "fallback":
-            vals, label = fallback.astype(np.int64), "fallback to the global estimator (1)"
-        else:
-            raise ValueError(
-                "The 'values' parameter must be 'n_samples', 'fallback' or a (K, K) array; got "
-                f"{values!r}."
-            )
-    else:
-        vals = np.asarray(values)
-        if vals.dtype == object or not (
-            vals.dtype == bool or np.issubdtype(vals.dtype, np.number)
-        ):
-            raise TypeError(
-                f"The 'values' parameter must hold numbers; got dtype {vals.dtype}."
-            )
-        if vals.shape != (K, K):
-            raise ValueError(
-                f"The 'values' parameter must have shape ({K}, {K}), one value per cell of the "
-                f"{K} x {K} grid (row-major: cell i * K + j is row i, column j); got shape "
-                f"{vals.shape}."
-            )
-        if vals.dtype == bool:
-            vals = vals.astype(np.int64)
-        label = "value"
+    vals, label = _cell_values(values, np.asarray(grid.n_samples_cell_), fallback)
     img = None if image is None else _check_image(image, "image")
-    if box is not None:
-        try:
-            frame = tuple(float(b) for b in box)
-        except (TypeError, ValueError) as err:
-            raise TypeError(
-                f"The 'box' parameter must be 4 numbers (x0, y0, x1, y1); got {box!r}."
-            ) from err
-        if len(frame) != 4 or not np.all(np.isfinite(frame)):
-            raise ValueError(
-                f"The 'box' parameter must be 4 finite numbers (x0, y0, x1, y1); got {box!r}."
-            )
-        if not (frame[0] < frame[2] and frame[1] < frame[3]):
-            raise ValueError(
-                f"The 'box' parameter must have x0 < x1 and y0 < y1; got {box!r}."
-            )
-    elif img is not None:
-        frame = (0.0, 0.0, float(img.shape[1]), float(img.shape[0]))
-    else:
-        frame = (0.0, 0.0, 1.0, 1.0)
+    frame = _frame(box, img)
     x0, y0, x1, y1 = frame
 
     ax = _axes(ax, plt)
@@ -144,11 +90,101 @@ def plot_grid_cells(
     )
     bar = ax.figure.colorbar(cells, ax=ax, fraction=0.046, pad=0.04, label=label)
     bar.solids.set_alpha(1.0)  # the scale in full colour even when the cells are see-through
+    _draw_cells(ax, vals, fallback, frame, cells.get_cmap(), norm)
+    if img is not None:
+        H, W = img.shape[:2]
+        ax.set_xlim(min(0.0, x0), max(float(W), x1))
+        ax.set_ylim(max(float(H), y1), min(0.0, y0))
+    else:
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y1, y0)
+    if box is None and img is None:
+        ax.set_xlabel("u")
+        ax.set_ylabel("v")
+    else:
+        ax.set_xlabel("x (pixels)")
+        ax.set_ylabel("y (pixels)")
+    return ax
+
+
+def _fitted_grid(grid: Any) -> Any:
+    """The fitted GridLocationClassifier itself (the last step of a Pipeline)."""
+    if hasattr(grid, "steps") and hasattr(grid, "__getitem__"):
+        grid = grid[-1]
+    if not hasattr(grid, "grid_size") or not hasattr(grid, "fit"):
+        raise TypeError(
+            "The 'grid' parameter must be a fitted GridLocationClassifier (or a Pipeline ending "
+            f"with one); got {type(grid).__name__}."
+        )
+    check_is_fitted(grid, ["n_samples_cell_", "fallback_"])
+    return grid
+
+
+def _cell_values(values: str | Any, counts: np.ndarray,
+                 fallback: np.ndarray) -> tuple[np.ndarray, str]:
+    """The (K, K) values to show and the colour bar's label."""
+    K = counts.shape[0]
+    if isinstance(values, str):
+        if values == "n_samples":
+            return counts, "training pixels per cell"
+        if values == "fallback":
+            return fallback.astype(np.int64), "fallback to the global estimator (1)"
+        raise ValueError(
+            "The 'values' parameter must be 'n_samples', 'fallback' or a (K, K) array; got "
+            f"{values!r}."
+        )
+    vals = np.asarray(values)
+    if vals.dtype == object or not (
+        vals.dtype == bool or np.issubdtype(vals.dtype, np.number)
+    ):
+        raise TypeError(
+            f"The 'values' parameter must hold numbers; got dtype {vals.dtype}."
+        )
+    if vals.shape != (K, K):
+        raise ValueError(
+            f"The 'values' parameter must have shape ({K}, {K}), one value per cell of the "
+            f"{K} x {K} grid (row-major: cell i * K + j is row i, column j); got shape "
+            f"{vals.shape}."
+        )
+    if vals.dtype == bool:
+        vals = vals.astype(np.int64)
+    return vals, "value"
+
+
+def _frame(box: Sequence[float] | None, img: np.ndarray | None) -> tuple[float, ...]:
+    """The frame ``(x0, y0, x1, y1)``: ``box``, else the whole image, else the unit square."""
+    if box is None:
+        if img is not None:
+            return (0.0, 0.0, float(img.shape[1]), float(img.shape[0]))
+        return (0.0, 0.0, 1.0, 1.0)
+    try:
+        frame = tuple(float(b) for b in box)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"The 'box' parameter must be 4 numbers (x0, y0, x1, y1); got {box!r}."
+        ) from err
+    if len(frame) != 4 or not np.all(np.isfinite(frame)):
+        raise ValueError(
+            f"The 'box' parameter must be 4 finite numbers (x0, y0, x1, y1); got {box!r}."
+        )
+    if not (frame[0] < frame[2] and frame[1] < frame[3]):
+        raise ValueError(
+            f"The 'box' parameter must have x0 < x1 and y0 < y1; got {box!r}."
+        )
+    return frame
+
+
+def _draw_cells(ax: Axes, vals: np.ndarray, fallback: np.ndarray, frame: tuple[float, ...],
+                colormap: Any, norm: Any) -> None:
+    """Cell borders, each cell's value as text (ink readable on its colour), fallback hatches."""
+    from matplotlib.patches import Patch, Rectangle
+
+    x0, y0, x1, y1 = frame
+    K = vals.shape[0]
     cw, ch = (x1 - x0) / K, (y1 - y0) / K
     for t in range(K + 1):
         ax.plot([x0 + t * cw] * 2, [y0, y1], color="white", linewidth=1.0)
         ax.plot([x0, x1], [y0 + t * ch] * 2, color="white", linewidth=1.0)
-    colormap = cells.get_cmap()
     for i in range(K):
         for j in range(K):
             v = vals[i, j]
@@ -167,17 +203,3 @@ def plot_grid_cells(
             handles=[Patch(fill=False, hatch="//", label="fallback: global estimator")],
             loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize="small",
         )
-    if img is not None:
-        H, W = img.shape[:2]
-        ax.set_xlim(min(0.0, x0), max(float(W), x1))
-        ax.set_ylim(max(float(H), y1), min(0.0, y0))
-    else:
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y1, y0)
-    if box is None and img is None:
-        ax.set_xlabel("u")
-        ax.set_ylabel("v")
-    else:
-        ax.set_xlabel("x (pixels)")
-        ax.set_ylabel("y (pixels)")
-    return ax

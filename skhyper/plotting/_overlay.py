@@ -122,37 +122,7 @@ def plot_overlay(
     alpha = _check_fraction(alpha, "alpha")
     if title is not None and not isinstance(title, str):
         raise TypeError(f"The 'title' parameter must be a str or None; got {title!r}.")
-    over = np.asarray(labels_or_proba)
-    if over.dtype == object or not (
-        over.dtype == bool or np.issubdtype(over.dtype, np.integer)
-        or np.issubdtype(over.dtype, np.floating)
-    ):
-        raise TypeError(
-            "The 'labels_or_proba' parameter must be integer labels or float probabilities; "
-            f"got dtype {over.dtype}."
-        )
-    if over.ndim not in (2, 3) or over.shape[:2] != img.shape[:2]:
-        raise ValueError(
-            "The 'labels_or_proba' parameter must be (height, width) labels or probabilities, or "
-            "(height, width, n_classes) probabilities, with the height and width of `image`; "
-            f"got shape {over.shape} for image shape {np.shape(image)}."
-        )
-    is_float = np.issubdtype(over.dtype, np.floating)
-    if not is_float and over.ndim == 3:
-        raise ValueError(
-            "The 'labels_or_proba' parameter holds integers, so it must be a 2-D (height, width) "
-            f"label map; got shape {over.shape}."
-        )
-    if is_float:
-        if not np.isfinite(over).all():
-            raise ValueError("The 'labels_or_proba' parameter contains NaN or infinite values.")
-        lo, hi = float(over.min()), float(over.max())
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            raise ValueError(
-                "The 'labels_or_proba' parameter is float, so it must hold probabilities in "
-                f"[0, 1]; got values in [{lo:g}, {hi:g}] (pass `predict` labels as integers, "
-                "or `predict_proba` instead of scores)."
-            )
+    over, is_float = _check_overlay(labels_or_proba, img.shape[:2], np.shape(image))
     ax = _axes(ax, plt)
     _show_image(ax, img)
     H, W = img.shape[:2]
@@ -189,3 +159,38 @@ def plot_overlay(
     return ax
 
 
+def _check_overlay(labels_or_proba: Any, size: tuple[int, ...],
+                   image_shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+    """The labels (integers) or probabilities (floats in [0, 1]) to draw; whether floats."""
+    over = np.asarray(labels_or_proba)
+    if over.dtype == object or not (
+        over.dtype == bool or np.issubdtype(over.dtype, np.integer)
+        or np.issubdtype(over.dtype, np.floating)
+    ):
+        raise TypeError(
+            "The 'labels_or_proba' parameter must be integer labels or float probabilities; "
+            f"got dtype {over.dtype}."
+        )
+    if over.ndim not in (2, 3) or over.shape[:2] != size:
+        raise ValueError(
+            "The 'labels_or_proba' parameter must be (height, width) labels or probabilities, or "
+            "(height, width, n_classes) probabilities, with the height and width of `image`; "
+            f"got shape {over.shape} for image shape {image_shape}."
+        )
+    is_float = np.issubdtype(over.dtype, np.floating)
+    if not is_float and over.ndim == 3:
+        raise ValueError(
+            "The 'labels_or_proba' parameter holds integers, so it must be a 2-D (height, width) "
+            f"label map; got shape {over.shape}."
+        )
+    if is_float:
+        if not np.isfinite(over).all():
+            raise ValueError("The 'labels_or_proba' parameter contains NaN or infinite values.")
+        lo, hi = float(over.min()), float(over.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(
+                "The 'labels_or_proba' parameter is float, so it must hold probabilities in "
+                f"[0, 1]; got values in [{lo:g}, {hi:g}] (pass `predict` labels as integers, "
+                "or `predict_proba` instead of scores)."
+            )
+    return over, is_float

@@ -142,18 +142,7 @@ def hypercolumns_to_rgb(
         limits = np.percentile(pca.transform(X), [1, 99], axis=0)
         pca.rgb_limits_ = limits
     else:
-        if not hasattr(pca, "transform"):
-            raise TypeError(
-                "The 'pca' parameter must be a fitted PCA (or transformer) or None; got "
-                f"{type(pca).__name__}, which has no `transform`."
-            )
-        check_is_fitted(pca)
-        n_in = getattr(pca, "n_features_in_", D)
-        if n_in != D:
-            raise ValueError(
-                f"The 'pca' parameter was fitted on {n_in} features, but the hypercolumns have "
-                f"{D} per pixel."
-            )
+        _check_pca(pca, D)
         limits = getattr(pca, "rgb_limits_", None)
         if limits is None:
             limits = np.percentile(pca.transform(fit_pixels()), [1, 99], axis=0)
@@ -179,3 +168,17 @@ def hypercolumns_to_rgb(
     return (rgb_out, pca) if return_pca else rgb_out
 
 
+def _check_pca(pca: Any, n_features: int) -> None:
+    """A fitted transformer of ``n_features`` columns, or a clear error naming ``pca``."""
+    if not hasattr(pca, "transform"):
+        raise TypeError(
+            "The 'pca' parameter must be a fitted PCA (or transformer) or None; got "
+            f"{type(pca).__name__}, which has no `transform`."
+        )
+    check_is_fitted(pca)
+    n_in = getattr(pca, "n_features_in_", n_features)
+    if n_in != n_features:
+        raise ValueError(
+            f"The 'pca' parameter was fitted on {n_in} features, but the hypercolumns have "
+            f"{n_features} per pixel."
+        )

@@ -80,17 +80,7 @@ def plot_layer_scores(
     >>> plt.close(fig)
     """
     plt = _pyplot()
-    if isinstance(search_or_results, Mapping):
-        results = search_or_results
-    elif hasattr(search_or_results, "cv_results_"):
-        results = search_or_results.cv_results_
-    else:
-        if hasattr(search_or_results, "get_params") and hasattr(search_or_results, "fit"):
-            check_is_fitted(search_or_results, "cv_results_")  # an unfitted search: raises
-        raise TypeError(
-            "The 'search_or_results' parameter must be a fitted search (with `cv_results_`) or a "
-            f"cv_results_ dict; got {type(search_or_results).__name__}."
-        )
+    results = _results_of(search_or_results)
     if not isinstance(param, str):
         raise TypeError(f"The 'param' parameter must be a str; got {param!r}.")
     key = param if param.startswith("param_") else f"param_{param}"
@@ -118,17 +108,7 @@ def plot_layer_scores(
             f"{key!r} ({len(labels)}) as 'mean_test_score' ({n}) and 'std_test_score' "
             f"({len(stds)}) entries."
         )
-    others = []
-    for k in results:
-        if str(k).startswith("param_") and k != key and k != "params":
-            vals = _param_labels(results, k)
-            if len(vals) == n and len(set(vals)) > 1:
-                others.append((str(k)[len("param_"):].split("__")[-1], vals))
-    if others:
-        labels = [
-            f"{lab} (" + ", ".join(f"{name}={vals[i]}" for name, vals in others) + ")"
-            for i, lab in enumerate(labels)
-        ]
+    labels = _with_other_params(results, key, labels)
     finite = np.isfinite(means)
     best = int(np.flatnonzero(finite)[np.argmax(means[finite])]) if finite.any() else None
     order = np.arange(n)
@@ -151,3 +131,32 @@ def plot_layer_scores(
     return ax
 
 
+def _results_of(search_or_results: Any) -> Mapping[str, Any]:
+    """The ``cv_results_`` of a fitted search, or the dict given."""
+    if isinstance(search_or_results, Mapping):
+        return search_or_results
+    if hasattr(search_or_results, "cv_results_"):
+        return search_or_results.cv_results_
+    if hasattr(search_or_results, "get_params") and hasattr(search_or_results, "fit"):
+        check_is_fitted(search_or_results, "cv_results_")  # an unfitted search: raises
+    raise TypeError(
+        "The 'search_or_results' parameter must be a fitted search (with `cv_results_`) or a "
+        f"cv_results_ dict; got {type(search_or_results).__name__}."
+    )
+
+
+def _with_other_params(results: Mapping[str, Any], key: str, labels: list[str]) -> list[str]:
+    """Each candidate's label followed by the other parameters that vary across candidates."""
+    n = len(labels)
+    others = []
+    for k in results:
+        if str(k).startswith("param_") and k != key and k != "params":
+            vals = _param_labels(results, k)
+            if len(vals) == n and len(set(vals)) > 1:
+                others.append((str(k)[len("param_"):].split("__")[-1], vals))
+    if not others:
+        return labels
+    return [
+        f"{lab} (" + ", ".join(f"{name}={vals[i]}" for name, vals in others) + ")"
+        for i, lab in enumerate(labels)
+    ]
