@@ -86,6 +86,50 @@ def cli(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     return elapsed, res
 
 
+def _time_paths(loaded: object, images: list, model: Path, folder: Path, tmp: Path,
+                repeats: int) -> tuple[dict[str, list[float]], list, str]:
+    """Seconds per repeat of each path (in-process, CLI end to end, after start-up, --help,
+    --allocator system), interleaved so that load changes hit them alike; the in-process
+    labels and the CLI's summary line."""
+    times: dict[str, list[float]] = {k: [] for k in ("inproc", "cli", "steady", "help",
+                                                      "system")}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        expected = [loaded.predict(im) for im in images]
+        times["inproc"].append(time.perf_counter() - t)
+        times["help"].append(cli("--help")[0])
+        elapsed, res = cli("predict", model, folder, "-o", tmp / "out", "--overwrite",
+                           "--quiet")
+        times["cli"].append(elapsed)
+        summary = res.stdout.strip().splitlines()[-1]
+        times["steady"].append(float(re.search(r"then ([0-9.]+) s", summary).group(1)))
+        _, res = cli("predict", model, folder, "-o", tmp / "out_system", "--overwrite",
+                     "--quiet", "--allocator", "system")
+        times["system"].append(float(re.search(r"then ([0-9.]+) s",
+                                               res.stdout.strip().splitlines()[-1]).group(1)))
+    return times, expected, summary
+
+
+def _print_report(args: argparse.Namespace, rows: list, med: dict, startup: float,
+                  startup_images: float, pair_ratios: list, system_ratios: list,
+                  steady: object) -> None:
+    """The table of paths, then the start-up and allocator lines."""
+    print(f"{args.n_images} images of {args.size} x {args.size}, default segmenter, CPU, "
+          f"{args.threads} torch threads; median of {args.repeats}")
+    print(f"{'path':<44} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
+    for name, sec, rate, ratio in rows:
+        print(f"{name:<44} {sec:8.2f} {rate:9.2f} {ratio:6.2f}")
+    print(f"start-up: {startup:.2f} s (interpreter, imports, checks, model load); "
+          f"'skhyper --help' {med['help']:.2f} s; start-up = {startup_images:.0f} "
+          "images of in-process work")
+    print(f"after start-up / in-process, per repeat: "
+          f"{', '.join(f'{r:.2f}' for r in pair_ratios)} (median "
+          f"{statistics.median(pair_ratios):.2f})")
+    print(f"--allocator steady (default) / system, images/s per repeat: "
+          f"{', '.join(f'{r:.2f}' for r in system_ratios)} (median "
+          f"{statistics.median(system_ratios):.2f}); in-process steady allocator: {steady}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n-images", type=int, default=64)
@@ -117,30 +161,16 @@ def main(argv: list[str] | None = None) -> int:
 
         loaded = skhyper.load(model)
         loaded.predict(images[0])  # warm-up
-        t_inproc, t_cli, t_steady, t_help, t_system = [], [], [], [], []
-        for _ in range(args.repeats):  # interleaved, so that load changes hit both alike
-            t = time.perf_counter()
-            expected = [loaded.predict(im) for im in images]
-            t_inproc.append(time.perf_counter() - t)
-            t_help.append(cli("--help")[0])
-            elapsed, res = cli("predict", model, folder, "-o", tmp / "out", "--overwrite",
-                               "--quiet")
-            t_cli.append(elapsed)
-            summary = res.stdout.strip().splitlines()[-1]
-            t_steady.append(float(re.search(r"then ([0-9.]+) s", summary).group(1)))
-            _, res = cli("predict", model, folder, "-o", tmp / "out_system", "--overwrite",
-                         "--quiet", "--allocator", "system")
-            t_system.append(float(re.search(r"then ([0-9.]+) s",
-                                            res.stdout.strip().splitlines()[-1]).group(1)))
+        times, expected, summary = _time_paths(loaded, images, model, folder, tmp, args.repeats)
         same = all(np.array_equal(np.asarray(Image.open(tmp / "out" / f"img{i:03d}.png")), e)
                    for i, e in enumerate(expected))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    t_inproc, t_cli, t_steady, t_help, t_system = (
+        times[k] for k in ("inproc", "cli", "steady", "help", "system"))
     n = args.n_images
-    med = {k: statistics.median(v) for k, v in
-           (("inproc", t_inproc), ("cli", t_cli), ("steady", t_steady), ("help", t_help),
-            ("system", t_system))}
+    med = {k: statistics.median(v) for k, v in times.items()}
     startup = statistics.median([c - s for c, s in zip(t_cli, t_steady)])
     # each repeat times both paths back to back: the ratio of a pair sees the same load
     pair_ratios = [i / s for i, s in zip(t_inproc, t_steady)]
@@ -156,21 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         ("  the same, --allocator system", med["system"], n / med["system"],
          n / med["system"] / inproc_rate),
     ]
-    print(f"{n} images of {args.size} x {args.size}, default segmenter, CPU, "
-          f"{args.threads} torch threads; median of {args.repeats}")
-    print(f"{'path':<44} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
-    for name, sec, rate, ratio in rows:
-        print(f"{name:<44} {sec:8.2f} {rate:9.2f} {ratio:6.2f}")
-    print(f"start-up: {startup:.2f} s (interpreter, imports, checks, model load); "
-          f"'skhyper --help' {med['help']:.2f} s; start-up = {startup * inproc_rate:.0f} "
-          "images of in-process work")
-    print(f"after start-up / in-process, per repeat: "
-          f"{', '.join(f'{r:.2f}' for r in pair_ratios)} (median "
-          f"{statistics.median(pair_ratios):.2f})")
     system_ratios = [y / s for s, y in zip(t_steady, t_system)]
-    print(f"--allocator steady (default) / system, images/s per repeat: "
-          f"{', '.join(f'{r:.2f}' for r in system_ratios)} (median "
-          f"{statistics.median(system_ratios):.2f}); in-process steady allocator: {steady}")
+    _print_report(args, rows, med, startup, startup * inproc_rate, pair_ratios, system_ratios,
+                  steady)
     print(f"CLI labels equal in-process predict: {same}")
     print(f"CLI summary: {summary}")
     dev = torch.device("cpu")

@@ -49,6 +49,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import dask  # noqa: E402
@@ -97,6 +98,67 @@ def same_labels(got, expected) -> float:
     return float(np.mean([np.mean(g == e) for g, e in zip(got, expected)]))
 
 
+def _time_clusters(seg: HypercolumnSegmenter, images: list, paths: list[str],
+                   args: argparse.Namespace, record: Callable[..., None]) -> None:
+    """Time predict_collection on LocalClusters of 1 and 2 workers (with skhyper's malloc
+    setting, and 2 workers with dask's), arrays and, on the tuned 2-worker cluster, paths."""
+    from distributed import Client, LocalCluster
+
+    tuned = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    tuned.pop("MALLOC_TRIM_THRESHOLD_", None)  # see skhyper.parallel, "CPU workers"
+    configs = [(1, True), (2, True), (2, False)]
+    for n_workers, tune in configs:
+        env = tuned if tune else dask.config.get("distributed.nanny.pre-spawn-environ")
+        t = time.perf_counter()
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                   processes=True, dashboard_address=None, silence_logs=40)
+        client = Client(cluster)
+        startup = time.perf_counter() - t
+        try:
+            t = time.perf_counter()
+            predict_collection(seg, images[:8], client=client, batch_size=args.batch_size)
+            first = time.perf_counter() - t
+            inputs = [("arrays", images)] + ([("paths", paths)] if n_workers == 2 and tune
+                                              else [])
+            for kind, data in inputs:
+                times, peak, out = timed(
+                    lambda data=data: predict_collection(seg, data, client=client,
+                                                         batch_size=args.batch_size),
+                    args.repeats)
+                name = f"{n_workers} worker{'s' if n_workers > 1 else ''}"
+                name += ", paths" if kind == "paths" else ""
+                name += "" if tune else ", dask malloc"
+                record(name, times, peak, out, cluster_startup_seconds=startup,
+                       first_call_seconds_8_images=first,
+                       malloc_trim_threshold=env.get("MALLOC_TRIM_THRESHOLD_"),
+                       worker_peak_rss_bytes=sorted(worker_hwm(client).values()))
+        finally:
+            client.close()
+            cluster.close()
+
+
+def _print_table(rows: list[dict], args: argparse.Namespace, speedup: float, one: dict,
+                 two: dict) -> None:
+    """One line per path, then the 2-vs-1-worker line."""
+    print(f"\npredict_collection, {args.n_images} images {args.size}x{args.size}, batch_size "
+          f"{args.batch_size}, default segmenter on CPU ({os.cpu_count()} cores); median of "
+          f"{args.repeats}")
+    print(f"{'path':>28} {'s':>7} {'img/s':>7} {'x predict':>9} {'MiB here':>9} "
+          f"{'MiB/worker':>11} {'same':>6}")
+    for r in rows:
+        w = r.get("worker_peak_rss_bytes")
+        print(f"{r['path']:>28} {r['seconds']:7.2f} {r['images_per_s']:7.2f} "
+              f"{r['throughput_vs_predict']:9.2f} {(r['peak_rss_growth_bytes'] or 0) / 2**20:9.0f}"
+              f" {'-' if not w else f'{max(w) / 2**20:.0f}':>11} "
+              f"{100 * r['label_agreement_with_predict']:5.1f}%")
+    print(f"2 workers vs 1 worker: {speedup:.2f}x; cluster startup "
+          f"{one['cluster_startup_seconds']:.1f} s (1 worker), "
+          f"{two['cluster_startup_seconds']:.1f} s (2); first call (8 images, workers import "
+          f"torch and unpickle the model) {one['first_call_seconds_8_images']:.1f} s / "
+          f"{two['first_call_seconds_8_images']:.1f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n-images", type=int, default=64)
@@ -108,8 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.n_images, args.repeats = 16, 1
-    from distributed import Client, LocalCluster
-
     warnings.simplefilter("ignore", SlowWorkerWarning)  # measured on purpose below
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -139,38 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, im in enumerate(images):
             paths.append(str(Path(d) / f"img{i:03d}.png"))
             Image.fromarray(im).save(paths[-1])
-        tuned = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-        tuned.pop("MALLOC_TRIM_THRESHOLD_", None)  # see skhyper.parallel, "CPU workers"
-        configs = [(1, True), (2, True), (2, False)]
-        for n_workers, tune in configs:
-            env = tuned if tune else dask.config.get("distributed.nanny.pre-spawn-environ")
-            t = time.perf_counter()
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
-                cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                       processes=True, dashboard_address=None, silence_logs=40)
-            client = Client(cluster)
-            startup = time.perf_counter() - t
-            try:
-                t = time.perf_counter()
-                predict_collection(seg, images[:8], client=client, batch_size=args.batch_size)
-                first = time.perf_counter() - t
-                inputs = [("arrays", images)] + ([("paths", paths)] if n_workers == 2 and tune
-                                                  else [])
-                for kind, data in inputs:
-                    times, peak, out = timed(
-                        lambda data=data: predict_collection(seg, data, client=client,
-                                                             batch_size=args.batch_size),
-                        args.repeats)
-                    name = f"{n_workers} worker{'s' if n_workers > 1 else ''}"
-                    name += ", paths" if kind == "paths" else ""
-                    name += "" if tune else ", dask malloc"
-                    record(name, times, peak, out, cluster_startup_seconds=startup,
-                           first_call_seconds_8_images=first,
-                           malloc_trim_threshold=env.get("MALLOC_TRIM_THRESHOLD_"),
-                           worker_peak_rss_bytes=sorted(worker_hwm(client).values()))
-            finally:
-                client.close()
-                cluster.close()
+        _time_clusters(seg, images, paths, args, record)
 
     base = rows[0]["images_per_s"]
     for r in rows:
@@ -178,22 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     one = next(r for r in rows if r["path"] == "1 worker")
     two = next(r for r in rows if r["path"] == "2 workers")
     speedup = two["images_per_s"] / one["images_per_s"]
-    print(f"\npredict_collection, {args.n_images} images {args.size}x{args.size}, batch_size "
-          f"{args.batch_size}, default segmenter on CPU ({os.cpu_count()} cores); median of "
-          f"{args.repeats}")
-    print(f"{'path':>28} {'s':>7} {'img/s':>7} {'x predict':>9} {'MiB here':>9} "
-          f"{'MiB/worker':>11} {'same':>6}")
-    for r in rows:
-        w = r.get("worker_peak_rss_bytes")
-        print(f"{r['path']:>28} {r['seconds']:7.2f} {r['images_per_s']:7.2f} "
-              f"{r['throughput_vs_predict']:9.2f} {(r['peak_rss_growth_bytes'] or 0) / 2**20:9.0f}"
-              f" {'-' if not w else f'{max(w) / 2**20:.0f}':>11} "
-              f"{100 * r['label_agreement_with_predict']:5.1f}%")
-    print(f"2 workers vs 1 worker: {speedup:.2f}x; cluster startup "
-          f"{one['cluster_startup_seconds']:.1f} s (1 worker), "
-          f"{two['cluster_startup_seconds']:.1f} s (2); first call (8 images, workers import "
-          f"torch and unpickle the model) {one['first_call_seconds_8_images']:.1f} s / "
-          f"{two['first_call_seconds_8_images']:.1f} s")
+    _print_table(rows, args, speedup, one, two)
     result = {"machine": machine_info(torch.device("cpu")), "settings": vars(args),
               "loadavg_before": load_before, "loadavg_after": loadavg(), "rows": rows,
               "speedup_2_vs_1_workers": speedup, "total_seconds": time.perf_counter() - t0}

@@ -106,6 +106,38 @@ def fit_segmenter(name: str, device: str, n_images: int = 6, **params: object
         data.images[:n_images], data.masks[:n_images])
 
 
+def _add_compiled(methods: dict, engine: object, images: list, dev: torch.device) -> float:
+    """Add "network_eager" and "network_compiled" to ``methods``; the compile time."""
+    # torch.compile (inductor, frozen weights) of skhyper's optimized network, called on
+    # the normalized channels-last batch without the capture hooks (dynamo does not trace
+    # the engine's hook-based capture); "network" is the same copy run eagerly
+    import copy
+
+    import torch._inductor.config as inductor_config
+
+    net = copy.deepcopy(engine.backbone.model)
+    for m in net.modules():
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+    bb = engine.backbone
+    x = torch.from_numpy(np.stack(images)).to(dev).permute(0, 3, 1, 2).float() / 255
+    x = ((x - bb.mean.to(dev)) / bb.std.to(dev)).contiguous(memory_format=torch.channels_last)
+    inductor_config.freezing = True
+    compiled = torch.compile(net)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        compiled(x)
+    compile_seconds = time.perf_counter() - t0
+
+    def network(model=net):
+        with torch.inference_mode():
+            return model(x)
+
+    methods["network_eager"] = network
+    methods["network_compiled"] = lambda: network(compiled)
+    return compile_seconds
+
+
 def bench_case(name: str, size: int, n_images: int, repeats: int, dev: torch.device,
                compile_: bool = False, dtype: str = "float32", fit_images: int = 6) -> dict:
     images = make_images(size, n_images)
@@ -146,33 +178,7 @@ def bench_case(name: str, size: int, n_images: int, repeats: int, dev: torch.dev
                "transform": lambda: hc.transform(X), "predict": lambda: seg.predict(checked)}
     out: dict = {"backbone": name, "size": size, "n_images": n_images, "dtype": dtype}
     if compile_:
-        # torch.compile (inductor, frozen weights) of skhyper's optimized network, called on
-        # the normalized channels-last batch without the capture hooks (dynamo does not trace
-        # the engine's hook-based capture); "network" is the same copy run eagerly
-        import copy
-
-        import torch._inductor.config as inductor_config
-
-        net = copy.deepcopy(engine.backbone.model)
-        for m in net.modules():
-            m._forward_hooks.clear()
-            m._forward_pre_hooks.clear()
-        bb = engine.backbone
-        x = torch.from_numpy(np.stack(images)).to(dev).permute(0, 3, 1, 2).float() / 255
-        x = ((x - bb.mean.to(dev)) / bb.std.to(dev)).contiguous(memory_format=torch.channels_last)
-        inductor_config.freezing = True
-        compiled = torch.compile(net)
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            compiled(x)
-        out["compile_seconds"] = time.perf_counter() - t0
-
-        def network(model=net):
-            with torch.inference_mode():
-                return model(x)
-
-        methods["network_eager"] = network
-        methods["network_compiled"] = lambda: network(compiled)
+        out["compile_seconds"] = _add_compiled(methods, engine, images, dev)
     for fn in methods.values():  # warm-up
         fn()
     times, peaks = measure_all(methods, dev, repeats, separate_memory=True)

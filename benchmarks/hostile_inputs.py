@@ -145,6 +145,30 @@ _DEEP = re.compile(r"[/\\](torch|numpy|PIL|safetensors)[/\\]")
 def classify(case: Case) -> dict:
     res: dict[str, Any] = {"kind": case.kind, "call": case.call, "expect": case.expect,
                            "param": case.param}
+    value, exc, caught, seconds = _run_case(case)
+    res["seconds"] = seconds
+    res["warnings"] = [f"{w.category.__name__}: {str(w.message)[:160]}" for w in caught]
+    if exc is not None:
+        return _classify_error(case, exc, caught, res)
+    if case.check is None:
+        res["outcome"], res["reason"] = "silent", "returned without an error"
+        res["returned"] = _describe(value)
+        return res
+    try:
+        problem = case.check(value, caught)
+    except Exception as err:  # noqa: BLE001 - a validator that cannot read the result failed
+        problem = f"validator raised {type(err).__name__}: {err}"
+    res["returned"] = _describe(value)
+    if problem:
+        res["outcome"], res["reason"] = "silent", str(problem)[:400]
+    else:
+        res["outcome"], res["reason"] = "handled", ""
+    return res
+
+
+def _run_case(case: Case) -> tuple[Any, BaseException | None, list, float]:
+    """Call the case under a time limit, recording warnings: its value or exception, the
+    warnings and the seconds it took."""
     caught: list = []
     signal.signal(signal.SIGALRM, _on_alarm)
     t0 = time.perf_counter()
@@ -162,56 +186,43 @@ def classify(case: Case) -> dict:
         exc = TimeoutError(f"no answer within {CASE_TIMEOUT_S} s")
     except (Exception, SystemExit) as err:  # noqa: BLE001 - classifying is the point
         exc = err
-    res["seconds"] = round(time.perf_counter() - t0, 3)
-    res["warnings"] = [f"{w.category.__name__}: {str(w.message)[:160]}" for w in caught]
-    if exc is not None:
-        msg = f"{type(exc).__name__}: {exc}"
-        res["exception"] = type(exc).__name__
-        res["message"] = msg[:600]
-        origin = _origin(exc)
-        res["origin"] = origin
-        right_type = isinstance(exc, (ValueError, TypeError, *case.accept))
-        said = str(exc)
-        if case.warn_names:
-            said += " ".join(str(w.message) for w in caught)
-        names = bool(_param_regex(case.param).search(said))
-        late = case.after() if case.after is not None else None
-        if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):
-            res["outcome"] = "unclear"
-            res["reason"] = "API absent in this version (unknown keyword)"
-        elif not right_type:
-            res["outcome"] = "unclear"
-            res["reason"] = f"wrong exception type {type(exc).__mro__[:3]}"
-            if names:
-                res["reason"] += " (the message names the parameter)"
-            if late:
-                res["reason"] += "; " + late
-        elif (_DEEP.search(origin) and "skhyper" not in origin
-              and not isinstance(exc, case.accept)):
-            res["outcome"], res["reason"] = "unclear", f"raised inside a dependency ({origin})"
-        elif not names:
-            res["outcome"] = "unclear"
-            res["reason"] = f"message does not name {case.param!r}"
-        else:
-            if late:
-                res["outcome"], res["reason"] = "unclear", late
-            else:
-                res["outcome"], res["reason"] = "clear", ""
-        res["traceback_tail"] = "".join(traceback.format_tb(exc.__traceback__)[-2:])[-600:]
-        return res
-    if case.check is None:
-        res["outcome"], res["reason"] = "silent", "returned without an error"
-        res["returned"] = _describe(value)
-        return res
-    try:
-        problem = case.check(value, caught)
-    except Exception as err:  # noqa: BLE001 - a validator that cannot read the result failed
-        problem = f"validator raised {type(err).__name__}: {err}"
-    res["returned"] = _describe(value)
-    if problem:
-        res["outcome"], res["reason"] = "silent", str(problem)[:400]
+    return value, exc, caught, round(time.perf_counter() - t0, 3)
+
+
+def _classify_error(case: Case, exc: BaseException, caught: list, res: dict) -> dict:
+    """clear or unclear, and why, for a case that raised."""
+    msg = f"{type(exc).__name__}: {exc}"
+    res["exception"] = type(exc).__name__
+    res["message"] = msg[:600]
+    origin = _origin(exc)
+    res["origin"] = origin
+    right_type = isinstance(exc, (ValueError, TypeError, *case.accept))
+    said = str(exc)
+    if case.warn_names:
+        said += " ".join(str(w.message) for w in caught)
+    names = bool(_param_regex(case.param).search(said))
+    late = case.after() if case.after is not None else None
+    if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):
+        res["outcome"] = "unclear"
+        res["reason"] = "API absent in this version (unknown keyword)"
+    elif not right_type:
+        res["outcome"] = "unclear"
+        res["reason"] = f"wrong exception type {type(exc).__mro__[:3]}"
+        if names:
+            res["reason"] += " (the message names the parameter)"
+        if late:
+            res["reason"] += "; " + late
+    elif (_DEEP.search(origin) and "skhyper" not in origin
+          and not isinstance(exc, case.accept)):
+        res["outcome"], res["reason"] = "unclear", f"raised inside a dependency ({origin})"
+    elif not names:
+        res["outcome"] = "unclear"
+        res["reason"] = f"message does not name {case.param!r}"
+    elif late:
+        res["outcome"], res["reason"] = "unclear", late
     else:
-        res["outcome"], res["reason"] = "handled", ""
+        res["outcome"], res["reason"] = "clear", ""
+    res["traceback_tail"] = "".join(traceback.format_tb(exc.__traceback__)[-2:])[-600:]
     return res
 
 
@@ -504,7 +515,8 @@ def ref():
     return Fix.get("ref")
 
 
-def image_cases() -> None:
+def _images_shape_cases() -> None:
+    """The images: shape cases."""
     k = "images: shape"
     pred = lambda x: S().predict(x)  # noqa: E731
     for shape in [(0, 0, 3), (0, W, 3), (H, 0, 3), (0, H, W, 3)]:
@@ -532,6 +544,10 @@ def image_cases() -> None:
     add(k, "seg.predict(huge-aspect image (1, 4000, 3))",
         lambda: pred(np.full((1, 4000, 3), 100, np.uint8)), "ok", "images", labels((1, 4000)))
 
+
+def _images_channels_cases() -> None:
+    """The images: channels cases."""
+    pred = lambda x: S().predict(x)  # noqa: E731
     k = "images: channels"
     for c in (2, 4, 5, 16):
         add(k, f"seg.predict({c}-channel image) [RGB model, no channel strategy]",
@@ -554,6 +570,10 @@ def image_cases() -> None:
         lambda: hc(channel_strategy="replicate").fit(Fix.get("pixels")[0]).transform(
             Fix.get("pixels")[0]), "error", "images|X|channel_strategy")
 
+
+def _images_dtype_cases() -> None:
+    """The images: dtype cases."""
+    pred = lambda x: S().predict(x)  # noqa: E731
     k = "images: dtype"
     f32 = lambda: IMG.astype(np.float32) / 255  # noqa: E731
     add(k, "seg.predict(bool image)", lambda: pred(IMG > 100), "ok", "images", labels((H, W)))
@@ -594,6 +614,11 @@ def image_cases() -> None:
         lambda: pred(IMG.astype(np.uint16) * 2), "ok", "images",
         warned("IntensityWarning", labels((H, W))))
 
+
+def _images_values_cases() -> None:
+    """The images: values cases."""
+    pred = lambda x: S().predict(x)  # noqa: E731
+    f32 = lambda: IMG.astype(np.float32) / 255  # noqa: E731
     k = "images: values"
     for name, v in [("NaN", np.nan), ("+inf", np.inf), ("-inf", -np.inf)]:
         add(k, f"seg.predict(float image with one {name})",
@@ -609,6 +634,11 @@ def image_cases() -> None:
     add(k, "hc.transform_dense(NaN image)",
         lambda: Fix.get("hc").transform_dense(np.full((H, W, 3), np.nan)), "error", "images")
 
+
+def _images_memory_layout_cases() -> None:
+    """The images: memory layout cases."""
+    pred = lambda x: S().predict(x)  # noqa: E731
+    f32 = lambda: IMG.astype(np.float32) / 255  # noqa: E731
     k = "images: memory layout"
     add(k, "seg.predict(uint8 view with negative strides img[:, ::-1])",
         lambda: pred(IMG[:, ::-1]), "ok", "images",
@@ -641,6 +671,11 @@ def image_cases() -> None:
         lambda: Fix.get("hc").transform_dense(f32()[:, ::-1]), "ok", "images",
         equals(lambda: Fix.get("hc").transform_dense(np.ascontiguousarray(f32()[:, ::-1]))))
 
+
+def _images_containers_cases() -> None:
+    """The images: containers cases."""
+    pred = lambda x: S().predict(x)  # noqa: E731
+    f32 = lambda: IMG.astype(np.float32) / 255  # noqa: E731
     k = "images: containers"
     add(k, "seg.predict(list of images)", lambda: pred(IMGS[:2]), "ok", "images",
         equals(lambda: [S().predict(im) for im in IMGS[:2]]))
@@ -679,6 +714,11 @@ def image_cases() -> None:
     add(k, "seg.predict(empty stack (0, H, W, 3))", lambda: pred(np.zeros((0, H, W, 3))),
         "error", "images")
 
+
+def _images_pil_torch_cases() -> None:
+    """The images: PIL / torch cases."""
+    pred = lambda x: S().predict(x)  # noqa: E731
+    f32 = lambda: IMG.astype(np.float32) / 255  # noqa: E731
     k = "images: PIL / torch"
     from PIL import Image
     add(k, "seg.predict(PIL RGB image)", lambda: pred(Image.fromarray(IMG)), "ok", "images",
@@ -715,6 +755,9 @@ def image_cases() -> None:
         lambda: pred(torch.from_numpy(f32()).to(torch.bfloat16)), "ok", "images",
         equals(ref, 0.95))
 
+
+def _images_other_entry_points_cases() -> None:
+    """The images: other entry points cases."""
     k = "images: other entry points"
     add(k, "sample_pixels(5-D array, masks)",
         lambda: sample_pixels(np.zeros((1, 1, H, W, 3)), MASKS[0]), "error", "images")
@@ -747,6 +790,15 @@ def image_cases() -> None:
     add(k, "hc.transform(empty PixelSet)",
         lambda: Fix.get("hc").transform(Fix.get("pixels")[0][:0]), "ok", "X",
         finite_array((0, 128), "f"))
+
+
+def image_cases() -> None:
+    for section in (
+        _images_shape_cases, _images_channels_cases, _images_dtype_cases, _images_values_cases,
+        _images_memory_layout_cases, _images_containers_cases, _images_pil_torch_cases,
+        _images_other_entry_points_cases,
+    ):
+        section()
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -935,7 +987,8 @@ def _honest_score(res, ws):
 # --------------------------------------------------------------------------------------------
 
 
-def param_cases() -> None:
+def _params_sampling_cases() -> None:
+    """The params: sampling cases."""
     k = "params: sampling"
     sp = lambda **kw: sample_pixels(IMGS, MASKS, **{"random_state": 0, **kw})  # noqa: E731
     for v in (0, -1, 1.5, "100", True, [10]):
@@ -961,6 +1014,9 @@ def param_cases() -> None:
     add(k, "sample_pixels(boxes of shape (4, 3))", lambda: sp(boxes=np.ones((4, 3))), "error",
         "boxes")
 
+
+def _params_grid_pixels_cases() -> None:
+    """The params: grid_pixels cases."""
     k = "params: grid_pixels"
     gp = lambda **kw: grid_pixels(IMG, **kw)  # noqa: E731
     for v in (0, -1, 1.5, "2", None, [2]):
@@ -975,6 +1031,9 @@ def param_cases() -> None:
     add(k, "grid_pixels(boxes=[[0, 0, -5, 3]])", lambda: gp(boxes=[[0, 0, -5, 3]]), "error",
         "boxes")
 
+
+def _params_pixelset_cases() -> None:
+    """The params: PixelSet cases."""
     k = "params: PixelSet"
     add(k, "PixelSet(images, float coords)", lambda: PixelSet([IMG], [[0, 1.5, 2]]), "error",
         "coords")
@@ -994,6 +1053,9 @@ def param_cases() -> None:
     add(k, "PixelSet(images, coords, boxes wrong count)",
         lambda: PixelSet([IMG], [[0, 1, 1]], boxes=np.ones((2, 4))), "error", "boxes")
 
+
+def _params_hypercolumntransformer_cases() -> None:
+    """The params: HypercolumnTransformer cases."""
     k = "params: HypercolumnTransformer"
     X = lambda: Fix.get("pixels")[0]  # noqa: E731
     fit_t = lambda **kw: hc(**kw).fit(X()).transform(X())  # noqa: E731
@@ -1075,6 +1137,10 @@ def param_cases() -> None:
     add(k, "HypercolumnTransformer(verbose='loud')", lambda: fit_t(verbose="loud"), "error",
         "verbose")
 
+
+def _params_weights_cases() -> None:
+    """The params: weights cases."""
+    X = lambda: Fix.get("pixels")[0]  # noqa: E731
     k = "params: weights"
     wt = lambda w, **kw: HypercolumnTransformer(  # noqa: E731
         "resnet18", weights=w, layers=LAYERS, device="cpu", **kw).fit(X()).transform(X())
@@ -1107,6 +1173,9 @@ def param_cases() -> None:
     add(k, "list_layers('nope')", lambda: list_layers("nope"), "error", "backbone")
     add(k, "list_layers(123)", lambda: list_layers(123), "error", "backbone")
 
+
+def _params_hypercolumnsegmenter_cases() -> None:
+    """The params: HypercolumnSegmenter cases."""
     k = "params: HypercolumnSegmenter"
     for name, v in [("n_pixels_per_image", 0), ("n_pixels_per_image", -3),
                     ("n_pixels_per_image", "many"), ("class_balance", "yes"),
@@ -1124,6 +1193,9 @@ def param_cases() -> None:
         lambda: seg(chunk_pixels=7, classifier=_forest()).fit(IMGS, MASKS).predict(IMG), "ok",
         "chunk_pixels", lambda r, w: _label_problem(r, (H, W), np.array([0, 1])))
 
+
+def _params_classifier_cases() -> None:
+    """The params: classifier cases."""
     k = "params: classifier"
     from sklearn.cluster import KMeans
     from sklearn.linear_model import LinearRegression, LogisticRegression, Perceptron
@@ -1160,6 +1232,10 @@ def param_cases() -> None:
         lambda: GridLocationClassifier(LinearRegression(), grid_size=2).fit(*Fix.get("grid")[1:]),
         "error", "estimator")
 
+
+def _params_unfitted_mismatched_cases() -> None:
+    """The params: unfitted / mismatched cases."""
+    X = lambda: Fix.get("pixels")[0]  # noqa: E731
     k = "params: unfitted / mismatched"
     from sklearn.base import clone
     add(k, "HypercolumnTransformer().transform before fit",
@@ -1174,6 +1250,16 @@ def param_cases() -> None:
         lambda: HypercolumnKeypointLocator(hc()).predict(IMG), "error", "re:fit")
     add(k, "GridLocationClassifier(...).predict before fit",
         lambda: clone(Fix.get("grid")[0]).predict(Fix.get("grid")[1]), "error", "re:fit")
+
+
+def param_cases() -> None:
+    for section in (
+        _params_sampling_cases, _params_grid_pixels_cases, _params_pixelset_cases,
+        _params_hypercolumntransformer_cases, _params_weights_cases,
+        _params_hypercolumnsegmenter_cases, _params_classifier_cases,
+        _params_unfitted_mismatched_cases,
+    ):
+        section()
 
 
 def _tv_resnet18_fn():

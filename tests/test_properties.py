@@ -123,37 +123,50 @@ def make_image(spec: dict, seed: int) -> np.ndarray:
     if dtype.kind == "b":
         arr = rng.random(shape) < 0.5 if kind != "constant" else np.full(shape, rng.random() < .5)
     elif dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        if kind == "unit" or kind == "random":
-            arr = rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
-        elif kind == "constant":
-            arr = np.full(shape, rng.integers(info.min, info.max, endpoint=True), dtype=dtype)
-        elif kind == "extremes":
-            arr = rng.choice(np.array([info.min, info.max, 0], dtype=dtype), size=shape)
-        else:  # small: a dark image (10 grey levels) of a wide dtype
-            arr = rng.integers(0, 10, size=shape, endpoint=True).astype(dtype)
+        arr = _int_values(rng, shape, dtype, kind)
     else:
-        top = 6e4 if dtype == np.float16 else 1e6  # larger: see test_huge_float_pixels
-        if kind == "unit":
-            arr = rng.random(shape)
-        elif kind == "random":
-            arr = rng.uniform(-top, top, size=shape)
-        elif kind == "constant":
-            arr = np.full(shape, rng.choice([0.0, 1.0, -top, top, rng.uniform(-1, 2)]))
-        elif kind == "extremes":
-            arr = rng.choice(np.array([-top, top, 0.0, 1e-30, -1.0]), size=shape)
-        else:
-            arr = rng.uniform(-1.0, 1.0, size=shape)
-        arr = arr.astype(dtype)
-    layout = spec["layout"]
+        arr = _float_values(rng, shape, dtype, kind)
+    return _lay_out(arr, spec["layout"])
+
+
+def _int_values(rng: np.random.Generator, shape: tuple, dtype: np.dtype, kind: str) -> np.ndarray:
+    info = np.iinfo(dtype)
+    if kind == "unit" or kind == "random":
+        return rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
+    if kind == "constant":
+        return np.full(shape, rng.integers(info.min, info.max, endpoint=True), dtype=dtype)
+    if kind == "extremes":
+        return rng.choice(np.array([info.min, info.max, 0], dtype=dtype), size=shape)
+    # small: a dark image (10 grey levels) of a wide dtype
+    return rng.integers(0, 10, size=shape, endpoint=True).astype(dtype)
+
+
+def _float_values(rng: np.random.Generator, shape: tuple, dtype: np.dtype,
+                  kind: str) -> np.ndarray:
+    top = 6e4 if dtype == np.float16 else 1e6  # larger: see test_huge_float_pixels
+    if kind == "unit":
+        arr = rng.random(shape)
+    elif kind == "random":
+        arr = rng.uniform(-top, top, size=shape)
+    elif kind == "constant":
+        arr = np.full(shape, rng.choice([0.0, 1.0, -top, top, rng.uniform(-1, 2)]))
+    elif kind == "extremes":
+        arr = rng.choice(np.array([-top, top, 0.0, 1e-30, -1.0]), size=shape)
+    else:
+        arr = rng.uniform(-1.0, 1.0, size=shape)
+    return arr.astype(dtype)
+
+
+def _lay_out(arr: np.ndarray, layout: str) -> np.ndarray:
+    """The same values in another memory layout."""
     if layout == "F":
-        arr = np.asfortranarray(arr)
-    elif layout == "flipped":  # a view with negative strides over the same values
-        arr = np.ascontiguousarray(arr[::-1, ::-1])[::-1, ::-1]
-    elif layout == "strided":
-        arr = arr[::2, ::3]
-    elif layout == "channels_flipped":
-        arr = np.ascontiguousarray(arr[..., ::-1])[..., ::-1]
+        return np.asfortranarray(arr)
+    if layout == "flipped":  # a view with negative strides over the same values
+        return np.ascontiguousarray(arr[::-1, ::-1])[::-1, ::-1]
+    if layout == "strided":
+        return arr[::2, ::3]
+    if layout == "channels_flipped":
+        return np.ascontiguousarray(arr[..., ::-1])[..., ::-1]
     return arr
 
 
@@ -449,6 +462,27 @@ def test_bad_images_are_refused_by_name(api, data, transformer, segmenter):
 # Bad masks
 
 
+def _one_bad_pixel(draw, mask: np.ndarray, kind: str) -> np.ndarray:
+    """A float copy of ``mask`` with one pixel not an integer ("nonint") or not finite."""
+    if kind == "nonint":
+        m, values = mask.astype(np.float64), [0.5, 1e-3, -0.25, 2.75]
+    else:
+        with np.errstate(over="ignore"):
+            m = mask.astype(draw(st.sampled_from(FLOAT_DTYPES)))
+        values = [np.nan, np.inf, -np.inf]
+    m[tuple(draw(st.integers(0, s - 1)) for s in m.shape)] = draw(st.sampled_from(values))
+    return m
+
+
+def _refused_dtype(draw, masks: list, i: int | None) -> str:
+    """Give mask ``i`` (every mask when None) a refused dtype; the name the error gives."""
+    dtype = draw(st.sampled_from(REFUSED_DTYPES))
+    for k in range(len(masks)) if i is None else [i]:
+        shape = masks[k].shape
+        masks[k] = np.full(shape, "a") if dtype == "str" else np.zeros(shape, dtype=dtype)
+    return "masks" if i is None else f"masks[{i}]"
+
+
 @st.composite
 def bad_mask_sets(draw):
     """Valid images with masks that are wrong in one way; the name the error must give."""
@@ -461,28 +495,11 @@ def bad_mask_sets(draw):
     event(f"bad masks: {kind}")
     exact = None
     indexed = batch.kind in ("list", "tuple")
-    if kind == "nonint":
-        m = masks[i].astype(np.float64)
-        m[tuple(draw(st.integers(0, s - 1)) for s in m.shape)] = draw(
-            st.sampled_from([0.5, 1e-3, -0.25, 2.75]))
-        masks[i] = m
-        exact = f"masks[{i}]"
-    elif kind == "nonfinite":
-        with np.errstate(over="ignore"):
-            m = masks[i].astype(draw(st.sampled_from(FLOAT_DTYPES)))
-        m[tuple(draw(st.integers(0, s - 1)) for s in m.shape)] = draw(
-            st.sampled_from([np.nan, np.inf, -np.inf]))
-        masks[i] = m
+    if kind in ("nonint", "nonfinite"):
+        masks[i] = _one_bad_pixel(draw, masks[i], kind)
         exact = f"masks[{i}]"
     elif kind == "dtype":
-        dtype = draw(st.sampled_from(REFUSED_DTYPES))
-        if batch.kind == "stack" or batch.kind == "single":
-            i = None
-        targets = range(n) if i is None else [i]
-        for k in targets:
-            shape = masks[k].shape
-            masks[k] = np.full(shape, "a") if dtype == "str" else np.zeros(shape, dtype=dtype)
-        exact = "masks" if i is None else f"masks[{i}]"
+        exact = _refused_dtype(draw, masks, None if batch.kind in ("stack", "single") else i)
     elif kind == "shape":
         grow = draw(st.sampled_from([(1, 0), (0, 1), (-1, 0), (0, -1)]))
         targets = range(n) if batch.kind == "stack" else [i]

@@ -218,10 +218,30 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
         The file is not a skhyper model file, its classifier holds an untrusted type, or it
         needs ``backbone``.
     """
-    import safetensors.torch
-    import skops.io
-
     path = Path(path)
+    config, tensors, head = _read_model_file(path)
+    saved = config.get("skhyper_version")
+    if saved != __version__:
+        warnings.warn(InconsistentVersionWarning("HypercolumnSegmenter", saved, __version__),
+                      stacklevel=2)
+    classifier = _load_classifier(head, path, trusted)
+    hc = _load_hypercolumns(config, tensors, path, backbone=backbone, device=device)
+    defaults = config.get("defaults", [])
+    seg = HypercolumnSegmenter(
+        None if "hypercolumns" in defaults else clone(hc),
+        None if "classifier" in defaults else clone(classifier),
+        **_segmenter_params(config["params"]),
+    )
+    seg.hypercolumns_ = hc
+    seg.classifier_ = classifier
+    seg.classes_ = np.asarray(classifier.classes_)
+    seg.folded_ = fold_head(classifier, hc.engine_.blocks)
+    seg.prediction_path_ = "folded" if seg.folded_ is not None else "chunked"
+    return seg
+
+
+def _read_model_file(path: Path) -> tuple[dict[str, Any], bytes, bytes]:
+    """The config, the backbone tensors and the classifier of a model file of this format."""
     try:
         with zipfile.ZipFile(path) as zf:
             config = json.loads(zf.read("config.json"))
@@ -237,10 +257,13 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
             f"The 'path' parameter {str(path)!r} has format {config.get('format')!r}; this "
             f"skhyper reads {FORMAT!r}."
         )
-    saved = config.get("skhyper_version")
-    if saved != __version__:
-        warnings.warn(InconsistentVersionWarning("HypercolumnSegmenter", saved, __version__),
-                      stacklevel=2)
+    return config, tensors, head
+
+
+def _load_classifier(head: bytes, path: Path, trusted: list[str] | None) -> Any:
+    """The classifier, once every type it holds is trusted (nothing else is created)."""
+    import skops.io
+
     untrusted = _untrusted(skops.io.get_untrusted_types(data=head), list(trusted or []))
     if untrusted:
         raise ValueError(
@@ -250,7 +273,14 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
             f"trusted={untrusted}."
         )
     trusted_all = [*skops.io.get_untrusted_types(data=head)]
-    classifier = skops.io.loads(head, trusted=trusted_all)
+    return skops.io.loads(head, trusted=trusted_all)
+
+
+def _hypercolumn_params(config: dict[str, Any], backbone: torch.nn.Module | None,
+                        device: str | None) -> tuple[dict[str, Any], Any, bool]:
+    """The saved transformer's parameters as the constructor takes them (weights set aside),
+    its weights parameter, and whether it had ``scales="auto"`` (rebuilt with the scales it
+    learnt in fit)."""
     hc_params = dict(config["hypercolumns"])
     if config.get("backbone_module") is not None:
         if backbone is None:
@@ -261,18 +291,28 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
                 f"backbone={config['backbone_module']}(...))."
             )
         hc_params["backbone"] = backbone
-    for key in ("layers", "scales", "intensity_range"):
-        if isinstance(hc_params.get(key), list) and key != "layers":
+    for key in ("scales", "intensity_range"):
+        if isinstance(hc_params.get(key), list):
             hc_params[key] = tuple(hc_params[key])
     weights = hc_params.pop("weights", None)
     if device is not None:
         hc_params["device"] = device
-    auto = hc_params.get("scales") == "auto"  # rebuilt with the scales it learnt in fit
+    auto = hc_params.get("scales") == "auto"
     if auto:
         fitted = config.get("fitted_scales")
         hc_params["scales"] = None if fitted is None else tuple(fitted)
     # files written before the 'optimize' parameter hold unfolded tensors
     hc_params.setdefault("optimize", False)
+    return hc_params, weights, auto
+
+
+def _load_hypercolumns(config: dict[str, Any], tensors: bytes, path: Path, *,
+                       backbone: torch.nn.Module | None,
+                       device: str | None) -> HypercolumnTransformer:
+    """The fitted transformer: rebuilt from its parameters, then the saved tensors loaded."""
+    import safetensors.torch
+
+    hc_params, weights, auto = _hypercolumn_params(config, backbone, device)
     hc = HypercolumnTransformer(**hc_params, weights=None)  # no download: tensors come next
     n = int(config["n_channels"])
     hc.fit_images([np.zeros((8, 8, n), dtype=np.float32)] if hc.channel_strategy in (
@@ -289,18 +329,7 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
             f"backbone {hc.engine_.backbone.name!r}: {err}"
         ) from err
     hc.set_params(weights=weights)
-    defaults = config.get("defaults", [])
-    seg = HypercolumnSegmenter(
-        None if "hypercolumns" in defaults else clone(hc),
-        None if "classifier" in defaults else clone(classifier),
-        **_segmenter_params(config["params"]),
-    )
-    seg.hypercolumns_ = hc
-    seg.classifier_ = classifier
-    seg.classes_ = np.asarray(classifier.classes_)
-    seg.folded_ = fold_head(classifier, hc.engine_.blocks)
-    seg.prediction_path_ = "folded" if seg.folded_ is not None else "chunked"
-    return seg
+    return hc
 
 
 def _segmenter_params(params: dict[str, Any]) -> dict[str, Any]:
