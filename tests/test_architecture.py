@@ -110,10 +110,49 @@ def test_import_graph_flows_one_way_without_cycles():
 
 
 def test_layers_cover_the_package_and_sizes_stay_small():
+    """Function size, branching and argument counts are ruff's rules (below); a module may
+    grow past 400 lines when that keeps one concept in one place, but not past 900."""
     for name, path in _modules().items():
         _layer(name)
         n_lines = len(path.read_text().splitlines())
-        assert n_lines <= 500, f"{path} has {n_lines} lines: split it (guideline ~400)"
+        assert n_lines <= 900, f"{path} has {n_lines} lines: split it by concept"
+
+
+# what the complexity rules allow, and the only functions exempt from the argument count
+COMPLEXITY = {"mccabe": {"max-complexity": 12},
+              "pylint": {"max-args": 10, "max-branches": 12, "max-statements": 50}}
+MANY_ARGS_ALLOWED = {
+    ("estimators/_transformer.py", "__init__"), ("estimators/_segmenter.py", "__init__"),
+    ("estimators/_keypoints.py", "__init__"), ("features/_extract.py", "extract_hypercolumns"),
+    ("features/_extract.py", "extract_dense"),
+}
+
+
+def test_ruff_enforces_the_complexity_rules():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    lint = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    rules = {"C901", "PLR0912", "PLR0913", "PLR0915"}
+    assert rules <= set(lint["select"])
+    for section, settings in COMPLEXITY.items():
+        assert lint[section] == settings
+    # exemptions are named, on their def lines, never whole files
+    ignored = {code for codes in lint.get("per-file-ignores", {}).values() for code in codes}
+    assert not ignored & rules, ignored & rules
+
+
+def test_argument_count_exemptions_are_the_named_ones():
+    exempt = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                line = path.read_text().splitlines()[node.lineno - 1]
+                if "noqa" in line and "PLR0913" in line:
+                    exempt.add((path.relative_to(PACKAGE).as_posix(), node.name))
+    assert exempt <= MANY_ARGS_ALLOWED, exempt - MANY_ARGS_ALLOWED
 
 
 # -- validated once ---------------------------------------------------------------------------
