@@ -144,6 +144,25 @@ def _draw_figure(
     fig.save(path)
 
 
+def _load_splits(data: StrPath | None, say: Callable[..., None]) -> tuple[Any, Any]:
+    """The train and test splits of ``data`` (errors name run_demo's ``data``), both non-empty."""
+    try:
+        train = load_horses(data, split="train")
+        test = load_horses(data, split="test")
+    except ValueError as err:  # name run_demo's parameter, not load_horses'
+        raise ValueError(
+            str(err).replace("The 'path' parameter of load_horses", "The 'data' parameter")
+        ) from None
+    where = "bundled Weizmann horse sample" if data is None else str(data)
+    say(f"data: {where}: {len(train.images)} train / {len(test.images)} test images")
+    if not train.images or not test.images:
+        raise ValueError(
+            f"The 'data' parameter of run_demo points to {where!r}, which has "
+            f"{len(train.images)} train and {len(test.images)} test images; both must be > 0."
+        )
+    return train, test
+
+
 def run_demo(
     *,
     output: StrPath = "skhyper_demo.png",
@@ -214,21 +233,7 @@ def run_demo(
     say: Callable[..., None] = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
     output = check_output_path(output, "output", suffixes=(".png",))  # before the work
-    try:
-        train = load_horses(data, split="train")
-        test = load_horses(data, split="test")
-    except ValueError as err:  # name run_demo's parameter, not load_horses'
-        raise ValueError(
-            str(err).replace("The 'path' parameter of load_horses", "The 'data' parameter")
-        ) from None
-    where = "bundled Weizmann horse sample" if data is None else str(data)
-    say(f"data: {where}: {len(train.images)} train / {len(test.images)} test images")
-    if not train.images or not test.images:
-        raise ValueError(
-            f"The 'data' parameter of run_demo points to {where!r}, which has "
-            f"{len(train.images)} train and {len(test.images)} test images; both must be > 0."
-        )
-
+    train, test = _load_splits(data, say)
     if hypercolumns is None:
         hypercolumns = default_hypercolumns().set_params(
             device=device, image_size=image_size,
