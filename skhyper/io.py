@@ -188,6 +188,8 @@ def _read_tiff(path: Path, axes: str | None, lazy_above: int | None) -> tuple[An
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise ValueError(f"{path.name} is a TIFF file without images.")
         if len(tif.series) > 1:
             shapes = ", ".join(f"{s.shape} ({s.axes})" for s in tif.series[:4])
             raise ValueError(
@@ -293,14 +295,19 @@ def _read(path: Any, axes: Any, lazy_above: Any, palette_indices: bool) -> Image
     if not path.exists():
         raise FileNotFoundError(f"No such image file: {str(path)!r}.")
     suffix = path.suffix.lower()
-    if suffix in _TIFF:
-        arr, found = _read_tiff(path, axes, lazy_above)
-    elif suffix == ".zarr":
-        arr, found = _read_zarr(path, axes, lazy_above)
-    elif suffix == ".npy":
-        arr, found = _read_npy(path, axes, lazy_above)
-    else:
-        arr, found = _read_pil(path, axes, palette_indices)
+    try:
+        if suffix in _TIFF:
+            arr, found = _read_tiff(path, axes, lazy_above)
+        elif suffix == ".zarr":
+            arr, found = _read_zarr(path, axes, lazy_above)
+        elif suffix == ".npy":
+            arr, found = _read_npy(path, axes, lazy_above)
+        else:
+            arr, found = _read_pil(path, axes, palette_indices)
+    except (OSError, SyntaxError, ValueError, KeyError) as err:  # PIL: SyntaxError at times
+        if isinstance(err, ValueError) and str(err).startswith((path.name, "The '")):
+            raise  # ours, naming the file or the parameter already
+        raise ValueError(f"cannot read {path.name!r} as an image: {err}") from err
     arr, order = _order(arr, found, f" for {path.name} (shape {tuple(arr.shape)})")
     return ImageData(arr, order, str(path))
 
@@ -348,12 +355,7 @@ def read_image(path: str | os.PathLike, axes: str | None = None, *,
     >>> read_image(path, axes="CYX").axes                       # told: 3 channels
     'YXC'
     """
-    try:
-        return _read(path, axes, lazy_above, palette_indices=False)
-    except (OSError, SyntaxError) as err:  # PIL raises SyntaxError on some broken files
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise ValueError(f"cannot read {Path(path).name!r} as an image: {err}") from err
+    return _read(path, axes, lazy_above, palette_indices=False)
 
 
 def read_labels(path: str | os.PathLike, axes: str | None = None) -> ImageData:
@@ -380,12 +382,7 @@ def read_labels(path: str | os.PathLike, axes: str | None = None) -> ImageData:
     ValueError
         Colour labels, non-integer values, or as :func:`read_image`.
     """
-    try:
-        img = _read(path, axes, None, palette_indices=True)
-    except (OSError, SyntaxError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise ValueError(f"cannot read {Path(path).name!r} as labels: {err}") from err
+    img = _read(path, axes, None, palette_indices=True)
     arr, order = img.data, img.axes
     if order.endswith("C"):
         first = arr[..., 0]

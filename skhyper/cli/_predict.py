@@ -56,8 +56,8 @@ def add_predict_parser(sub: Any, parents: list) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="folder for the outputs (created when missing)")
     p.add_argument("--format", choices=("auto", *FORMATS), default="auto",
-                   help="output format; auto: PNG labels, TIFF probabilities (OME-Zarr for "
-                   "large images)")
+                   help="output format; auto: PNG labels, TIFF probabilities, TIFF label "
+                   "stacks of multi-page inputs, OME-Zarr for large images and Zarr inputs")
     p.add_argument("--proba", action="store_true",
                    help="also write class probabilities NAME_proba (float32, one channel per "
                    "class)")
@@ -130,7 +130,9 @@ class _Run:
         for fmt, kind in ((self.fmt_labels, "labels"), (self.fmt_proba, "proba")):
             if fmt is not None:
                 fmt = self.big_fmt if big and self.big_fmt else fmt
-                if stack and fmt == "png" and self.args.format == "auto":
+                if self.args.format == "auto" and path.suffix.lower() == ".zarr":
+                    fmt = self.big_fmt or fmt  # OME-Zarr in, OME-Zarr out
+                elif stack and fmt == "png" and self.args.format == "auto":
                     fmt = "tif"  # a label stack: a multi-page TIFF
                 name, = output_names(stem, fmt, labels=kind == "labels", proba=kind == "proba")
                 out.append((self.outdir / name, fmt, kind))
@@ -196,7 +198,8 @@ def _check_inputs(inputs: list[Path], run: _Run) -> None:
 def _read(path: Path, large_pixels: int) -> tuple[ImageData, bool]:
     """The image (lazy when its planes are above ``large_pixels``) and whether it is large."""
     data = read_image(path, lazy_above=large_pixels)
-    return data, data.lazy
+    h, w = data.plane_shape
+    return data, data.lazy or h * w > large_pixels
 
 
 def _start(args: argparse.Namespace) -> tuple[_Run, list[Path], list[Path], Any]:
