@@ -368,3 +368,20 @@ def test_image_data_of_one_plane():
     data = ImageData(np.zeros((4, 5, 3)), "YXC")
     assert not data.is_stack and data.n_planes == 1 and len(data.planes()) == 1
     assert data.stack([np.ones((4, 5))]).shape == (4, 5)
+
+
+def test_cli_axes_option_overrides_the_policy(files, model, tmp_path, capsys):
+    from skhyper.cli import main
+
+    root, arrays = files
+    seg, path = model
+    # told: the three pages are the channels of one RGB image -> one label plane
+    res = run_cli("predict", path, root / "images" / "stack.tif", "-o", tmp_path, "--axes",
+                  "CYX", "--quiet")
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "stack.png")),
+                                  seg.predict(arrays["stack"].transpose(1, 2, 0)))
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(path), str(root / "images"), "-o", str(tmp_path), "--axes", "ZZ"])
+    assert exc.value.code == 2
+    assert "--axes: must be one letter per axis" in capsys.readouterr().err

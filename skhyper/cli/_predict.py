@@ -26,7 +26,14 @@ import numpy as np
 
 from ..exceptions import CollectionError
 from ..io import ImageData, read_image
-from ._args import CommandError, check_out_dir, load_model, positive_int, to_option
+from ._args import (
+    CommandError,
+    axes_letters,
+    check_out_dir,
+    load_model,
+    positive_int,
+    to_option,
+)
 from ._io import (
     FORMATS,
     INPUT_SUFFIXES,
@@ -63,6 +70,10 @@ def add_predict_parser(sub: Any, parents: list) -> None:
                    "class)")
     p.add_argument("--no-labels", action="store_true", help="with --proba: no label maps")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    p.add_argument("--axes", type=axes_letters, default=None, metavar="LETTERS",
+                   help="axes of the input files, one letter per stored axis (e.g. ZYX, YXC, "
+                   "CYX), for files without axis names (default: the files' own; pages of a "
+                   "TIFF without them are planes)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the "
                    "model's)")
     p.add_argument("--large-pixels", type=positive_int, default=4096 * 4096, metavar="N",
@@ -195,9 +206,9 @@ def _check_inputs(inputs: list[Path], run: _Run) -> None:
                                "another folder.")
 
 
-def _read(path: Path, large_pixels: int) -> tuple[ImageData, bool]:
+def _read(path: Path, large_pixels: int, axes: str | None = None) -> tuple[ImageData, bool]:
     """The image (lazy when its planes are above ``large_pixels``) and whether it is large."""
-    data = read_image(path, lazy_above=large_pixels)
+    data = read_image(path, axes, lazy_above=large_pixels)
     h, w = data.plane_shape
     return data, data.lazy or h * w > large_pixels
 
@@ -242,7 +253,8 @@ def run_predict(args: argparse.Namespace) -> int:
                 path = next(queue, None)
                 if path is None:
                     return
-                ahead.append((path, readers.submit(_read, path, args.large_pixels)))
+                ahead.append((path, readers.submit(_read, path, args.large_pixels,
+                                                   args.axes)))
 
         refill()  # reading starts while the model loads
         seg, dtype = _load(run)

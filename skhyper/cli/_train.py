@@ -24,6 +24,7 @@ from ..io import ImageData, read_image, read_labels
 from ..sampling import sample_pixels
 from ._args import (
     CommandError,
+    axes_letters,
     check_out_file,
     describe,
     intensity_range,
@@ -65,6 +66,12 @@ def add_train_parser(sub: Any, parents: list) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL")
     p.add_argument("--label-suffix", default="", metavar="TEXT",
                    help="label images are named IMAGE_NAME + TEXT (e.g. '_labels')")
+    p.add_argument("--axes", type=axes_letters, default=None, metavar="LETTERS",
+                   help="axes of the image files, one letter per stored axis (e.g. ZYX, YXC, "
+                   "CYX), for files without axis names (default: the files' own; pages of a "
+                   "TIFF without them are planes, labelled by a label stack)")
+    p.add_argument("--label-axes", type=axes_letters, default=None, metavar="LETTERS",
+                   help="axes of the label files (e.g. ZYX), as --axes")
     p.add_argument("--ignore-label", type=optional_int("none"), default=0, metavar="N|none",
                    help="label value of unlabelled pixels (default: 0, the scribble "
                    "convention); 'none' when every value is a class (full masks)")
@@ -161,16 +168,17 @@ def _check_settings(args: argparse.Namespace) -> None:
         raise CommandError(to_option(msg, OPTION_NAMES)) from err
 
 
-def _read_pair(pair: tuple[Path, Path]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _read_pair(pair: tuple[Path, Path], axes: tuple[str | None, str | None] = (None, None)
+               ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The planes of an image and of its label image (a stack and its label stack: one label
-    plane per image plane)."""
+    plane per image plane); ``axes``: the --axes and --label-axes."""
     image_file, label_file = pair
     try:
-        image = read_image(image_file)
+        image = read_image(image_file, axes[0])
     except (OSError, ValueError, ImportError) as err:
         raise CommandError(f"IMAGES: cannot read {str(image_file)!r}: {err}") from err
     try:
-        labels = read_labels(label_file)
+        labels = read_labels(label_file, axes[1])
     except (OSError, ValueError, ImportError) as err:
         raise CommandError(f"LABELS: cannot read {str(label_file)!r}: {err}") from err
     _check_pair(image, labels)
@@ -238,7 +246,7 @@ def run_train(args: argparse.Namespace) -> int:
     _check_settings(args)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        data = list(pool.map(_read_pair, pairs))
+        data = list(pool.map(_read_pair, pairs, [(args.axes, args.label_axes)] * len(pairs)))
     read_s = time.perf_counter() - start
     arrays = [plane for d in data for plane in d[0]]  # every plane of every stack
     masks = [plane for d in data for plane in d[1]]
