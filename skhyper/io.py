@@ -358,7 +358,8 @@ def read_image(path: str | os.PathLike, axes: str | None = None, *,
     return _read(path, axes, lazy_above, palette_indices=False)
 
 
-def read_labels(path: str | os.PathLike, axes: str | None = None) -> ImageData:
+def read_labels(path: str | os.PathLike, axes: str | None = None, *,
+                single_channel: bool = False) -> ImageData:
     """Read a label image (or a label stack) as integers, with the axis policy of
     :func:`read_image`.
 
@@ -371,6 +372,8 @@ def read_labels(path: str | os.PathLike, axes: str | None = None) -> ImageData:
     path : str or path-like
     axes : str, default=None
         As for :func:`read_image`.
+    single_channel : bool, default=False
+        Refuse every file with channels, even equal ones (a data set's masks).
 
     Returns
     -------
@@ -386,11 +389,13 @@ def read_labels(path: str | os.PathLike, axes: str | None = None) -> ImageData:
     arr, order = img.data, img.axes
     if order.endswith("C"):
         first = arr[..., 0]
-        if not all(np.array_equal(first, arr[..., c]) for c in range(1, arr.shape[-1])):
+        if single_channel or not all(np.array_equal(first, arr[..., c])
+                                     for c in range(1, arr.shape[-1])):
             raise ValueError(
                 f"{img.name} is a colour image of shape {arr.shape} (axes {order}); label "
-                "images must have one channel of integer labels (0 = unlabelled), e.g. a "
-                "napari Labels layer saved as PNG or TIFF.")
+                f"images must have one channel{'' if single_channel else ' (or equal ones)'} of "
+                "integer labels (0 = unlabelled), e.g. a napari Labels layer saved as PNG or "
+                "TIFF.")
         arr, order = first, order[:-1]
     return ImageData(_integer_labels(arr, img.name), order, img.path)
 

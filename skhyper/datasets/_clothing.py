@@ -98,7 +98,11 @@ def _read_pair(
     image_file: Path, mask_file: Path, n_classes: int, step: int
 ) -> tuple[np.ndarray, np.ndarray]:
     image = np.asarray(read_pil(image_file, "RGB"), dtype=np.uint8)
-    mask = read_plane(mask_file, labels=True)  # class indices: palette PNGs give their indices
+    try:  # class indices: palette PNGs give their indices
+        mask = read_plane(mask_file, labels=True)
+    except ValueError as err:
+        raise ValueError(f"Mask {str(mask_file)!r} must be an 8-bit single-channel PNG of "
+                         f"class indices; {err}") from err
     if mask.ndim != 2 or mask.dtype != np.uint8:
         raise ValueError(
             f"Mask {str(mask_file)!r} must be an 8-bit single-channel PNG of class indices; "

@@ -38,9 +38,9 @@ def _check_max_size(max_size: int | None, func: str) -> int | None:
 
 
 def read_plane(path: Path, *, labels: bool = False) -> np.ndarray:
-    """One 2-D image (or label image) read by :func:`skhyper.read_image` (or
+    """One 2-D image (or single-channel label image) read by :func:`skhyper.read_image` (or
     :func:`skhyper.read_labels`); a ValueError naming the file for a stack."""
-    data = read_labels(path) if labels else read_image(path)
+    data = read_labels(path, single_channel=True) if labels else read_image(path)
     if data.is_stack:
         raise ValueError(
             f"{str(path)!r} is a stack of {data.n_planes} planes (axes {data.axes!r}); a data "
