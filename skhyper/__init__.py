@@ -21,6 +21,7 @@ from .features import (
     extract_hypercolumns,
     list_layers,
 )
+from .io import read_image, read_labels
 from .sampling import PixelSet, grid_pixels, sample_pixels
 from .stacks import split_planes, stack_planes
 
@@ -41,6 +42,8 @@ __all__ = [
     "extract_hypercolumns",
     "grid_pixels",
     "load",
+    "read_image",
+    "read_labels",
     "list_layers",
     "sample_pixels",
     "save",

@@ -28,7 +28,9 @@ import numpy as np
 __all__ = ["split_planes", "stack_planes"]
 
 
-def _parse_axes(axes: Any, ndim: int | None, param: str = "axes") -> list[str]:
+def check_axes(axes: Any, ndim: int | None, param: str = "axes", where: str = "") -> list[str]:
+    """The letters of an ``axes`` string, upper case; a TypeError / ValueError naming ``param``
+    (and ``where``, e.g. the file) when it is not one letter per axis with ``Y`` and ``X``."""
     if not isinstance(axes, str):
         raise TypeError(
             f"The '{param}' parameter must be a string of axis letters such as 'ZYX', 'TYX', "
@@ -46,8 +48,8 @@ def _parse_axes(axes: Any, ndim: int | None, param: str = "axes") -> list[str]:
         problems.append(f"it must name each of the {ndim} axes of the array")
     if problems:
         raise ValueError(
-            f"The '{param}' parameter got {axes!r}: {'; '.join(problems)}. Use e.g. 'ZYX' for "
-            "a z-stack, 'TYX' for a time series, 'ZYXC' or 'CZYX' with channels."
+            f"The '{param}' parameter got {axes!r}{where}: {'; '.join(problems)}. Use e.g. "
+            "'ZYX' for a z-stack, 'TYX' for a time series, 'ZYXC' or 'CZYX' with channels."
         )
     return letters
 
@@ -59,7 +61,7 @@ def split_planes(stack: Any, axes: str) -> list[np.ndarray]:
     ----------
     stack : array-like
         E.g. a ``(Z, Y, X)`` z-stack, ``(T, Z, C, Y, X)`` hyperstack or a
-        channel-first ``(C, Y, X)`` image.
+        channel-first ``(C, Y, X)`` image. A dask array gives lazy planes.
     axes : str
         One letter per axis of ``stack`` (case-insensitive): ``Y``, ``X`` (the
         plane), optionally ``C`` (channels), any other letters index planes.
@@ -88,8 +90,8 @@ def split_planes(stack: Any, axes: str) -> list[np.ndarray]:
     ...
     ValueError: The 'axes' parameter got 'ZYXC': it must name each of the 3 axes of the array. ...
     """
-    arr = np.asarray(stack)
-    letters = _parse_axes(axes, arr.ndim)
+    arr = stack if hasattr(stack, "dask") else np.asarray(stack)  # a dask array stays lazy
+    letters = check_axes(axes, arr.ndim)
     lead = [a for a in letters if a not in "YXC"]
     order = [letters.index(a) for a in [*lead, "Y", "X"]]
     if "C" in letters:
@@ -136,7 +138,7 @@ def stack_planes(planes: Sequence[Any], axes: str, shape: Sequence[int] | None =
     >>> stack_planes(proba, "TZYXC", shape=hyper.shape).shape
     (2, 3, 8, 9, 4)
     """
-    letters = _parse_axes(axes, None if shape is None else len(shape))
+    letters = check_axes(axes, None if shape is None else len(shape))
     if isinstance(planes, np.ndarray) or not isinstance(planes, Sequence) or not len(planes):
         raise ValueError(
             "The 'planes' parameter must be a non-empty list of per-plane results (one per "

@@ -29,7 +29,7 @@ PACKAGE = Path(skhyper.__file__).resolve().parent
 LAYERS = [
     ["skhyper.exceptions", "skhyper._validation", "skhyper._version", "skhyper._params",
      "skhyper._paths", "skhyper._param_validation"],
-    ["skhyper.sampling", "skhyper.stacks", "skhyper.metrics"],
+    ["skhyper.sampling", "skhyper.stacks", "skhyper.io", "skhyper.metrics"],
     ["skhyper.location", "skhyper.datasets"],
     ["skhyper.features"],
     ["skhyper.heads"],

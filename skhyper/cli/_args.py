@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import check_output_path
+from ..stacks import check_axes
 
 __all__ = [
     "CommandError",
+    "axes_letters",
     "check_out_dir",
     "check_out_file",
     "intensity_range",
@@ -27,6 +29,16 @@ __all__ = [
 
 class CommandError(ValueError):
     """Bad input on the command line: printed as one ``skhyper: error: ...`` line, exit 2."""
+
+
+def axes_letters(text: str) -> str:
+    """An argparse type: axis letters for files without axis names (``ZYX``, ``YXC``, ...)."""
+    try:
+        return "".join(check_axes(text, None))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"must be one letter per axis of the stored array with Y and X (e.g. ZYX, YXC, "
+            f"CYX), got {text!r}") from err
 
 
 def positive_int(text: str) -> int:

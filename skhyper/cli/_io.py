@@ -1,10 +1,11 @@
-"""Files of the command line: finding and matching inputs, reading images and label images,
-writing label maps and probabilities (PNG, TIFF, NumPy, OME-Zarr) so that a killed run resumes.
+"""Files of the command line: finding and matching inputs, writing label maps and
+probabilities (PNG, TIFF, NumPy, OME-Zarr) so that a killed run resumes.
 
-Reading keeps what a microscope wrote: 8/16-bit grayscale, RGB, and multi-channel (e.g. 2-channel
-``uint16``) TIFFs read with ``tifffile`` (channels moved last: ``(height, width, channels)``).
-Every file is written under a temporary name and renamed when complete, so an output that
-exists is whole.
+Images and label images are read by :func:`skhyper.read_image` / :func:`skhyper.read_labels`
+(one reader and one axis policy for the command line, :mod:`skhyper.parallel` and the
+datasets). A stack (a multi-page TIFF, a z-stack OME-Zarr) gives a label stack with the same
+plane axes. Every file is written under a temporary name and renamed when complete, so an
+output that exists is whole.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io import IMAGE_SUFFIXES as READABLE
 from ._args import CommandError
 
 __all__ = [
@@ -29,16 +31,13 @@ __all__ = [
     "label_dtype",
     "match_labels",
     "output_names",
-    "read_image",
-    "read_labels",
     "stem_of",
     "write_output",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-INPUT_SUFFIXES = IMAGE_SUFFIXES + (".npy", ".zarr")
+INPUT_SUFFIXES = READABLE  # what skhyper.read_image reads
+IMAGE_SUFFIXES = tuple(s for s in READABLE if s not in (".npy", ".zarr"))
 FORMATS = {"png": ".png", "tif": ".tif", "npy": ".npy", "zarr": ".ome.zarr"}
-_MAX_CHANNELS = 32  # a leading / trailing axis longer than this is not taken for channels
 
 
 def stem_of(path: Path) -> str:
@@ -135,142 +134,6 @@ def match_labels(images: list[Path], labels: list[Path], label_suffix: str) -> l
     return [(seen[s], by_stem[s]) for s in seen]
 
 
-# ----------------------------------------------------------------------------- reading
-
-
-def _channels_last(arr: Any, axes: str, path: Path) -> Any:
-    """``(height, width[, channels])`` from an array with tifffile-style ``axes``."""
-    keep = [i for i, (a, n) in enumerate(zip(axes, arr.shape)) if n > 1 or a in "YX"]
-    if len(keep) != arr.ndim:
-        arr = arr.squeeze(axis=tuple(i for i in range(arr.ndim) if i not in keep))
-        axes = "".join(axes[i] for i in keep)
-    if (len(axes) == 3 and axes[0] in "QI" and arr.shape[0] > _MAX_CHANNELS
-            and arr.shape[2] <= 4 < arr.shape[1]):  # (height, width, channels) saved as pages
-        axes = "YXS"
-    if "Y" not in axes or "X" not in axes:
-        raise ValueError(f"{path.name} has axes {axes!r} without Y and X: not an image.")
-    others = [i for i, a in enumerate(axes) if a not in "YX"]
-    if len(others) > 1 or (others and arr.shape[others[0]] > _MAX_CHANNELS):
-        raise ValueError(
-            f"{path.name} has shape {tuple(arr.shape)} (axes {axes!r}); skhyper reads 2-D images "
-            "with at most one channel axis: save one plane per file (see skhyper.split_planes).")
-    order = [axes.index("Y"), axes.index("X")] + others
-    return arr.transpose(order) if order != list(range(arr.ndim)) else arr
-
-
-def _read_tiff(path: Path, large_pixels: int | None) -> tuple[Any, bool]:
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        shape, axes = series.shape, series.axes
-        big = large_pixels is not None and _plane_pixels(shape, axes) > large_pixels
-        if not big:
-            return _channels_last(series.asarray(), axes, path), False
-    try:  # a huge TIFF: read lazily, window by window
-        import dask.array as da
-        import zarr
-
-        store = tifffile.imread(path, aszarr=True)
-        z = zarr.open(store, mode="r")
-        if not hasattr(z, "shape"):
-            z = z["0"]
-        return _channels_last(da.from_zarr(z), axes, path), True
-    except Exception:  # noqa: BLE001 - no zarr / dask, or a layout they cannot window
-        return _channels_last(tifffile.imread(path), axes, path), True
-
-
-def _plane_pixels(shape: tuple[int, ...], axes: str) -> int:
-    if "Y" in axes and "X" in axes:
-        return int(shape[axes.index("Y")]) * int(shape[axes.index("X")])
-    return int(np.prod(sorted(shape)[-2:]))
-
-
-def _read_zarr(path: Path) -> Any:
-    try:
-        import dask.array as da
-        import zarr
-    except ImportError:
-        raise ValueError(f"{path.name}: reading Zarr needs 'pip install zarr dask'.") from None
-    z = zarr.open(path, mode="r")
-    axes = None
-    if not hasattr(z, "shape"):  # a group: OME-Zarr, take the full-resolution level
-        attrs = dict(z.attrs)
-        ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-        level = ms[0]["datasets"][0]["path"] if ms else "0"
-        if ms and ms[0].get("axes"):
-            axes = "".join(a["name"] if isinstance(a, str) else a["name"]
-                           for a in ms[0]["axes"]).upper()
-        z = z[level]
-    arr = da.from_zarr(z)
-    if axes is None:
-        axes = "YX" if arr.ndim == 2 else ("CYX" if arr.shape[0] <= _MAX_CHANNELS
-                                          and arr.shape[-1] > _MAX_CHANNELS else "YXC")
-    return _channels_last(arr, axes, path)
-
-
-_PIL_KEPT = {"L", "RGB", "I", "F", "I;16", "I;16L", "I;16B"}
-
-
-def read_image(path: Path, large_pixels: int | None = None) -> tuple[Any, bool]:
-    """An image and whether it is large (more than ``large_pixels`` pixels).
-
-    Small images come back as numpy arrays ``(height, width[, channels])`` in their own
-    dtype; large ones as lazy (dask) arrays or memory maps when the format allows.
-    """
-    suffix = _suffix(path)
-    if suffix in (".tif", ".tiff"):
-        return _read_tiff(path, large_pixels)
-    if suffix == ".npy":
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        arr = _channels_last(arr, "YX" if arr.ndim == 2 else "YXS", path)
-        big = large_pixels is not None and arr.shape[0] * arr.shape[1] > large_pixels
-        return (arr if big else np.array(arr)), big
-    if suffix == ".zarr":
-        arr = _read_zarr(path)
-        big = large_pixels is not None and arr.shape[0] * arr.shape[1] > large_pixels
-        return (arr if big else arr.compute()), big
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode not in _PIL_KEPT:
-            im = im.convert("L" if im.mode in ("1", "LA") else "RGB")
-        arr = np.asarray(im)
-    big = large_pixels is not None and arr.shape[0] * arr.shape[1] > large_pixels
-    return arr, big
-
-
-def read_labels(path: Path) -> np.ndarray:
-    """A label image as a 2-D integer array (palette PNGs give their indices)."""
-    if _suffix(path) in (".tif", ".tiff", ".npy", ".zarr"):
-        arr, _ = read_image(path)
-        arr = np.asarray(arr)
-    else:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            if im.mode == "1":
-                im = im.convert("L")
-            arr = np.asarray(im)
-    if arr.ndim == 3:
-        if all(np.array_equal(arr[..., 0], arr[..., c]) for c in range(1, arr.shape[2])):
-            arr = arr[..., 0]
-        else:
-            raise ValueError(
-                f"{path.name} is a colour image of shape {arr.shape}; label images must have one "
-                "channel of integer labels (0 = unlabelled), e.g. a napari Labels layer saved "
-                "as PNG or TIFF.")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{path.name} holds non-integer values; labels must be integers.")
-        arr = arr.astype(np.int64)
-    elif arr.dtype.kind == "b":
-        arr = arr.astype(np.uint8)
-    elif arr.dtype.kind not in "iu":
-        raise ValueError(f"{path.name} has pixel type {arr.dtype}; labels must be integers.")
-    return arr
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -310,15 +173,29 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def write_output(path: Path, data: Any, fmt: str, *, kind: str) -> None:
-    """Write ``data`` (labels ``(h, w)`` or probabilities ``(h, w, c)``, numpy or dask) whole.
+def _reorder(data: Any, axes: str, order: str) -> Any:
+    """``data`` (axes ``axes``) transposed to the axes order ``order``."""
+    return data.transpose([axes.index(a) for a in order]) if order != axes else data
 
-    The file is written under a temporary name and renamed when complete.
+
+def write_output(path: Path, data: Any, fmt: str, *, kind: str, axes: str | None = None
+                 ) -> None:
+    """Write ``data`` (labels, or probabilities with classes last; numpy or dask) whole.
+
+    ``axes`` names the axes of ``data`` (plane axes first, ``C`` last for probabilities,
+    :meth:`skhyper.io.ImageData.result_axes`); None: ``"YX"`` for labels, ``"YXC"`` for
+    probabilities. PNG holds one label plane. The file is written under a temporary name and
+    renamed when complete.
     """
+    axes = axes or ("YXC" if kind == "proba" else "YX")
+    if fmt == "png" and axes != "YX":
+        raise CommandError(
+            f"--format png holds one label plane; {path.name} would be a stack with axes "
+            f"{axes!r}: use --format tif, npy or zarr (or auto).")
     tmp = _partial(path)
     if fmt == "zarr":
         _remove(tmp)
-        _write_ome_zarr(tmp, data, kind=kind, name=path.name)
+        _write_ome_zarr(tmp, data, axes, name=path.name)
         if path.is_dir():
             _remove(path)
     else:  # a file: writing truncates a stale partial one, os.replace swaps it in
@@ -330,32 +207,32 @@ def write_output(path: Path, data: Any, fmt: str, *, kind: str) -> None:
         elif fmt == "tif":
             import tifffile
 
-            if kind == "proba":
-                tifffile.imwrite(tmp, np.ascontiguousarray(data.transpose(2, 0, 1)),
-                                 photometric="minisblack", metadata={"axes": "CYX"})
-            else:
-                tifffile.imwrite(tmp, data, photometric="minisblack", compression="zlib",
-                                 metadata={"axes": "YX"})
+            planes = "".join(a for a in axes if a not in "CYX")
+            order = planes + ("C" if "C" in axes else "") + "YX"  # channels before the plane
+            tifffile.imwrite(tmp, np.ascontiguousarray(_reorder(data, axes, order)),
+                             photometric="minisblack", metadata={"axes": order},
+                             compression=None if kind == "proba" else "zlib")
         else:
             with open(tmp, "wb") as f:
                 np.save(f, data, allow_pickle=False)
     os.replace(tmp, path)
 
 
-def _write_ome_zarr(path: Path, data: Any, *, kind: str, name: str) -> None:
-    """An OME-Zarr (NGFF 0.4, Zarr format 2) image: one full-resolution level ``0``."""
+_OME_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+
+
+def _write_ome_zarr(path: Path, data: Any, axes: str, *, name: str) -> None:
+    """An OME-Zarr (NGFF 0.4, Zarr format 2) image: one full-resolution level ``0``, axes in
+    the order NGFF asks (time and other plane axes, channels, then space)."""
     try:
         import zarr
     except ImportError:
         raise CommandError("--format zarr needs the zarr package: pip install zarr.") from None
-    if kind == "proba":
-        data = data.transpose(2, 0, 1)
-        axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"},
-                {"name": "x", "type": "space"}]
-    else:
-        axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-    chunks = tuple(1 if ax["type"] == "channel" else min(1024, n)
-                   for ax, n in zip(axes, data.shape))
+    order = "".join(a for a in axes if a not in "CZYX") + "".join(a for a in "CZYX" if a in axes)
+    data = _reorder(data, axes, order)
+    meta = [{"name": a.lower(), **({"type": _OME_TYPES[a]} if a in _OME_TYPES else {})}
+            for a in order]
+    chunks = tuple(min(1024, n) if a in "YX" else 1 for a, n in zip(order, data.shape))
     if hasattr(data, "dask"):  # one task per Zarr chunk: no two tasks write the same chunk
         data = data.rechunk(tuple(1 if c == 1 else data.chunksize[i]
                                   for i, c in enumerate(chunks)))
@@ -376,7 +253,7 @@ def _write_ome_zarr(path: Path, data: Any, *, kind: str, name: str) -> None:
     else:
         arr[...] = np.asarray(data)
     root.attrs["multiscales"] = json.loads(json.dumps([{
-        "version": "0.4", "name": name, "axes": axes,
+        "version": "0.4", "name": name, "axes": meta,
         "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [1.0] * len(axes)}]}],
+            {"type": "scale", "scale": [1.0] * len(order)}]}],
     }]))

@@ -122,7 +122,8 @@ def _add_export_parser(sub: Any, parents: list) -> None:
 
 def _run_export(args: argparse.Namespace) -> int:
     from ..export import check_exportable, to_bioimageio, to_onnx
-    from ._io import IMAGE_SUFFIXES, find_inputs, read_image
+    from ..io import read_image
+    from ._io import IMAGE_SUFFIXES, find_inputs
 
     if not args.onnx and not args.bioimageio:
         raise CommandError("nothing to export: give --onnx PATH and/or --bioimageio PATH.")
@@ -136,7 +137,11 @@ def _run_export(args: argparse.Namespace) -> int:
             raise CommandError("--bioimageio needs --test-image IMAGE (a representative image "
                                "of at least 64 x 64 pixels, the package's test input).")
         path, = find_inputs([args.test_image], "--test-image", IMAGE_SUFFIXES)
-        test_image, _ = read_image(path)
+        data = read_image(path)
+        if data.is_stack:
+            raise CommandError(f"--test-image {str(path)!r} is a stack of {data.n_planes} "
+                               f"planes (axes {data.axes!r}); give one 2-D image.")
+        test_image = data.data
     seg = load_model(args.model)
     if args.bilinear:
         seg.set_params(upsampling="bilinear")

@@ -20,9 +20,11 @@ from ..estimators import (
 )
 from ..export import save
 from ..features import MapCache
+from ..io import ImageData, read_image, read_labels
 from ..sampling import sample_pixels
 from ._args import (
     CommandError,
+    axes_letters,
     check_out_file,
     describe,
     intensity_range,
@@ -33,7 +35,7 @@ from ._args import (
     scale_list,
     to_option,
 )
-from ._io import IMAGE_SUFFIXES, find_inputs, match_labels, read_image, read_labels
+from ._io import IMAGE_SUFFIXES, find_inputs, match_labels
 
 __all__ = ["add_train_parser", "build_segmenter", "cross_validate_images", "run_train"]
 
@@ -64,6 +66,12 @@ def add_train_parser(sub: Any, parents: list) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL")
     p.add_argument("--label-suffix", default="", metavar="TEXT",
                    help="label images are named IMAGE_NAME + TEXT (e.g. '_labels')")
+    p.add_argument("--axes", type=axes_letters, default=None, metavar="LETTERS",
+                   help="axes of the image files, one letter per stored axis (e.g. ZYX, YXC, "
+                   "CYX), for files without axis names (default: the files' own; pages of a "
+                   "TIFF without them are planes, labelled by a label stack)")
+    p.add_argument("--label-axes", type=axes_letters, default=None, metavar="LETTERS",
+                   help="axes of the label files (e.g. ZYX), as --axes")
     p.add_argument("--ignore-label", type=optional_int("none"), default=0, metavar="N|none",
                    help="label value of unlabelled pixels (default: 0, the scribble "
                    "convention); 'none' when every value is a class (full masks)")
@@ -160,22 +168,38 @@ def _check_settings(args: argparse.Namespace) -> None:
         raise CommandError(to_option(msg, OPTION_NAMES)) from err
 
 
-def _read_pair(pair: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
+def _read_pair(pair: tuple[Path, Path], axes: tuple[str | None, str | None] = (None, None)
+               ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The planes of an image and of its label image (a stack and its label stack: one label
+    plane per image plane); ``axes``: the --axes and --label-axes."""
     image_file, label_file = pair
     try:
-        image, _ = read_image(image_file)
-    except (OSError, ValueError, SyntaxError) as err:  # PIL raises SyntaxError on some files
+        image = read_image(image_file, axes[0])
+    except (OSError, ValueError, ImportError) as err:
         raise CommandError(f"IMAGES: cannot read {str(image_file)!r}: {err}") from err
     try:
-        labels = read_labels(label_file)
-    except (OSError, ValueError, SyntaxError) as err:
+        labels = read_labels(label_file, axes[1])
+    except (OSError, ValueError, ImportError) as err:
         raise CommandError(f"LABELS: cannot read {str(label_file)!r}: {err}") from err
-    if labels.shape != image.shape[:2]:
+    _check_pair(image, labels)
+    return image.planes(), labels.planes()
+
+
+def _check_pair(image: ImageData, labels: ImageData) -> None:
+    """A CommandError unless ``labels`` has the planes and the plane shape of ``image``."""
+    shape = image.data.shape[:-1] if image.axes.endswith("C") else image.data.shape
+    if tuple(labels.data.shape) == tuple(shape):
+        return
+    if image.is_stack or labels.is_stack:
         raise CommandError(
-            f"label image {label_file.name!r} has shape {labels.shape} but image "
-            f"{image_file.name!r} has {image.shape[:2]}; they must have the same height and "
-            "width.")
-    return image, labels
+            f"label image {labels.name!r} holds {labels.n_planes} plane(s) of "
+            f"{labels.plane_shape} (axes {labels.axes!r}) but image {image.name!r} holds "
+            f"{image.n_planes} plane(s) of {image.plane_shape} (axes {image.axes!r}); a stack "
+            "needs a label stack with one label plane per image plane (e.g. a multi-page "
+            "TIFF, unlabelled planes all 0).")
+    raise CommandError(
+        f"label image {labels.name!r} has shape {tuple(labels.data.shape)} but image "
+        f"{image.name!r} has {tuple(shape)}; they must have the same height and width.")
 
 
 def cross_validate_images(seg: HypercolumnSegmenter, classifier: Any, images: list,
@@ -222,9 +246,10 @@ def run_train(args: argparse.Namespace) -> int:
     _check_settings(args)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        data = list(pool.map(_read_pair, pairs))
+        data = list(pool.map(_read_pair, pairs, [(args.axes, args.label_axes)] * len(pairs)))
     read_s = time.perf_counter() - start
-    arrays, masks = [d[0] for d in data], [d[1] for d in data]
+    arrays = [plane for d in data for plane in d[0]]  # every plane of every stack
+    masks = [plane for d in data for plane in d[1]]
     channels = {1 if a.ndim == 2 else a.shape[2] for a in arrays}
     if len(channels) > 1:
         raise CommandError(f"IMAGES have different channel counts {sorted(channels)}; every "
@@ -240,7 +265,7 @@ def run_train(args: argparse.Namespace) -> int:
             + hint)
 
     strategy = _strategy(args.channel_strategy, channels.pop())
-    cache = MapCache(max_bytes=2**30) if args.cv_folds and len(pairs) >= 3 else None
+    cache = MapCache(max_bytes=2**30) if args.cv_folds and len(arrays) >= 3 else None
     seg = build_segmenter(args, channel_strategy=strategy, cache=cache)
     t0 = time.perf_counter()
     try:
@@ -252,12 +277,13 @@ def run_train(args: argparse.Namespace) -> int:
     if cache is not None:
         t0 = time.perf_counter()
         scores = cross_validate_images(seg, seg.classifier, arrays, masks,
-                                       min(args.cv_folds, len(pairs)))
+                                       min(args.cv_folds, len(arrays)))
         cv_s = time.perf_counter() - t0
     save(seg, out)
 
     hc = seg.hypercolumns_
-    print(f"trained on {len(pairs)} images ({read_s:.1f} s to check and read)")
+    planes = f" ({len(arrays)} planes)" if len(arrays) != len(pairs) else ""
+    print(f"trained on {len(pairs)} images{planes} ({read_s:.1f} s to check and read)")
     print("classes (labelled pixels): " + ", ".join(
         f"{v} ({c:,})" for v, c in zip(values[keep], counts[keep])))
     print(f"features: {hc.n_features_out_} per pixel from {hc.backbone_.name} "
@@ -268,7 +294,7 @@ def run_train(args: argparse.Namespace) -> int:
           f"pixels per image; prediction path: {seg.prediction_path_}; fit {fit_s:.1f} s")
     if scores is not None:
         acc, iou = scores["accuracy"], scores["iou"]
-        print(f"cross-validated over images ({min(args.cv_folds, len(pairs))} folds, sampled "
+        print(f"cross-validated over images ({min(args.cv_folds, len(arrays))} folds, sampled "
               f"pixels, classifier refit): pixel accuracy {acc[0]:.3f} +/- {acc[1]:.3f}, "
               f"mean IoU {iou[0]:.3f} +/- {iou[1]:.3f} ({cv_s:.1f} s)")
     elif args.cv_folds:

@@ -8,11 +8,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 from sklearn.utils import Bunch
 
-from ._images import StrPath, _list_images, _split_names
+from ._images import StrPath, _list_images, _split_names, read_pil, read_plane
 
 _FOLDER = "clothing_parts"
 _DATA_ENV = "SKHYPER_DATA"
@@ -98,10 +97,12 @@ def _shrink_image(image: np.ndarray, step: int) -> np.ndarray:
 def _read_pair(
     image_file: Path, mask_file: Path, n_classes: int, step: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    with Image.open(image_file) as im:
-        image = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    with Image.open(mask_file) as im:
-        mask = np.asarray(im)  # class indices: no conversion of an "L" or "P" image
+    image = np.asarray(read_pil(image_file, "RGB"), dtype=np.uint8)
+    try:  # class indices: palette PNGs give their indices
+        mask = read_plane(mask_file, labels=True)
+    except ValueError as err:
+        raise ValueError(f"Mask {str(mask_file)!r} must be an 8-bit single-channel PNG of "
+                         f"class indices; {err}") from err
     if mask.ndim != 2 or mask.dtype != np.uint8:
         raise ValueError(
             f"Mask {str(mask_file)!r} must be an 8-bit single-channel PNG of class indices; "

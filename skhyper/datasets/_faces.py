@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from sklearn.utils import Bunch
 
 from .._validation import as_array
 from ..metrics import inter_ocular_distance
-from ._images import StrPath
+from ._images import StrPath, read_pil
 
 _N_TRAIN_FACES, _N_FACES = 150, 200  # the project's standard split of the face keypoint set
 _FACES_EYES = ("r_eye_outer", "l_eye_outer")  # the inter-ocular distance is between these
@@ -315,8 +314,7 @@ def load_face_keypoints(
                 f"The 'path' parameter of {func} points to {str(root)!r}, where the image "
                 f"{str(image_file)!r} of the keypoints.csv row {stems[i]!r} is missing."
             )
-        with Image.open(image_file) as im:
-            image = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        image = np.asarray(read_pil(image_file, "RGB"), dtype=np.uint8)
         if (image.shape[1], image.shape[0]) != sizes[i]:
             raise ValueError(
                 f"The 'path' parameter of {func} points to {str(root)!r}, where the image "

@@ -11,6 +11,8 @@ import numpy as np
 from PIL import Image
 from sklearn.utils import Bunch
 
+from ..io import read_image, read_labels
+
 StrPath = str | os.PathLike
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 _N_TRAIN_FULL, _N_FULL = 200, 328  # the project's standard split of the Weizmann horse set
@@ -35,11 +37,29 @@ def _check_max_size(max_size: int | None, func: str) -> int | None:
     return int(max_size)
 
 
+def read_plane(path: Path, *, labels: bool = False) -> np.ndarray:
+    """One 2-D image (or single-channel label image) read by :func:`skhyper.read_image` (or
+    :func:`skhyper.read_labels`); a ValueError naming the file for a stack."""
+    data = read_labels(path, single_channel=True) if labels else read_image(path)
+    if data.is_stack:
+        raise ValueError(
+            f"{str(path)!r} is a stack of {data.n_planes} planes (axes {data.axes!r}); a data "
+            "set holds one 2-D image per file."
+        )
+    return data.data
+
+
+def read_pil(path: Path, mode: str) -> Image.Image:
+    """:func:`read_plane` as a PIL image of ``mode`` (converted by PIL when it differs)."""
+    im = Image.fromarray(read_plane(path))
+    return im if im.mode == mode else im.convert(mode)
+
+
 def _read_pair(
     image_file: Path, mask_file: Path, max_size: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    image = Image.open(image_file).convert("RGB")
-    mask = Image.open(mask_file).convert("L")
+    image = read_pil(image_file, "RGB")
+    mask = read_pil(mask_file, "L")
     if image.size != mask.size:
         raise ValueError(
             f"Image {image_file} has size {image.size} but its mask {mask_file} has size "

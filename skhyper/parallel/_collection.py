@@ -61,10 +61,11 @@ def predict_collection(
         result per image.
     images : list of ndarray or of str / path, ndarray or dask array
         ``(height, width[, channels])`` images of any sizes, file paths (read
-        with PIL on the workers: 8/16-bit grayscale and RGB are kept, other
-        modes become RGB), a mix of both, a stack ``(n_images, height, width,
-        channels)``, or a dask array stack ``(n_images, height, width[,
-        channels])`` whose batches are computed on the workers.
+        on the workers by :func:`skhyper.read_image`, with its axis policy: a
+        multi-page file is a stack of planes, each predicted), a mix of both, a
+        stack ``(n_images, height, width, channels)``, or a dask array stack
+        ``(n_images, height, width[, channels])`` whose batches are computed on
+        the workers.
     method : {"predict", "predict_proba", "decision_function", "transform_dense"}, \
 default="predict"
     client : distributed.Client, default=None
@@ -101,7 +102,9 @@ default="predict"
     list of ndarray, or ndarray
         One result per image, as ``getattr(model, method)(image)``; a stack
         ``(n_images, ...)`` when ``images`` is a stack (numpy or dask) and
-        every image succeeded.
+        every image succeeded. A file holding a stack of planes gives the
+        stack of their results, plane axes first (e.g. ``(Z, height, width)``
+        labels for a z-stack: ``read_image(path).stack(results)``).
 
     Raises
     ------
@@ -140,28 +143,7 @@ default="predict"
             labels = predict_collection(seg, paths, client=client)
     """
     owner = "predict_collection"
-    _check_method(model, method, owner)
-    _check_fitted(model)
-    _check_positive(batch_size, "batch_size", owner)
-    _check_positive(n_threads, "n_threads", owner, allow_none=True)
-    if _hypercolumns_of(model) is None and hasattr(model, "n_features_in_"):
-        raise ValueError(
-            f"The 'model' parameter of {owner} must be a model of images (a fitted skhyper "
-            f"estimator, or an object whose '{method}' takes a list of images); got "
-            f"{type(model).__name__}, fitted on feature tables (n_features_in_="
-            f"{model.n_features_in_}). Wrap it: HypercolumnSegmenter(classifier=...)."
-        )
-    if not isinstance(errors, str) or errors not in ("raise", "warn"):
-        raise ValueError(
-            f"The 'errors' parameter of {owner} must be 'raise' or 'warn'; got {errors!r}."
-        )
-    if device is not None:
-        if _hypercolumns_of(model) is None:
-            raise ValueError(
-                f"The 'device' parameter of {owner} needs a skhyper model (a fitted "
-                f"HypercolumnSegmenter or HypercolumnTransformer); got {type(model).__name__}."
-            )
-        resolve_device(device)  # fail early on a bad name
+    _check_arguments(model, method, batch_size, n_threads, errors, device)
     images, kind = _check_collection(images)
     n = images.shape[0] if kind == "dask" else len(images)
     spans = [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
@@ -184,20 +166,67 @@ default="predict"
     model_ref = _model_ref(dask, model, client, token)
     if client is not None:
         threads = _cluster_threads(client, n_threads, model, device)
-
+    task = (model_ref, method, threads, device, token)
     if kind == "dask" and not compute:
-        return _lazy_stack(dask, da, model, model_ref, images, spans, method, threads, device,
-                           token)
+        return _lazy_stack(dask, da, model, images, spans, task)
     if client is None:  # compute=False, in-process: delayed objects
-        per_image = []
-        for b, (s, e) in enumerate(spans):
-            batch = images[s:e]
-            d = dask.delayed(_run_batch, pure=True)(
-                model_ref, batch, method, threads, device,
-                dask_key_name=f"skhyper-batch-{token}-{b}")
-            per_image += [dask.delayed(operator.getitem, pure=True)(
-                d, j, dask_key_name=f"skhyper-image-{token}-{s + j}") for j in range(e - s)]
-        return per_image
+        return _delayed(dask, images, spans, task)
+    submit = _submitter(client, images, kind, spans, task, compute)
+    if not compute:
+        futures = [submit(b) for b in range(len(spans))]
+        return [client.submit(operator.getitem, f, j, key=f"skhyper-image-{token}-{s + j}",
+                              pure=False)
+                for f, (s, e) in zip(futures, spans) for j in range(e - s)]
+    results = _on_cluster(client, submit, spans, owner)
+    return _finish([r for batch in results for r in batch], kind, errors, owner)
+
+
+def _check_arguments(model: Any, method: Any, batch_size: Any, n_threads: Any, errors: Any,
+                     device: Any) -> None:
+    """The checks of :func:`predict_collection`'s arguments other than ``images``."""
+    owner = "predict_collection"
+    _check_method(model, method, owner)
+    _check_fitted(model)
+    _check_positive(batch_size, "batch_size", owner)
+    _check_positive(n_threads, "n_threads", owner, allow_none=True)
+    if _hypercolumns_of(model) is None and hasattr(model, "n_features_in_"):
+        raise ValueError(
+            f"The 'model' parameter of {owner} must be a model of images (a fitted skhyper "
+            f"estimator, or an object whose '{method}' takes a list of images); got "
+            f"{type(model).__name__}, fitted on feature tables (n_features_in_="
+            f"{model.n_features_in_}). Wrap it: HypercolumnSegmenter(classifier=...)."
+        )
+    if not isinstance(errors, str) or errors not in ("raise", "warn"):
+        raise ValueError(
+            f"The 'errors' parameter of {owner} must be 'raise' or 'warn'; got {errors!r}."
+        )
+    if device is not None:
+        if _hypercolumns_of(model) is None:
+            raise ValueError(
+                f"The 'device' parameter of {owner} needs a skhyper model (a fitted "
+                f"HypercolumnSegmenter or HypercolumnTransformer); got {type(model).__name__}."
+            )
+        resolve_device(device)  # fail early on a bad name
+
+
+def _delayed(dask: Any, images: Any, spans: list, task: tuple) -> list:
+    """One ``dask.delayed`` per image, one task per batch (in-process, ``compute=False``)."""
+    model_ref, method, threads, device, token = task
+    per_image = []
+    for b, (s, e) in enumerate(spans):
+        d = dask.delayed(_run_batch, pure=True)(
+            model_ref, images[s:e], method, threads, device,
+            dask_key_name=f"skhyper-batch-{token}-{b}")
+        per_image += [dask.delayed(operator.getitem, pure=True)(
+            d, j, dask_key_name=f"skhyper-image-{token}-{s + j}") for j in range(e - s)]
+    return per_image
+
+
+def _submitter(client: Any, images: Any, kind: str, spans: list, task: tuple,
+               compute: bool) -> Any:
+    """``submit(b)``: batch ``b`` as a task on the cluster (arrays scattered, paths read by
+    the workers)."""
+    model_ref, method, threads, device, token = task
 
     def submit(b: int) -> Any:
         s, e = spans[b]
@@ -210,12 +239,11 @@ default="predict"
         return client.submit(_run_batch, model_ref, payload, method, threads, device, compute,
                              key=f"skhyper-batch-{token}-{b}", pure=False)
 
-    if not compute:
-        futures = [submit(b) for b in range(len(spans))]
-        return [client.submit(operator.getitem, f, j, key=f"skhyper-image-{token}-{s + j}",
-                              pure=False)
-                for f, (s, e) in zip(futures, spans) for j in range(e - s)]
+    return submit
 
+
+def _on_cluster(client: Any, submit: Any, spans: list, owner: str) -> list:
+    """Every batch's results, at most two tasks per worker thread in flight."""
     from distributed import as_completed
 
     results: list[list[np.ndarray] | None] = [None] * len(spans)
@@ -240,7 +268,7 @@ default="predict"
     finally:
         if running:
             client.cancel([f for _, f in running.values()])
-    return _finish([r for batch in results for r in batch], kind, errors, owner)
+    return results
 
 
 def _stop_if_systematic(first: list, spans: list, owner: str) -> None:
@@ -274,9 +302,9 @@ def _finish(out: list, kind: str, errors: str, owner: str) -> Any:
     )
 
 
-def _lazy_stack(dask: Any, da: Any, model: Any, model_ref: Any, stack: Any, spans: list,
-                method: str, threads: Any, device: Any, token: str) -> Any:
+def _lazy_stack(dask: Any, da: Any, model: Any, stack: Any, spans: list, task: tuple) -> Any:
     """A lazy dask array of the results of a dask array stack, one task per batch."""
+    model_ref, method, threads, device, token = task
     probe = np.asarray(stack[0, :64, :64].compute())
     res = np.asarray(getattr(_to_device(copy.deepcopy(model), device) if device else model,
                              method)([probe])[0])

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._params import resolve_device
 from ..estimators import HypercolumnTransformer
 from ..features import FeatureEngine
+from ..io import ImageData, read_image
 from ._memory import steady_threshold
 
 #: Methods :func:`predict_collection` and :func:`predict_large` can apply.
@@ -262,19 +263,10 @@ def _cluster_threads(client: Any, n_threads: int | None, model: Any,
 # ----------------------------------------------------------------------------- collections
 
 
-_PIL_KEPT = {"1", "L", "RGB", "I", "F", "I;16", "I;16L", "I;16B"}
-
-
-def _read_image(item: Any) -> np.ndarray:
-    """An image array from an array or a file path (read with PIL, first frame)."""
-    if not isinstance(item, (str, os.PathLike)):
-        return item
-    from PIL import Image
-
-    with Image.open(item) as im:
-        if im.mode not in _PIL_KEPT:
-            im = im.convert("L" if im.mode == "LA" else "RGB")
-        return np.asarray(im)
+def _read_item(item: Any) -> Any:
+    """An image array as it is; a file path read with :func:`skhyper.read_image` (an
+    :class:`~skhyper.io.ImageData`, a stack for a multi-page file)."""
+    return read_image(item) if isinstance(item, (str, os.PathLike)) else item
 
 
 class Failed:
@@ -291,8 +283,18 @@ class Failed:
 
 
 def _apply(model: Any, items: Any, method: str) -> list:
-    images = [_read_image(x) for x in items]
-    return [np.asarray(o) for o in getattr(model, method)(images)]
+    """``method`` on every image of ``items``: the planes of every file go through the model
+    (in one call with the arrays), and a stack's results are put back into a stack."""
+    read = [_read_item(x) for x in items]
+    planes: list = []
+    spans = []
+    for r in read:
+        these = r.planes() if isinstance(r, ImageData) else [r]
+        spans.append((len(planes), len(planes) + len(these)))
+        planes += these
+    out = [np.asarray(o) for o in getattr(model, method)(planes)]
+    return [r.stack(out[s:e]) if isinstance(r, ImageData) else out[s]
+            for r, (s, e) in zip(read, spans)]
 
 
 def _run_batch(model: Any, items: Any, method: str, threads: Any, device: Any,
