@@ -33,7 +33,6 @@ from pathlib import Path
 import numpydoc.validate as numpydoc_validate
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = {"GL08", "SS01", "GL06", "GL07", "PR01", "PR02", "PR03", "PR04", "PR07", "PR10",
           "RT01", "RT03", "YD01"}
