@@ -69,7 +69,7 @@ def test_provenance_recorded_and_missing(tmp_path):
     assert ":machine: Box, 2 cores" in page
     assert ":date: 2026-12-08T01:00:00Z" in page
     assert ":commit: 0123456789abcdef" in page
-    threads = page[page.index("threads_cpu.json"):]
+    threads = page[page.index("threads_cpu.json\n"):]
     assert threads.count(bench_tables.NOT_RECORDED) == 3
 
 
@@ -85,15 +85,15 @@ def test_old_files_commit_from_machine(tmp_path):
 def test_every_file_lands_on_a_page(tmp_path, name, page):
     write(tmp_path, name, RECORD)
     pages = bench_tables.render_pages(tmp_path)
-    assert name in pages[page]
+    assert f"\n{name}\n---" in pages[page]
     assert f"   {page}" in pages["index"]
 
 
 def test_cells_are_inert(tmp_path):
-    record = {"rows": [{"label": "- *bold* `x` |y| name_", "value": float("nan")}]}
+    record = {"rows": [{"label": "- *bold* `x` |y| name_ pck@0.1", "value": float("nan")}]}
     write(tmp_path, "cli_cpu.json", record)
     page = bench_tables.render_pages(tmp_path)["cli"]
-    assert "\\- \\*bold\\* \\`x\\` \\|y\\| name\\_" in page
+    assert "\\- \\*bold\\* \\`x\\` \\|y\\| name\\_ pck\\@0.1" in page  # no e-mail link
     assert "nan" in page
 
 
@@ -102,7 +102,7 @@ def test_committed_results_render():
     pages = bench_tables.render_pages(ROOT / "benchmarks" / "results")
     for path in (ROOT / "benchmarks" / "results").glob("*.json"):
         stem = bench_tables.page_of(path.stem)[0]
-        assert f"``{path.name}``" in pages[stem]
+        assert f"\n{path.name}\n---" in pages[stem]
 
 
 def test_write_only_changed(tmp_path):

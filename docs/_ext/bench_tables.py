@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 NOT_RECORDED = "not recorded"
@@ -80,7 +81,7 @@ def escape(text: str) -> str:
     if len(text) > MAX_CELL:
         text = text[: MAX_CELL - 1] + "…"
     text = text.replace("\\", "\\\\")
-    for ch in "*`|_[]<>":
+    for ch in "*`|_[]<>@":  # @: no e-mail links
         text = text.replace(ch, "\\" + ch)
     if text[:1] in "-+#=:.":
         text = "\\" + text
@@ -148,7 +149,7 @@ def provenance(record: dict) -> dict[str, str]:
 
 def result_section(name: str, record: dict) -> str:
     """The section of one result file: provenance, then one table per block of results."""
-    title = f"``{name}``"
+    title = name if re.fullmatch(r"[\w.-]+", name) else escape(name)  # plain file names
     out = [title, "-" * len(title), ""]
     prov = provenance(record)
     out += [f":machine: {escape(prov['machine'])}", f":date: {escape(prov['date'])}",

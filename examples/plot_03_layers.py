@@ -21,7 +21,8 @@ for layer in list_layers("efficientnet_lite0"):
 # %%
 # Dense hypercolumns of an early and a late stage, for three images:
 
-images = load_horses(split="test").images[:3]
+test = load_horses(split="test")
+images = [test.images[i] for i in (0, 4, 7)]  # three test horses, no people in them
 fig, axes = plt.subplots(3, 3, figsize=(9, 7))
 for row, (title, layers) in enumerate([("image", None), ("stage 1 (stride 4)", [1]),
                                        ("stage 4 (stride 32)", [4])]):
