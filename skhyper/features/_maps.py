@@ -1,12 +1,12 @@
 """Native maps of checked images: batched forward passes, resizing, scales, cache, tiles.
 
-The one forward path of the package: :func:`iter_maps` yields each image's
-native-resolution maps, batching images of one shape, resizing them
-(``image_size``, then each scale of a pyramid), serving and filling a
-:class:`~skhyper.features.MapCache`, and feeding images larger than one
+The one forward path of the package: :meth:`MapPass.iter_maps` (an engine's backbone and
+:class:`~skhyper.features.EngineSettings`) yields each image's native-resolution maps,
+batching images of one shape, resizing them (``image_size``, then each scale of a pyramid),
+serving and filling a :class:`~skhyper.features.MapCache`, and feeding images larger than one
 window in tiles whose maps equal the whole-image maps. Its callers (the
-:class:`~skhyper.features.FeatureEngine`) have validated the images and the
-settings; nothing here checks them again.
+:class:`~skhyper.features.FeatureEngine`) have validated the images and the settings; nothing
+here checks them again.
 """
 
 from __future__ import annotations
