@@ -13,6 +13,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .._params import resolve_device
@@ -82,15 +83,14 @@ class EngineSettings:
             _set(self, "device", resolve_device(self.device))
         if self.dtype not in DTYPES:
             _bad("dtype", self.dtype, f"one of {sorted(DTYPES)}")
-        _check_int("batch_size", self.batch_size, none=False)
-        _check_int("image_size", self.image_size, none=True)
-        _check_int("tile_size", self.tile_size, none=True)
+        for name in ("batch_size", "image_size", "tile_size"):
+            _set(self, name, _check_int(name, getattr(self, name), none=name != "batch_size"))
         if self.cache is not None and not isinstance(self.cache, MapCache):
             _bad("cache", self.cache, "a skhyper.features.MapCache or None")
         if self.channel_strategy is not None and self.channel_strategy not in CHANNEL_STRATEGIES:
             _bad("channel_strategy", self.channel_strategy, f"None or one of {CHANNEL_STRATEGIES}")
         for name in ("append_location", "verbose"):
-            if not isinstance(getattr(self, name), (bool, numbers.Integral)):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
                 _bad(name, getattr(self, name), "a bool")
             _set(self, name, bool(getattr(self, name)))
         _set(self, "scales", check_scales(self.scales, owner="EngineSettings"))
@@ -103,11 +103,12 @@ class EngineSettings:
         return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def _check_int(name: str, value: Any, *, none: bool) -> None:
+def _check_int(name: str, value: Any, *, none: bool) -> int | None:
     if value is None and none:
-        return
+        return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         _bad(name, value, "an int >= 1" + (" or None" if none else ""))
+    return int(value)
 
 
 def _bad(name: str, value: Any, what: str) -> None:
