@@ -145,6 +145,29 @@ def _chunk(model: Any, window: np.ndarray, spec: ChunkSpec) -> np.ndarray:
     return out.astype(spec.dtype, copy=False)
 
 
+def _check_chunkable(engine: Any, owner: str) -> None:
+    """Refuse engines whose maps of a window differ from the whole image's (resized images,
+    several scales, per-image percentiles)."""
+    if engine.image_size is not None:
+        raise ValueError(
+            f"{owner} cannot chunk a model that resizes images (image_size={engine.image_size}): "
+            "resize the image first and use a model with image_size=None."
+        )
+    if engine.scales is not None:
+        raise ValueError(
+            f"{owner} cannot chunk a multi-scale model (scales={engine.scales}): the windows of "
+            "a resized image do not line up with the chunks. Predict the whole image, or use "
+            "a model with scales=None."
+        )
+    ir = engine.intensity_range
+    if isinstance(ir, (tuple, list)) and len(ir) and ir[0] == "percentile":
+        raise ValueError(
+            f"{owner} cannot reproduce intensity_range={tuple(ir)!r}: percentiles are taken per "
+            "image, and a chunk's differ from the whole image's. Use a model with a fixed "
+            "intensity_range=(low, high)."
+        )
+
+
 def predict_large(
     model: Any,
     image: Any,
@@ -238,24 +261,7 @@ default="predict"
             "models use predict_collection on tiles."
         )
     engine = hc.engine_
-    if engine.image_size is not None:
-        raise ValueError(
-            f"{owner} cannot chunk a model that resizes images (image_size={engine.image_size}): "
-            "resize the image first and use a model with image_size=None."
-        )
-    if engine.scales is not None:
-        raise ValueError(
-            f"{owner} cannot chunk a multi-scale model (scales={engine.scales}): the windows of "
-            "a resized image do not line up with the chunks. Predict the whole image, or use "
-            "a model with scales=None."
-        )
-    ir = engine.intensity_range
-    if isinstance(ir, (tuple, list)) and len(ir) and ir[0] == "percentile":
-        raise ValueError(
-            f"{owner} cannot reproduce intensity_range={tuple(ir)!r}: percentiles are taken per "
-            "image, and a chunk's differ from the whole image's. Use a model with a fixed "
-            "intensity_range=(low, high)."
-        )
+    _check_chunkable(engine, owner)
     try:
         pair = (chunks, chunks) if isinstance(chunks, Integral) else tuple(chunks)
     except TypeError:
