@@ -249,7 +249,7 @@ def predict_window(
         guide = None if not any(module.coarse) else image_guide(
             window[0], engine.intensity_range, engine.device)[None]
         total = module.scores([maps[name][None] for name in names], region, guide=guide,
-                              dtype=torch.float64)[0]
+                              dtype=torch.float64, axis_dtype=torch.float32)[0]
         return _finish(head, total, output)
     (_, maps), = engine.iter_maps(window)
     red = {d["name"]: max(1, round(d["reduction"])) for d in engine.feature_info}

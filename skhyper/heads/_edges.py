@@ -95,7 +95,8 @@ def coarse_sum(
     the most cells).
 
     Each other map is read bilinearly at that grid's cell centres (``F.interpolate``'s
-    ``align_corners=False`` convention, all maps covering the same image or canvas). With
+    ``align_corners=False`` convention with its float32 weights, all maps covering the same
+    image or canvas). With
     ``sizes`` (each whole map's cells) and ``origins`` (the whole-map cell of each map's first
     row and column) the maps may be windows of the whole maps: the result is the window of the
     whole sum that the finest map's window covers.
@@ -127,8 +128,7 @@ def coarse_sum(
         if j == t:
             continue
         (hj, wj), (ojy, ojx) = sizes[j], origins[j]
-        ry = bilinear_axis(rows, hj, ht, ojy, dtype=m.dtype)
-        cx = bilinear_axis(cols, wj, wt, ojx, dtype=m.dtype)
+        ry, cx = bilinear_axis(rows, hj, ht, ojy), bilinear_axis(cols, wj, wt, ojx)
         if window and (min(int(ry[0].min()), int(cx[0].min())) < 0 or int(ry[1].max())
                        >= m.shape[-2] or int(cx[1].max()) >= m.shape[-1]):
             raise RuntimeError("coarse_sum: a window does not hold the cells it reads.")

@@ -210,7 +210,8 @@ class HeadModule(nn.Module):
     def scores(self, parts: Sequence[torch.Tensor], window: Window, *,
                frame: tuple[Any, ...] | None = None, guide: torch.Tensor | None = None,
                canvases: Sequence[tuple[float, float] | None] | None = None,
-               labels_only: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
+               labels_only: bool = False, dtype: torch.dtype | None = None,
+               axis_dtype: torch.dtype | None = None) -> torch.Tensor:
         """``(n, k, ny, nx)`` scores of the block ``window.core`` from projected maps.
 
         Parameters
@@ -231,6 +232,11 @@ class HeadModule(nn.Module):
         dtype : torch.dtype, default=None
             None: float32 while scores stay below 64 in magnitude (exact to 1e-5), else
             float64.
+        axis_dtype : torch.dtype, default=None
+            The arithmetic of the bilinear weights (:func:`~skhyper.heads._gather.bilinear_axis`);
+            None: ``dtype``, as ``F.interpolate`` on maps of that dtype. Windows of huge images
+            take float32 weights on float64 maps: the weights of the whole image's (float32)
+            path.
         """
         H, W = window.shape
         r0, r1, c0, c1 = window.core
@@ -249,7 +255,9 @@ class HeadModule(nn.Module):
             groups.setdefault(canvases[j], []).append(j)
         kept = [j for j in range(len(parts)) if j not in coarse]
         maps = [parts[j] for j in kept]
-        axes = [self._axes(j, parts[j], window, canvases[j], rows, cols) for j in kept]
+        axis_dtype = dtype if axis_dtype is None else axis_dtype
+        axes = [self._axes(j, parts[j], window, canvases[j], (rows, cols), axis_dtype)
+                for j in kept]
         if (labels_only and self.grid_size == 1 and list(groups) == [None] and window.is_whole
                 and len(guide) == 1 and _concrete(H, W) and H * W <= WHOLE_PIXELS):
             acc = self._coarse_sum(parts, groups[None], window)[0]
@@ -335,13 +343,13 @@ class HeadModule(nn.Module):
                 if self.coarse[j] and not self._vector(j, p, window)]
 
     def _axes(self, j: int, part: torch.Tensor, window: Window, canvas: Any,
-              rows: torch.Tensor, cols: torch.Tensor) -> tuple:
+              pixels: tuple[torch.Tensor, torch.Tensor], dt: torch.dtype) -> tuple:
         """The bilinear rows and columns of map ``j`` at the block's pixels (None: a vector)."""
         if self._vector(j, part, window):
             return None, None
         (hn, wn), (oy, ox) = self._size(j, part, window), self._offset(j, window)
         H, W = window.shape if canvas is None else canvas
-        dt = part.dtype
+        rows, cols = pixels
         ry, cx = bilinear_axis(rows, hn, H, oy, dt), bilinear_axis(cols, wn, W, ox, dt)
         if window.native is not None and (
                 min(int(ry[0].min()), int(cx[0].min())) < 0 or int(ry[1].max()) >= part.shape[-2]
