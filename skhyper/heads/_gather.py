@@ -42,7 +42,7 @@ def bilinear_axis(pos: torch.Tensor, n_cells: Any, out_size: Any, offset: Any = 
     --------
     >>> i0, i1, w0, w1 = bilinear_axis(torch.arange(4), 2, 4)
     >>> i0.tolist(), i1.tolist(), w1.tolist()
-    ([0, 0, 0, 1], [1, 1, 1, 1], [0.0, 0.25, 0.75, 0.0])
+    ([0, 0, 0, 1], [1, 1, 1, 1], [0.0, 0.25, 0.75, 0.25])
     """
     scale = _number(n_cells, dtype) / _number(out_size, dtype)
     src = ((pos.to(dtype) + 0.5) * scale - 0.5).clamp(min=0.0)
