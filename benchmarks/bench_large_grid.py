@@ -129,7 +129,7 @@ def main() -> None:
                            "threads": args.threads}}
     for name, root in sides.items():
         record[name] = _run(root, args)
-    sys.path.insert(0, str(HERE))
+    sys.path[:0] = [str(head), str(HERE)]  # this worktree's skhyper for the machine record
     import torch
     from _common import loadavg, machine_info, write_results
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
 from skhyper import GridLocationClassifier, HypercolumnSegmenter, HypercolumnTransformer
-from skhyper.features import interp_weights
+from skhyper.features._bilinear import interp_weights
 from skhyper.heads import FoldedGrid, FoldedHead, HeadModule, Window
 from skhyper.heads._gather import (
     axis_locations_t,

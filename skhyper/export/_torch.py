@@ -28,7 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..estimators import HypercolumnSegmenter
-from ..features import Backbone, split_scaled
+from ..features import Backbone
+from ..features._scales import split_scaled
 from ..heads import LINKS, FoldedGrid, HeadModule
 
 __all__ = ["HypercolumnNet", "check_exportable", "export_config", "to_torch"]
