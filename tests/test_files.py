@@ -18,6 +18,7 @@ from sklearn.preprocessing import FunctionTransformer
 import skhyper
 from skhyper import GridLocationClassifier, HypercolumnSegmenter, HypercolumnTransformer
 from skhyper.exceptions import InconsistentVersionWarning
+from skhyper.features import FeatureInfo
 
 from .conftest import make_tiny_net
 
@@ -141,3 +142,16 @@ def test_module_backbone_is_asked_for(data, tmp_path):
     with pytest.raises(ValueError, match="'backbone' parameter is needed.*Sequential"):
         skhyper.load(path)
     _same(seg, skhyper.load(path, backbone=make_tiny_net()), images)
+
+
+def test_a_loaded_model_has_records(seg, tmp_path):
+    # files hold no feature_info (the transformer is rebuilt from its parameters), so files
+    # written before FeatureInfo load as any other: with records
+    path = skhyper.save(seg, tmp_path / "m.skhyper")
+    with zipfile.ZipFile(path) as zf:
+        assert "feature_info" not in zf.read("config.json").decode()
+    back = skhyper.load(path)
+    engine = back.hypercolumns_.engine_
+    assert all(type(d) is FeatureInfo for d in engine.blocks)
+    assert engine.feature_info == seg.hypercolumns_.engine_.feature_info
+    assert engine.settings == seg.hypercolumns_.engine_.settings

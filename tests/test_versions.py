@@ -24,6 +24,7 @@ from skhyper import (
     HypercolumnTransformer,
 )
 from skhyper.exceptions import InconsistentVersionWarning
+from skhyper.features import EngineSettings, FeatureInfo
 
 DATA = Path(__file__).parent / "data"
 
@@ -176,3 +177,33 @@ def test_fitted_attributes_that_follow_from_others_are_restored(fitted):
     np.testing.assert_array_equal(loaded.classes_, seg.classes_)
     assert loaded.prediction_path_ == seg.prediction_path_
     np.testing.assert_array_equal(loaded.predict(images[0]), seg.predict(images[0]))
+
+
+def test_a_pickle_with_dict_records_loads_as_records():
+    # tests/data/dict_records_segmenter.pkl: a fitted segmenter (scales, a vector layer,
+    # location columns) pickled by the code before FeatureInfo and EngineSettings (commit
+    # 470be03): its engine held feature_info dicts and its settings as attributes, its
+    # backbone a layer table of dicts; the pickle also holds what that code computed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same version: loads silently
+        old = pickle.loads((DATA / "dict_records_segmenter.pkl").read_bytes())
+    seg = old["model"]
+    engine = seg.hypercolumns_.engine_
+    assert all(type(d) is FeatureInfo for d in engine.feature_info + engine.blocks)
+    assert all(type(d) is dict for d in old["feature_info"])
+    assert engine.feature_info == old["feature_info"]  # the same entries, now records
+    assert [dict(d) for d in engine.blocks] == old["blocks"]
+    assert all(type(d) is FeatureInfo for d in engine.backbone.layer_table())
+    assert isinstance(engine.settings, EngineSettings)
+    assert engine.settings == EngineSettings(device="cpu", scales=(1.0, 0.5),
+                                             append_location=True)
+    assert seg.hypercolumns_.feature_info_[2].is_vector
+    # the same computation as when it was pickled, on this machine's CPU: float32 equal up
+    # to the order of accumulation (a few ulps of values of order 1)
+    np.testing.assert_allclose(seg.predict_proba(old["image"]), old["proba"], rtol=0,
+                               atol=1e-6)
+    again = pickle.loads(pickle.dumps(seg))  # and pickled again in the new format
+    assert "settings" in vars(again.hypercolumns_.engine_)
+    assert again.hypercolumns_.feature_info_ == engine.feature_info
+    np.testing.assert_array_equal(again.predict_proba(old["image"]),
+                                  seg.predict_proba(old["image"]))

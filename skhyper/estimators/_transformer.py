@@ -18,6 +18,7 @@ from ..features import (
     DEFAULT_BACKBONE,
     DTYPES,
     Backbone,
+    EngineSettings,
     MapCache,
     auto_scales,
     build_engine,
@@ -147,8 +148,9 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
         The fitted copy of the backbone, in eval mode on ``device_``.
     device_ : torch.device
         The device used.
-    feature_info_ : list of dict
-        One dict per layer: ``name``, ``num_chs``, ``reduction`` (stride at a
+    feature_info_ : list of FeatureInfo
+        One record per layer (:class:`~skhyper.features.FeatureInfo`, readable as a
+        read-only dict too): ``name``, ``num_chs``, ``reduction`` (stride at a
         224 px input; None for 1x1 vectors), ``kind``. With
         ``channel_strategy="per_channel"`` a layer's ``num_chs`` counts all
         image channels (``n_channels_in_`` times the layer's width): its block
@@ -315,14 +317,16 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
             checked, _ = check_images(images, param=param, n_channels=in_chans if strict else None)
         if auto:
             scales = auto_scales(None if checked is None else [im.shape for im in checked])
-        self.engine_ = build_engine(
-            self.backbone, layers=self.layers, weights=self.weights, device=self.device,
-            dtype=self.dtype, batch_size=self.batch_size, image_size=self.image_size,
-            tile_size=self.tile_size, cache=self.cache, scales=scales,
-            channel_strategy=self.channel_strategy, intensity_range=intensity_range,
-            append_location=self.append_location, verbose=self.verbose,
-            optimize=self.optimize, images=checked, param=param,
+        settings = EngineSettings(
+            device=self.device, dtype=self.dtype, batch_size=self.batch_size,
+            image_size=self.image_size, tile_size=self.tile_size, cache=self.cache,
+            scales=scales, channel_strategy=self.channel_strategy,
+            intensity_range=intensity_range, append_location=self.append_location,
+            verbose=self.verbose,
         )
+        self.engine_ = build_engine(self.backbone, layers=self.layers, weights=self.weights,
+                                    settings=settings, optimize=self.optimize, images=checked,
+                                    param=param)
         return self
 
     # Fitted attributes, read from the engine (one source of truth, pickled once).
@@ -330,7 +334,7 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
                          doc="The fitted copy of the backbone (``engine_.backbone``).")
     device_ = property(lambda self: self.engine_.device, doc="The device used.")
     feature_info_ = property(lambda self: self.engine_.feature_info,
-                             doc="One dict per map (``engine_.feature_info``).")
+                             doc="One FeatureInfo record per map (``engine_.feature_info``).")
     scales_ = property(lambda self: self.engine_.scales, doc="The validated ``scales``.")
     n_features_out_ = property(lambda self: self.engine_.n_features,
                                doc="Length of a hypercolumn.")

@@ -31,13 +31,15 @@ from ._channels import (
     adapt_first_conv,
     find_first_conv,
 )
-from ._engine import FeatureEngine
+from ._engine import LOCATION_INFO, FeatureEngine
 from ._extract import extract_dense, extract_hypercolumns
 from ._fast_modules import FastConv2d, FastReLU6, SamePadConv2d
 from ._intensity import check_intensity_range, rescale_intensity, to_float_image
 from ._maps import DTYPES
 from ._optimize import NormActRemainder, foldable_pairs, optimize_for_inference
+from ._records import FeatureInfo
 from ._scales import AUTO_SCALE, auto_scales, check_scales, scaled_info, split_scaled
+from ._settings import EngineSettings
 from ._setup import build_engine
 from ._tiling import NotTileableError, needs_tiling, plan_axis, receptive_field, tiled_maps
 from ._transformers import TokenMaps, is_transformer, map_canvases, transformer_backbone
@@ -49,7 +51,10 @@ __all__ = [
     "DTYPES",
     "Backbone",
     "BackboneUnion",
+    "EngineSettings",
     "FeatureEngine",
+    "FeatureInfo",
+    "LOCATION_INFO",
     "MapCache",
     "FastConv2d",
     "FastReLU6",

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ._intensity import normalize
+from ._records import FeatureInfo, as_records
 
 __all__ = ["Backbone", "resolve_layers", "requested_modules", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -121,7 +122,7 @@ class Backbone(nn.Module):
         ``None`` takes the model's top-level children that return maps.
     name : str, default=None
         A label used in messages and reprs.
-    table : list of dict, default=None
+    table : list of FeatureInfo or dict, default=None
         A precomputed :meth:`layer_table` (for a backbone whose layers are
         known, e.g. an adapted copy); None probes the model on first use.
 
@@ -146,7 +147,7 @@ class Backbone(nn.Module):
         std: Sequence[float] = IMAGENET_STD,
         stages: Sequence[str] | None = None,
         name: str | None = None,
-        table: Sequence[dict[str, Any]] | None = None,
+        table: Sequence[FeatureInfo | dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -156,9 +157,7 @@ class Backbone(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.name = name if name is not None else type(model).__name__
         self._stages = list(stages) if stages is not None else None
-        self._table: list[dict[str, Any]] | None = (
-            [dict(d) for d in table] if table is not None else None
-        )
+        self._table: list[FeatureInfo] | None = as_records(table) if table is not None else None
         # A captured map must not be overwritten by a later in-place activation: copy the maps
         # of models that have in-place modules (the caller's module is never changed; copies
         # made by build_backbone are switched to out-of-place and need no copy).
@@ -180,8 +179,9 @@ class Backbone(nn.Module):
     def in_chans(self) -> int:
         return int(self.mean.shape[1])
 
-    def layer_table(self) -> list[dict[str, Any]]:
-        """Valid layers in execution order: ``name``, ``num_chs``, ``reduction``, ``kind``.
+    def layer_table(self) -> list[FeatureInfo]:
+        """Valid layers in execution order, one :class:`~skhyper.features.FeatureInfo` each:
+        ``name``, ``num_chs``, ``reduction``, ``kind``.
 
         A layer is valid when its module runs once per forward pass and returns
         a ``(n, c, h, w)`` map (``kind="map"``) or an ``(n, c)`` vector
@@ -190,7 +190,7 @@ class Backbone(nn.Module):
         """
         if self._table is None:
             self._table = _probe(self)
-        return [dict(d) for d in self._table]
+        return as_records(self._table)  # records are immutable (dicts in older pickles)
 
     def stages(self) -> list[str]:
         """The layers used when none are chosen (the feature pyramid)."""
@@ -266,7 +266,7 @@ def _has_tap(module: nn.Module) -> bool:
     return any(h is _tap for h in module._forward_hooks.values())
 
 
-def _probe(backbone: Backbone) -> list[dict[str, Any]]:
+def _probe(backbone: Backbone) -> list[FeatureInfo]:
     """Run one small forward pass with hooks on every module; record what each returns."""
     records: dict[str, dict[str, Any]] = {}
     order: list[str] = []
@@ -320,26 +320,18 @@ def _probe(backbone: Backbone) -> list[dict[str, Any]]:
         if rec["calls"] != 1 or shape is None or shape[0] != 1:
             continue
         if len(shape) == 4:
-            table.append(
-                {
-                    "name": name,
-                    "num_chs": int(shape[1]),
-                    "reduction": round(_PROBE_SIZE / shape[2], 3),
-                    "kind": "map",
-                }
-            )
+            table.append(FeatureInfo(name, int(shape[1]), round(_PROBE_SIZE / shape[2], 3)))
         elif len(shape) == 2:
-            table.append({"name": name, "num_chs": int(shape[1]), "reduction": None,
-                          "kind": "vector"})
+            table.append(FeatureInfo(name, int(shape[1]), None, kind="vector"))
     return table
 
 
-def resolve_layers(backbone: Backbone, layers: Sequence[str | int] | None) -> list[dict[str, Any]]:
+def resolve_layers(backbone: Backbone, layers: Sequence[str | int] | None) -> list[FeatureInfo]:
     """Validate ``layers`` (names or stage indices) and describe them.
 
-    Returns the ``feature_info`` list: one dict per layer with ``name``,
-    ``num_chs``, ``reduction`` and ``kind``, in the order given. ``None``
-    selects all stages.
+    Returns the ``feature_info`` list: one :class:`~skhyper.features.FeatureInfo` per layer
+    (``name``, ``num_chs``, ``reduction`` and ``kind``), in the order given. ``None`` selects
+    all stages.
     """
     table = {d["name"]: d for d in backbone.layer_table()}
     if not table:
@@ -397,4 +389,4 @@ def resolve_layers(backbone: Backbone, layers: Sequence[str | int] | None) -> li
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"The 'layers' parameter lists {dupes} more than once.")
-    return [dict(table[n]) for n in names]
+    return [table[n] for n in names]

@@ -9,6 +9,7 @@ of rows for dense work in bounded memory.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,15 +122,11 @@ def sample_maps(
     n = rows.shape[0]
     if images is None:
         tensors = [t[None] for t in tensors]
-    elif windows is not None:
-        raise ValueError("sample_maps: batches of maps (images=...) do not take windows.")
-    elif n and not 0 <= int(np.min(images)) <= int(np.max(images)) < min(map(len, tensors)):
-        raise ValueError(f"sample_maps: 'images' must index the {min(map(len, tensors))} maps "
-                         f"of each batch; got values from {np.min(images)} to {np.max(images)}.")
-    total = sum(t.shape[1] for t in tensors)
+    else:
+        _check_batch(tensors, images, windows, n)
     if out is None:
-        out = torch.empty((n, total), dtype=torch.float32, device=device)
-    H, W = image_shape
+        out = torch.empty((n, sum(t.shape[1] for t in tensors)), dtype=torch.float32,
+                          device=device)
     windows = [None] * len(tensors) if windows is None else list(windows)
     canvases = [None] * len(tensors) if canvases is None else list(canvases)
     # the 4 neighbours and weights of every pixel, for each distinct map geometry at once
@@ -137,34 +134,7 @@ def sample_maps(
     keys = list(dict.fromkeys((t.shape[2], t.shape[3], win, canvas) for t, win, canvas in
                               zip(tensors, windows, canvases) if t.shape[2:] != (1, 1)
                               or win is not None))
-    table = {}
-    if keys:
-        geo = [((0, 0, h, w) if win is None else win) + ((H, W) if canvas is None else canvas)
-               for h, w, win, canvas in keys]
-        y0, y1, wy0, wy1 = _interp_at(rows, [g[2] for g in geo], [g[4] for g in geo])
-        x0, x1, wx0, wx1 = _interp_at(cols, [g[3] for g in geo], [g[5] for g in geo])
-        if any(win is not None for _, _, win, _ in keys):  # cells of each window map
-            r0 = np.array([g[0] for g in geo])[:, None]
-            c0 = np.array([g[1] for g in geo])[:, None]
-            y0, y1, x0, x1 = y0 - r0, y1 - r0, x0 - c0, x1 - c0
-        width = np.array([k[1] for k in keys])[:, None]
-        # each pixel's cell in the (n h w, c) table of its image's batch: image * h w + cell
-        start = 0 if images is None else (np.asarray(images, dtype=np.int64)[None]
-                                          * np.array([k[0] * k[1] for k in keys])[:, None])
-        top, bottom = y0 * width + start, y1 * width + start
-        idx = np.empty((len(keys), n, 4), dtype=np.int64)
-        for t, (a, b) in enumerate([(top, x0), (top, x1), (bottom, x0), (bottom, x1)]):
-            np.add(a, b, out=idx[..., t])
-        wts = np.empty((len(keys), n, 4), dtype=np.float32)
-        for t, (a, b) in enumerate([(wy0, wx0), (wy0, wx1), (wy1, wx0), (wy1, wx1)]):
-            np.multiply(a, b, out=wts[..., t])
-        idx_t = torch.from_numpy(idx.reshape(len(keys), 4 * n)).to(device)
-        wts_t = torch.from_numpy(wts.reshape(len(keys), 4 * n)).to(device)
-        for j, (h, w, win, _) in enumerate(keys):
-            if win is not None and (int(y0[j].min()) < 0 or int(y1[j].max()) >= h
-                                    or int(x0[j].min()) < 0 or int(x1[j].max()) >= w):
-                raise ValueError("sample_maps: a window map does not cover the pixels' neighbours.")
-            table[keys[j]] = idx_t[j], wts_t[j]
+    table = _neighbours(keys, rows, cols, image_shape, images, device) if keys else {}
     offsets = torch.arange(0, 4 * n, 4, device=device)  # bags of the 4 neighbours
     parts = []
     for m, win, canvas in zip(tensors, windows, canvases):
@@ -181,6 +151,58 @@ def sample_maps(
         flat = m.permute(0, 2, 3, 1).reshape(b * h * w, c)
         parts.append(torch.embedding_bag(flat, idx, offsets, False, 0, False,
                                          wts.to(flat.dtype), False)[0])
+    return _concat_into(parts, out)
+
+
+def _check_batch(tensors: list[torch.Tensor], images: np.ndarray, windows: Any,
+                 n: int) -> None:
+    """Batches of maps (``images=``): no windows, and image indices within every batch."""
+    if windows is not None:
+        raise ValueError("sample_maps: batches of maps (images=...) do not take windows.")
+    if n and not 0 <= int(np.min(images)) <= int(np.max(images)) < min(map(len, tensors)):
+        raise ValueError(f"sample_maps: 'images' must index the {min(map(len, tensors))} maps "
+                         f"of each batch; got values from {np.min(images)} to {np.max(images)}.")
+
+
+def _neighbours(keys: list[tuple], rows: np.ndarray, cols: np.ndarray,
+                image_shape: tuple[int, int], images: np.ndarray | None,
+                device: torch.device) -> dict[tuple, tuple[torch.Tensor, torch.Tensor]]:
+    """Per map geometry ``(h, w, window, canvas)``: the ``(4 n,)`` cell indices into the
+    ``(b h w, c)`` view of its maps and their bilinear weights, on ``device``."""
+    H, W = image_shape
+    n = rows.shape[0]
+    geo = [((0, 0, h, w) if win is None else win) + ((H, W) if canvas is None else canvas)
+           for h, w, win, canvas in keys]
+    y0, y1, wy0, wy1 = _interp_at(rows, [g[2] for g in geo], [g[4] for g in geo])
+    x0, x1, wx0, wx1 = _interp_at(cols, [g[3] for g in geo], [g[5] for g in geo])
+    if any(win is not None for _, _, win, _ in keys):  # cells of each window map
+        r0 = np.array([g[0] for g in geo])[:, None]
+        c0 = np.array([g[1] for g in geo])[:, None]
+        y0, y1, x0, x1 = y0 - r0, y1 - r0, x0 - c0, x1 - c0
+    width = np.array([k[1] for k in keys])[:, None]
+    # each pixel's cell in the (n h w, c) table of its image's batch: image * h w + cell
+    start = 0 if images is None else (np.asarray(images, dtype=np.int64)[None]
+                                      * np.array([k[0] * k[1] for k in keys])[:, None])
+    top, bottom = y0 * width + start, y1 * width + start
+    idx = np.empty((len(keys), n, 4), dtype=np.int64)
+    for t, (a, b) in enumerate([(top, x0), (top, x1), (bottom, x0), (bottom, x1)]):
+        np.add(a, b, out=idx[..., t])
+    wts = np.empty((len(keys), n, 4), dtype=np.float32)
+    for t, (a, b) in enumerate([(wy0, wx0), (wy0, wx1), (wy1, wx0), (wy1, wx1)]):
+        np.multiply(a, b, out=wts[..., t])
+    idx_t = torch.from_numpy(idx.reshape(len(keys), 4 * n)).to(device)
+    wts_t = torch.from_numpy(wts.reshape(len(keys), 4 * n)).to(device)
+    table = {}
+    for j, (h, w, win, _) in enumerate(keys):
+        if win is not None and (int(y0[j].min()) < 0 or int(y1[j].max()) >= h
+                                or int(x0[j].min()) < 0 or int(x1[j].max()) >= w):
+            raise ValueError("sample_maps: a window map does not cover the pixels' neighbours.")
+        table[keys[j]] = idx_t[j], wts_t[j]
+    return table
+
+
+def _concat_into(parts: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """``parts`` side by side in ``out`` ``(n, sum of widths)``."""
     if out.is_contiguous() and all(p.dtype == out.dtype for p in parts):
         torch.cat(parts, dim=1, out=out)  # one pass into the result
         return out

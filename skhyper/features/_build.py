@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ._backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from ._records import FeatureInfo
 from ._transformers import is_transformer, transformer_backbone, transformer_kwargs
 from ._weights import (
     bundled_lite0_path,
@@ -231,7 +232,7 @@ def build_backbone(
     return built.cpu().eval()
 
 
-def list_layers(backbone: str | nn.Module = DEFAULT_BACKBONE) -> list[dict[str, Any]]:
+def list_layers(backbone: str | nn.Module = DEFAULT_BACKBONE) -> list[FeatureInfo]:
     """Valid layer names of a backbone, with channels and stride.
 
     Parameters
@@ -242,11 +243,11 @@ def list_layers(backbone: str | nn.Module = DEFAULT_BACKBONE) -> list[dict[str, 
 
     Returns
     -------
-    list of dict
-        In execution order: ``name``, ``num_chs``, ``reduction`` (stride at a
-        224 px input; ``None`` for fully connected / pooled vectors, which are
-        used as 1x1 maps), ``kind`` (``"map"`` or ``"vector"``) and ``stage``
-        (True for the layers used by default).
+    list of FeatureInfo
+        Records (read by attribute or as read-only dicts), in execution order:
+        ``name``, ``num_chs``, ``reduction`` (stride at a 224 px input; ``None`` for fully
+        connected / pooled vectors, which are used as 1x1 maps), ``kind`` (``"map"`` or
+        ``"vector"``) and ``stage`` (True for the layers used by default).
 
     Examples
     --------
@@ -256,9 +257,11 @@ def list_layers(backbone: str | nn.Module = DEFAULT_BACKBONE) -> list[dict[str, 
      ('layer4', 512, 32.0)]
     >>> [d["name"] for d in table if d["kind"] == "vector"]
     ['fc']
+    >>> table[0].name, table[0].is_vector  # records: read by attribute too
+    ('conv1', False)
     """
     bb = backbone if isinstance(backbone, Backbone) else build_backbone(backbone, weights=None)
     stages = set(bb.stages())
-    return [{**d, "stage": d["name"] in stages} for d in bb.layer_table()]
+    return [d.replace(stage=d.name in stages) for d in bb.layer_table()]
 
 

@@ -95,7 +95,7 @@ class PerChannelBackbone(Backbone):
             std=backbone.std.flatten().tolist(),
             stages=backbone.stages(),
             name=backbone.name,
-            table=[{**d, "num_chs": d["num_chs"] * int(n_channels)} for d in table],
+            table=[d.replace(num_chs=d.num_chs * int(n_channels)) for d in table],
         )
         self.n_channels = int(n_channels)
 

@@ -20,6 +20,7 @@ methods do not scan them again.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -34,14 +35,33 @@ from ..location import LOCATION, frame_of, location_columns
 from ..sampling import PixelSet
 from ._backbone import Backbone
 from ._bilinear import row_bands, sample_maps
-from ._cache import MapCache, backbone_fingerprint
+from ._cache import backbone_fingerprint
 from ._channels import check_channels
 from ._intensity import warn_intensity
-from ._maps import Project, iter_maps
+from ._maps import MapPass, Project
+from ._records import FeatureInfo, as_records
+from ._settings import EngineSettings
 from ._tiling import NotTileableError, receptive_field
 from ._transformers import map_canvases
 
-__all__ = ["FeatureEngine"]
+__all__ = ["LOCATION_INFO", "FeatureEngine"]
+
+#: The record of the location columns ``(u, v)`` (:data:`skhyper.location.LOCATION`), the last
+#: of ``FeatureEngine.blocks`` when they are appended.
+LOCATION_INFO = FeatureInfo.from_mapping(LOCATION)
+
+
+def _setting(name: str) -> property:
+    """The engine attribute ``name``: ``settings.<name>``; assigning it replaces the settings."""
+
+    def get(self: FeatureEngine) -> Any:
+        return getattr(self.settings, name)
+
+    def set_(self: FeatureEngine, value: Any) -> None:
+        self.settings = dataclasses.replace(self.settings, **{name: value})
+        self._prepare()
+
+    return property(get, set_, doc=f"``settings.{name}``.")
 
 
 class FeatureEngine:
@@ -54,12 +74,16 @@ class FeatureEngine:
     ----------
     backbone : skhyper.features.Backbone
         The engine's own backbone (a copy, in eval mode, on ``device``).
-    feature_info : list of dict
-        One dict per map: ``name``, ``num_chs``, ``reduction``, ``kind`` (and ``layer``,
-        ``scale`` with scales), as ``HypercolumnTransformer.feature_info_``.
-    blocks : list of dict
-        ``feature_info`` plus :data:`skhyper.location.LOCATION` when location columns are
-        appended: the layout of a hypercolumn, one block per map (what heads fold onto).
+    settings : skhyper.features.EngineSettings
+        How it runs (frozen); :meth:`replace` gives an engine with other run settings.
+    feature_info : list of FeatureInfo
+        One record per map: ``name``, ``num_chs``, ``reduction``, ``kind`` (and ``layer``,
+        ``scale`` with scales, ``pad_to`` for transformer maps), as
+        ``HypercolumnTransformer.feature_info_``; readable as dicts too.
+    blocks : list of FeatureInfo
+        ``feature_info`` plus the location columns' record (:data:`LOCATION_INFO`, the record
+        of :data:`skhyper.location.LOCATION`) when location columns are appended: the layout of
+        a hypercolumn, one block per map (what heads fold onto).
     map_names : list of str
         The names of the maps, one per entry of ``feature_info``.
     layers : list of str
@@ -68,10 +92,10 @@ class FeatureEngine:
         Length of a hypercolumn (location columns included).
     n_channels : int
         Image channels taken.
-    device : torch.device
-    dtype, batch_size, image_size, tile_size, cache, scales, channel_strategy, \
+    device, dtype, batch_size, image_size, tile_size, cache, scales, channel_strategy, \
 intensity_range, append_location, verbose
-        The settings.
+        The settings (``settings.<name>``). Assigning one replaces ``settings`` (not while
+        other threads use the engine).
 
     Examples
     --------
@@ -89,38 +113,34 @@ intensity_range, append_location, verbose
     def __init__(
         self,
         backbone: Backbone,
-        feature_info: Sequence[dict],
+        feature_info: Sequence[FeatureInfo | dict],
+        settings: EngineSettings | None = None,
         *,
-        device: torch.device,
-        dtype: str = "float32",
-        batch_size: int = 8,
-        image_size: int | None = None,
-        tile_size: int | None = 768,
-        cache: MapCache | None = None,
-        scales: tuple[float, ...] | None = None,
-        channel_strategy: str | None = None,
         n_channels: int = 3,
-        intensity_range: tuple | None = None,
-        append_location: bool = False,
-        verbose: bool = False,
     ) -> None:
         self.backbone = backbone
-        self.feature_info = [dict(d) for d in feature_info]
-        self.device = device
-        self.dtype = dtype
-        self.batch_size = batch_size
-        self.image_size = image_size
-        self.tile_size = tile_size
-        self.cache = cache
-        self.scales = scales
-        self.channel_strategy = channel_strategy
+        self.feature_info = as_records(feature_info)
+        self.settings = EngineSettings() if settings is None else settings
+        if not isinstance(self.settings, EngineSettings):
+            raise TypeError(f"The 'settings' parameter of FeatureEngine must be an "
+                            f"EngineSettings; got {type(settings).__name__}.")
         self.n_channels = n_channels
-        self.intensity_range = intensity_range
-        self.append_location = append_location
-        self.verbose = verbose
-        self.map_names = [d["name"] for d in self.feature_info]
-        self.layers = list(dict.fromkeys(d.get("layer", d["name"]) for d in self.feature_info))
+        self.map_names = [d.name for d in self.feature_info]
+        self.layers = list(dict.fromkeys(d.source_layer for d in self.feature_info))
         self._prepare()
+
+    # the settings, read as attributes (as before the settings object)
+    device = _setting("device")
+    dtype = _setting("dtype")
+    batch_size = _setting("batch_size")
+    image_size = _setting("image_size")
+    tile_size = _setting("tile_size")
+    cache = _setting("cache")
+    scales = _setting("scales")
+    channel_strategy = _setting("channel_strategy")
+    intensity_range = _setting("intensity_range")
+    append_location = _setting("append_location")
+    verbose = _setting("verbose")
 
     def _prepare(self) -> None:
         """Everything inference would otherwise compute lazily (and race on): hooks, the
@@ -133,24 +153,26 @@ intensity_range, append_location, verbose
         self._tiling: tuple[int, int, dict[str, int]] | None = None
         self._tiling_error: str | None = None
         if self.tile_size is not None:
-            table = {d["name"]: d for d in bb.layer_table()}
+            table = {d.name: d for d in bb.layer_table()}
             try:
                 halo, stride = receptive_field(bb, self.layers)
             except NotTileableError as err:
                 self._tiling_error = str(err)
             else:
-                red = {n: max(1, round(table[n]["reduction"])) for n in self.layers}
+                red = {n: max(1, round(table[n].reduction)) for n in self.layers}
                 self._tiling = (halo, stride, red)
 
     # -- description ------------------------------------------------------------------------
 
     @property
-    def blocks(self) -> list[dict]:
-        return [*self.feature_info, LOCATION] if self.append_location else list(self.feature_info)
+    def blocks(self) -> list[FeatureInfo]:
+        """``feature_info`` (+ the location columns' record): one block per hypercolumn part."""
+        info = list(self.feature_info)
+        return [*info, LOCATION_INFO] if self.append_location else info
 
     @property
     def n_features(self) -> int:
-        return sum(d["num_chs"] for d in self.blocks)
+        return sum(d.num_chs for d in self.blocks)
 
     def feature_names(self) -> list[str]:
         """``"<map>.c<channel>"`` per feature (``ch<k>.`` first for ``per_channel``), then
@@ -159,11 +181,11 @@ intensity_range, append_location, verbose
         per_channel = self.channel_strategy == "per_channel"
         n_img = self.n_channels if per_channel else 1
         for d in self.feature_info:
-            n = d["num_chs"] // n_img
+            n = d.num_chs // n_img
             width = max(3, len(str(n - 1)))
             for k in range(n_img):
                 prefix = f"ch{k}." if per_channel else ""
-                names.extend(f"{prefix}{d['name']}.c{j:0{width}d}" for j in range(n))
+                names.extend(f"{prefix}{d.name}.c{j:0{width}d}" for j in range(n))
         if self.append_location:
             names.extend(["location.u", "location.v"])
         return names
@@ -222,14 +244,9 @@ intensity_range, append_location, verbose
         """
         todo = range(len(images)) if indices is None else indices
         warn_intensity((images[i] for i in todo), self.intensity_range)
-        yield from iter_maps(
-            self.backbone, images, self.map_names, device=self.device,
-            batch_size=self.batch_size, dtype=self.dtype, image_size=self.image_size,
-            indices=indices, verbose=self.verbose, cache=self.cache,
-            cache_layers=self._cache_layers, tile_size=self.tile_size,
-            tiling=self._tiling_info, project=project, intensity_range=self.intensity_range,
-            scales=self.scales, batched=batched,
-        )
+        run = MapPass(self.backbone, self.settings, tuple(self._cache_layers), self._tiling_info)
+        yield from run.iter_maps(images, self.map_names, indices=indices, project=project,
+                                 batched=batched)
 
     # -- hypercolumns -----------------------------------------------------------------------
 
@@ -362,7 +379,7 @@ intensity_range, append_location, verbose
                 f"{unknown}. Other settings change the features: build a new engine."
             )
         new = copy.copy(self)
-        new.__dict__.update(settings)
+        new.settings = dataclasses.replace(self.settings, **settings)
         new._prepare()
         return new
 
@@ -371,7 +388,7 @@ intensity_range, append_location, verbose
         dev = resolve_device(device)
         if dev != self.device:
             self.backbone.to(dev)
-            self.device = dev
+            self.settings = dataclasses.replace(self.settings, device=dev)
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -381,6 +398,11 @@ intensity_range, append_location, verbose
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if "settings" not in state:  # pickled before EngineSettings: settings were attributes
+            state["settings"] = EngineSettings(
+                **{k: state.pop(k) for k in EngineSettings.names() if k in state})
+        state["feature_info"] = as_records(state["feature_info"])  # dicts in older pickles
         self.__dict__.update(state)
         dev = self.device
         if dev.type == "cuda":
@@ -393,7 +415,7 @@ intensity_range, append_location, verbose
                     DeviceWarning,
                     stacklevel=2,
                 )
-                self.device = torch.device("cpu")
+                self.settings = dataclasses.replace(self.settings, device=torch.device("cpu"))
 
     def __repr__(self) -> str:
         return (f"FeatureEngine(backbone={self.backbone.name!r}, maps={self.map_names}, "

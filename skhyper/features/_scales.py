@@ -31,14 +31,16 @@ the image at twice its size alone (0.859 at ``(2.0,)``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Real
 from typing import Any
 
 import numpy as np
 
-__all__ = ["AUTO_SCALE", "auto_scales", "check_scales", "scale_prefix", "scaled_info",
-           "split_scaled"]
+from ._records import FeatureInfo, as_records
+
+__all__ = ["AUTO_SCALE", "auto_scales", "check_scales", "resized_shape", "scale_prefix",
+           "scaled_info", "split_scaled"]
 
 # ``scales="auto"``: images whose longer side is under ``target`` pixels are fed larger (at
 # most ``max``x, in steps of ``step``). Measured on the horses (longer side ~250 px): the
@@ -116,7 +118,19 @@ def scale_prefix(scale: float) -> str:
     return f"s{float(scale)!r}."
 
 
-def scaled_info(info: Sequence[dict], scales: Sequence[float]) -> list[dict]:
+def resized_shape(shape: tuple[int, int], image_size: int | None, scale: float = 1.0
+                   ) -> tuple[int, int]:
+    """The fed size: longer side ``image_size`` (if set), then times ``scale``."""
+    h, w = shape
+    if image_size is not None:
+        s = image_size / max(h, w)
+        h, w = max(1, round(h * s)), max(1, round(w * s))
+    if scale != 1.0:
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+    return h, w
+
+
+def scaled_info(info: Sequence[Mapping], scales: Sequence[float]) -> list[FeatureInfo]:
     """``feature_info`` of every (scale, layer) map, scale-major.
 
     Each entry keeps the layer's ``num_chs`` and ``kind``; ``name`` gets the
@@ -130,16 +144,13 @@ def scaled_info(info: Sequence[dict], scales: Sequence[float]) -> list[dict]:
     >>> [(d["name"], d["reduction"]) for d in scaled_info(info, (1.0, 0.5))]
     [('s1.0.layer1', 4.0), ('s0.5.layer1', 8.0)]
     """
+    records = as_records(info)
     return [
-        {
-            **d,
-            "name": scale_prefix(s) + d["name"],
-            "reduction": None if d["reduction"] is None else d["reduction"] / s,
-            "layer": d["name"],
-            "scale": float(s),
-        }
+        d.replace(name=scale_prefix(s) + d.name,
+                  reduction=None if d.reduction is None else d.reduction / s,
+                  layer=d.name, scale=float(s))
         for s in scales
-        for d in info
+        for d in records
     ]
 
 

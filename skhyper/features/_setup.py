@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._param_validation import Interval, StrOptions, validate_params
-from .._params import resolve_device
+from .._param_validation import validate_params
 from ._backbone import Backbone, resolve_layers
 from ._build import DEFAULT_BACKBONE, build_backbone
-from ._cache import MapCache
-from ._channels import CHANNEL_STRATEGIES, fit_channels, prepare_backbone
+from ._channels import fit_channels, prepare_backbone
 from ._engine import FeatureEngine
-from ._intensity import check_intensity_range
-from ._maps import DTYPES
 from ._optimize import optimize_for_inference
-from ._scales import check_scales, scaled_info
+from ._scales import scaled_info
+from ._settings import EngineSettings
 from ._union import backbone_union
 
 __all__ = ["build_engine"]
@@ -30,17 +27,7 @@ __all__ = ["build_engine"]
         "backbone": [str, torch.nn.Module, dict],
         "layers": [list, tuple, None],
         "weights": "no_validation",
-        "device": [str, torch.device],
-        "dtype": [StrOptions(set(DTYPES))],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "image_size": [Interval(Integral, 1, None, closed="left"), None],
-        "tile_size": [Interval(Integral, 1, None, closed="left"), None],
-        "cache": [MapCache, None],
-        "scales": [tuple, list, None],
-        "channel_strategy": [StrOptions(set(CHANNEL_STRATEGIES)), None],
-        "intensity_range": [tuple, list, None],
-        "append_location": ["boolean"],
-        "verbose": ["boolean"],
+        "settings": [EngineSettings, None],
         "optimize": ["boolean"],
         "images": "no_validation",
         "param": [str],
@@ -52,41 +39,59 @@ def build_engine(
     *,
     layers: Sequence[str | int] | None = None,
     weights: Any = "imagenet",
-    device: Any = "auto",
-    dtype: str = "float32",
-    batch_size: int = 8,
-    image_size: int | None = None,
-    tile_size: int | None = 768,
-    cache: MapCache | None = None,
-    scales: tuple[float, ...] | None = None,
-    channel_strategy: str | None = None,
-    intensity_range: tuple | None = None,
-    append_location: bool = False,
-    verbose: bool = False,
+    settings: EngineSettings | None = None,
     optimize: bool = True,
     images: Sequence[np.ndarray] | None = None,
     param: str = "images",
+    **overrides: Any,
 ) -> FeatureEngine:
     """Build a :class:`FeatureEngine`: everything that runs the network, fixed once.
 
-    The parameters are those of :class:`~skhyper.HypercolumnTransformer` (which calls this in
-    ``fit``). ``backbone`` is built by :func:`~skhyper.features.build_backbone` (a copy) unless
-    it is a :class:`~skhyper.features.Backbone`, which is used as it is. ``optimize`` folds
-    batch norms into their convolutions in the copy built here
-    (:func:`~skhyper.features.optimize_for_inference`; never in a ``Backbone`` used as it is,
-    never into a convolution that is a captured layer or a stage). ``images`` (or None)
-    teach the channel count to the ``"per_channel"`` / ``"first_conv"`` strategies; ``param``
-    names them in messages.
+    Parameters
+    ----------
+    backbone : str, torch.nn.Module or dict, default="efficientnet_lite0"
+        Built by :func:`~skhyper.features.build_backbone` (a copy; a dict builds a
+        :func:`~skhyper.features.backbone_union`) unless it is a
+        :class:`~skhyper.features.Backbone`, which is used as it is.
+    layers : list of str or int, default=None
+        Layer names or stage indices (:func:`~skhyper.features.list_layers`); None: the stages.
+    weights : None, "imagenet", str or path, default="imagenet"
+        For a backbone given by name.
+    settings : EngineSettings, default=None
+        How the engine runs; None: the defaults of :class:`EngineSettings`.
+    optimize : bool, default=True
+        Fold batch norms into their convolutions in the copy built here
+        (:func:`~skhyper.features.optimize_for_inference`; never in a ``Backbone`` used as it
+        is, never into a convolution that is a captured layer or a stage).
+    images : list of ndarray, default=None
+        Teach the channel count to the ``"per_channel"`` / ``"first_conv"`` strategies.
+    param : str, default="images"
+        The name of ``images`` in messages.
+    **overrides
+        Any setting of :class:`EngineSettings` by name (``device="cpu"``, ``batch_size=4``,
+        ...), over ``settings``: the parameters of :class:`~skhyper.HypercolumnTransformer`
+        (which calls this in ``fit``) with the same names.
+
+    Returns
+    -------
+    FeatureEngine
+
+    Raises
+    ------
+    TypeError
+        For an override that is not a setting (the settings are named in the message).
 
     Examples
     --------
-    >>> from skhyper.features import build_engine
+    >>> from skhyper.features import EngineSettings, build_engine
     >>> build_engine("resnet18", layers=[1, 3], weights=None, device="cpu").map_names
     ['layer1', 'layer3']
+    >>> settings = EngineSettings(device="cpu", tile_size=None)
+    >>> build_engine("resnet18", weights=None, settings=settings, batch_size=2).settings == (
+    ...     EngineSettings(device="cpu", tile_size=None, batch_size=2))
+    True
     """
-    intensity_range = check_intensity_range(intensity_range, owner="build_engine")
-    scales = check_scales(scales, owner="build_engine")
-    dev = resolve_device(device)
+    settings = _merged_settings(settings, overrides)
     own = not isinstance(backbone, Backbone)  # a Backbone instance is the caller's: as it is
     if not own:
         bb = backbone
@@ -94,18 +99,27 @@ def build_engine(
         bb = backbone_union(backbone, weights=weights)
     else:
         bb = build_backbone(backbone, weights=weights)
-    n_channels = fit_channels(images, channel_strategy, bb.in_chans, param=param)
-    bb = prepare_backbone(bb, channel_strategy, n_channels)
+    n_channels = fit_channels(images, settings.channel_strategy, bb.in_chans, param=param)
+    bb = prepare_backbone(bb, settings.channel_strategy, n_channels)
     info = resolve_layers(bb, layers)
-    if scales is not None:
-        info = scaled_info(info, scales)
+    if settings.scales is not None:
+        info = scaled_info(info, settings.scales)
     if optimize and own:
-        keep = {d.get("layer", d["name"]) for d in info} | set(bb.stages())
+        keep = {d.source_layer for d in info} | set(bb.stages())
         if optimize_for_inference(bb.model, int(bb.mean.shape[1]), keep):
             bb.__dict__.pop("_fingerprint", None)  # a map cache key of the unfolded weights
-    return FeatureEngine(
-        bb.to(dev).eval(), info, device=dev, dtype=dtype, batch_size=batch_size,
-        image_size=image_size, tile_size=tile_size, cache=cache, scales=scales,
-        channel_strategy=channel_strategy, n_channels=n_channels,
-        intensity_range=intensity_range, append_location=append_location, verbose=verbose,
-    )
+    return FeatureEngine(bb.to(settings.device).eval(), info, settings, n_channels=n_channels)
+
+
+def _merged_settings(settings: EngineSettings | None, overrides: dict[str, Any]) -> EngineSettings:
+    """``settings`` (or the defaults) with ``overrides``, validated."""
+    unknown = sorted(set(overrides) - set(EngineSettings.names()))
+    if unknown:
+        raise TypeError(
+            f"build_engine got unexpected keyword arguments {unknown}: it takes backbone, "
+            f"layers, weights, settings, optimize, images, param and the settings "
+            f"{list(EngineSettings.names())}."
+        )
+    if settings is None:
+        return EngineSettings(**overrides)
+    return dataclasses.replace(settings, **overrides) if overrides else settings

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
-from ._maps import resized_shape
+from ._scales import resized_shape
 
 __all__ = [
     "TokenMaps", "canvas_size", "is_transformer", "map_canvases", "transformer_backbone",
@@ -328,11 +328,9 @@ def transformer_backbone(
         name=name,
     )
     keep = set(wrapped.layer_names)
-    table = [{**d, "pad_to": wrapped.pad_to} if d["kind"] == "map" else d
-             for d in probe.layer_table() if d["name"] in keep]
-    for d in table:
-        if d["kind"] == "map":
-            d["reduction"] = float(round(d["reduction"]))
+    table = [d.replace(pad_to=wrapped.pad_to, reduction=float(round(d.reduction)))
+             if d.kind == "map" else d
+             for d in probe.layer_table() if d.name in keep]
     return Backbone(wrapped, mean=probe.mean.flatten().tolist(), std=probe.std.flatten().tolist(),
                     stages=wrapped.default_layers(), name=name, table=table)
 

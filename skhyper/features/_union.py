@@ -116,7 +116,7 @@ def backbone_union(
         )
     table, stages = [], []
     for k, bb in built.items():
-        table += [{**d, "name": f"{k}.{d['name']}"} for d in bb.layer_table()]
+        table += [d.replace(name=f"{k}.{d.name}") for d in bb.layer_table()]
         stages += [f"{k}.{s}" for s in bb.stages()]
     n = next(iter(chans.values()))
     name = "{" + ", ".join(f"{k}: {bb.name}" for k, bb in built.items()) + "}"

@@ -10,7 +10,9 @@ projection at native resolution, upsampling or grid blend, link, labels), and
 :func:`predict_window` the same restricted to one block of a huge image. The
 building blocks (:func:`fold_classifier`, :func:`fold_grid`,
 :func:`stack_heads`, :func:`project_maps`, :func:`upsample_sum`,
-:func:`grid_scores`) are public for analysis and exporters.
+:func:`grid_blend`) are public for analysis and exporters. :class:`HeadModule` is the head
+itself as one ``torch.nn.Module`` (whole images, windows (:class:`Window`), the exported
+network, and a differentiable mode at sampled pixels).
 :func:`edge_aware_upsample` is the segmenter's default way to bring the coarse
 layers' score maps to the image (joint bilateral upsampling guided by the
 image; :func:`edge_aware_upsample_batch` is its batched, traceable form for
@@ -45,7 +47,8 @@ from ._folding import (
     split_by_layer,
     upsample_sum,
 )
-from ._grid import FoldedGrid, fold_grid, grid_scores, location_scores, stack_heads
+from ._grid import FoldedGrid, fold_grid, grid_blend, stack_heads
+from ._module import HeadModule, Window
 
 __all__ = [
     "EDGE_PARAMS",
@@ -55,6 +58,7 @@ __all__ = [
     "UPSAMPLINGS",
     "FoldedGrid",
     "FoldedHead",
+    "HeadModule",
     "NotFoldableError",
     "affine_of",
     "coarse_sum",
@@ -68,14 +72,14 @@ __all__ = [
     "fold_grid",
     "fold_head",
     "folded_scores",
-    "grid_scores",
+    "grid_blend",
     "image_guide",
     "is_coarse",
-    "location_scores",
     "predict_dense",
     "predict_window",
     "project_maps",
     "split_by_layer",
     "stack_heads",
     "upsample_sum",
+    "Window",
 ]

@@ -37,6 +37,7 @@ from ._bilateral import (
     cell_coords,
     edge_aware_upsample_batch,
 )
+from ._gather import bilinear_axis, gather_window
 
 __all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "coarse_sum", "coarse_target", "edge_aware_upsample",
            "edge_aware_upsample_batch", "image_guide", "is_coarse"]
@@ -90,11 +91,12 @@ def coarse_sum(
     origins: Sequence[tuple[int, int]] | None = None,
     target: int | None = None,
 ) -> tuple[int, torch.Tensor]:
-    """The sum of ``(k, h, w)`` score maps on the grid of map ``target`` (None: the one with
+    """The sum of ``(..., k, h, w)`` score maps on the grid of map ``target`` (None: the one with
     the most cells).
 
     Each other map is read bilinearly at that grid's cell centres (``F.interpolate``'s
-    ``align_corners=False`` convention, all maps covering the same image or canvas). With
+    ``align_corners=False`` convention with its float32 weights, all maps covering the same
+    image or canvas). With
     ``sizes`` (each whole map's cells) and ``origins`` (the whole-map cell of each map's first
     row and column) the maps may be windows of the whole maps: the result is the window of the
     whole sum that the finest map's window covers.
@@ -112,29 +114,25 @@ def coarse_sum(
     >>> i, total.shape, float(total.mean())
     (0, torch.Size([1, 4, 4]), 1.0)
     """
-    from ..features import interp_weights
-
-    sizes = [tuple(m.shape[1:]) for m in maps] if sizes is None else list(sizes)
+    sizes = [tuple(m.shape[-2:]) for m in maps] if sizes is None else list(sizes)
+    window = origins is not None
     origins = [(0, 0)] * len(maps) if origins is None else list(origins)
     t = max(range(len(maps)), key=lambda j: sizes[j][0] * sizes[j][1]) if target is None else (
         target)
     (ht, wt), (oy, ox) = sizes[t], origins[t]
     total = maps[t].clone()
-    rows = torch.arange(oy, oy + maps[t].shape[1])
-    cols = torch.arange(ox, ox + maps[t].shape[2])
+    dev = total.device
+    rows = torch.arange(maps[t].shape[-2], device=dev) + oy
+    cols = torch.arange(maps[t].shape[-1], device=dev) + ox
     for j, m in enumerate(maps):
         if j == t:
             continue
         (hj, wj), (ojy, ojx) = sizes[j], origins[j]
-        i0, i1, a0, a1 = interp_weights(rows, hj, ht)
-        j0, j1, b0, b1 = interp_weights(cols, wj, wt)
-        i0, i1, j0, j1 = i0 - ojy, i1 - ojy, j0 - ojx, j1 - ojx
-        if min(int(i0.min()), int(j0.min())) < 0 or int(i1.max()) >= m.shape[1] or int(
-                j1.max()) >= m.shape[2]:
+        ry, cx = bilinear_axis(rows, hj, ht, ojy), bilinear_axis(cols, wj, wt, ojx)
+        if window and (min(int(ry[0].min()), int(cx[0].min())) < 0 or int(ry[1].max())
+                       >= m.shape[-2] or int(cx[1].max()) >= m.shape[-1]):
             raise RuntimeError("coarse_sum: a window does not hold the cells it reads.")
-        a0, a1, b0, b1 = (v.to(m.device, m.dtype) for v in (a0, a1, b0, b1))
-        r = m[:, i0.to(m.device)] * a0[:, None] + m[:, i1.to(m.device)] * a1[:, None]
-        total += r[:, :, j0.to(m.device)] * b0 + r[:, :, j1.to(m.device)] * b1
+        total = total + gather_window(m, ry, cx)
     return t, total
 
 

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..features import upsample_canvas
 from ..location import LOCATION
+from ._gather import bilinear_axis, sum_window
 
 __all__ = [
     "FoldedHead",
@@ -300,7 +299,8 @@ def find_link(estimator: Any, X: Any = None, *, random_state: int = 0) -> str | 
 def project_maps(
     maps: dict[str, torch.Tensor] | Sequence[torch.Tensor], blocks: Sequence[torch.Tensor]
 ) -> list[torch.Tensor]:
-    """Per-layer 1x1 scores: ``(c_l, h_l, w_l)`` maps times ``(c_l, k)`` -> ``(k, h_l, w_l)``.
+    """Per-layer 1x1 scores: ``(c_l, h_l, w_l)`` maps times ``(c_l, k)`` -> ``(k, h_l, w_l)``
+    (or batches ``(n, c_l, h_l, w_l)`` -> ``(n, k, h_l, w_l)``).
 
     Computed in the dtype of the blocks; channels-last maps need no copy, and a map of
     another dtype is converted a band of pixels at a time (each band's copy stays in cache).
@@ -308,6 +308,9 @@ def project_maps(
     tensors = list(maps.values()) if isinstance(maps, dict) else list(maps)
     out = []
     for m, w in zip(tensors, blocks):
+        if m.dim() == 4:  # a batch (n, c, h, w), same dtype: the same product per pixel
+            out.append((m.permute(0, 2, 3, 1) @ w).permute(0, 3, 1, 2))
+            continue
         c, h, wd = m.shape
         flat = m.permute(1, 2, 0).reshape(h * wd, c)
         if m.dtype == w.dtype:
@@ -327,24 +330,20 @@ def upsample_sum(
 ) -> torch.Tensor:
     """``sum_l up(scores_l) + bias`` as ``(k, height, width)``.
 
-    Each ``(k, h_l, w_l)`` score map is upsampled with
-    ``F.interpolate(mode="bilinear", align_corners=False)``, the convention
-    of the hypercolumn itself; 1x1 maps (vectors) are broadcast. A map with a
-    canvas (``FeatureEngine.canvases``) is upsampled over it
-    (:func:`~skhyper.features.upsample_canvas`).
+    Each ``(k, h_l, w_l)`` score map is upsampled bilinearly as ``F.interpolate(mode="bilinear",
+    align_corners=False)``, the convention of the hypercolumn itself
+    (:func:`~skhyper.heads._gather.gather_window`); 1x1 maps (vectors) are broadcast. A map with
+    a canvas (``FeatureEngine.canvases``) is upsampled over it.
     """
     H, W = image_shape
-    out = bias.reshape(-1, 1, 1).to(scores[0].dtype).expand(-1, H, W).clone()
     canvases = [None] * len(scores) if canvases is None else canvases
-    for s, canvas in zip(scores, canvases):
-        if s.shape[1:] == (1, 1) or (canvas is None and s.shape[1:] == (H, W)):
-            out += s  # a vector, or a map already at the image's size (interpolate: a copy)
-        elif canvas is not None:
-            out += upsample_canvas(s, (H, W), canvas)
-        else:
-            out += F.interpolate(s[None].contiguous(), size=(H, W), mode="bilinear",
-                                 align_corners=False)[0]
-    return out
+    dev = scores[0].device
+    rows, cols = torch.arange(H, device=dev), torch.arange(W, device=dev)
+    axes = [(None, None) if s.shape[1:] == (1, 1) else
+            (bilinear_axis(rows, s.shape[1], H if c is None else c[0], dtype=s.dtype),
+             bilinear_axis(cols, s.shape[2], W if c is None else c[1], dtype=s.dtype))
+            for s, c in zip(scores, canvases)]
+    return sum_window(scores, axes, bias.to(scores[0].dtype), (H, W))
 
 
 def folded_scores(
