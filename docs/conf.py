@@ -212,6 +212,12 @@ nitpick_ignore += [
     ("py:func", "fused_activation"),  # skhyper.features.FastConv2d (private helper)
     ("py:func", "canvas_size"),  # skhyper.features.map_canvases (private helper)
     ("py:mod", "skhyper.heads._edges"),  # skhyper.heads.predict_dense (private module)
+    # private helpers of skhyper.heads._gather named by HeadModule.sample / .scores, grid_blend
+    # and upsample_sum
+    ("py:func", "skhyper.heads._gather.bilinear_axis"),
+    ("py:func", "skhyper.heads._gather.gather_points"),
+    ("py:func", "skhyper.heads._gather.cell_axis"),
+    ("py:func", "skhyper.heads._gather.gather_window"),
 ]
 
 # --- math: MathJax 3 served from _static (Apache-2.0, LICENSE beside it), no CDN ----------

@@ -32,9 +32,10 @@ PAGES = (
      "runs of the same call in one process; seconds depend on the machine and its load. Written "
      "by ``benchmarks/bench_speed.py``, ``bench_extraction.py``, ``bench_predict.py``, "
      "``bench_grid.py --part speed``, ``bench_threads.py`` and ``bench_fit.py``."),
-    ("huge", "Huge images and collections", ("huge", "parallel"),
-     "``predict_large`` on an 8192 x 8192 image (zarr to zarr) and ``predict_collection`` over "
-     "Dask workers. Written by ``benchmarks/bench_huge.py`` and ``bench_parallel.py``."),
+    ("huge", "Huge images and collections", ("huge", "parallel", "large_grid"),
+     "``predict_large`` on an 8192 x 8192 image (zarr to zarr) and with a location-grid model, "
+     "and ``predict_collection`` over Dask workers. Written by ``benchmarks/bench_huge.py``, "
+     "``bench_large_grid.py`` and ``bench_parallel.py``."),
     ("cli", "Command line", ("cli_",),
      "``skhyper predict`` against an in-process ``predict`` loop, and the memory allocator "
      "setting. Written by ``benchmarks/bench_cli.py``."),
