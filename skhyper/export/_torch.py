@@ -4,7 +4,7 @@ A segmenter whose classifier folds (:func:`skhyper.heads.fold_head`) *is* a feed
 network: the backbone cut at its deepest chosen layer (per scale), one 1x1 convolution per
 map (the folded head's blocks), upsampling of the score maps to the image (bilinear, or for
 the coarse layers of an ``upsampling="edge_aware"`` segmenter joint bilateral upsampling
-guided by the input image, :func:`skhyper.heads.edge_aware_upsample_batch`), their sum plus
+guided by the input image, ``edge_aware_upsample_batch``), their sum plus
 the bias, the location terms or the K x K grid blend, and the link (sigmoid, softmax or
 one-vs-rest). :class:`HypercolumnNet` is that network; it takes a float batch ``(n, channels,
 height, width)`` in ``[0, 1]`` (the images after the engine's intensity step, see
@@ -191,7 +191,7 @@ class HypercolumnNet(nn.Module):
         A copy of the segmenter's backbone (its ``forward`` normalizes the input).
     plan : list of (float, list of str)
         Per scale, the layers read at that scale, in the order of the maps
-        (:func:`skhyper.features.split_scaled`).
+        (``split_scaled``).
     head : skhyper.heads.HeadModule
         The folded head (float32), the same module ``predict`` and
         :func:`skhyper.parallel.predict_large` use: 1x1 projections, bilinear or edge-aware

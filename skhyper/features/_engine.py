@@ -192,7 +192,7 @@ intensity_range, append_location, verbose
 
     def canvases(self, image_shape: tuple[int, int]) -> list[tuple[float, float] | None]:
         """Per map, the canvas it covers in an image of ``image_shape`` (None: the image); see
-        :func:`~skhyper.features.map_canvases` (transformer maps of images padded to whole
+        ``map_canvases`` (transformer maps of images padded to whole
         patches)."""
         return map_canvases(self.feature_info, image_shape, self.image_size)
 

@@ -111,7 +111,7 @@ def extract_hypercolumns(  # noqa: PLR0913 (mirrors HypercolumnTransformer's par
         Pixel values mapped to ``[0, 1]`` (values outside clipped); None: the
         dtype's range. See :func:`skhyper.features.rescale_intensity`.
     scales : sequence of float, default=None
-        Multi-scale hypercolumns (:func:`skhyper.features.scaled_info`): every layer of
+        Multi-scale hypercolumns (``scaled_info``): every layer of
         ``layers`` at every scale, the image resized by the scale factor
         before the forward pass, scale-major. None: the image as fed.
 

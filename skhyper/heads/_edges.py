@@ -30,10 +30,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..features import to_float_image
 from ._bilateral import (
     EDGE_PARAMS,
     UPSAMPLINGS,
     WHOLE_PIXELS,
+    EdgeKernel,
     cell_coords,
     edge_aware_upsample_batch,
 )
@@ -46,18 +48,9 @@ _BAND_PIXELS = 1 << 19  # pixels per band of the banded path
 
 
 def image_guide(image: np.ndarray, intensity_range=None, device=None) -> torch.Tensor:
-    """``(c, H, W)`` float32 guide: a checked ``(H, W, c)`` image in ``[0, 1]``."""
-    from ..features import to_float_image
-
-    if intensity_range is None and image.dtype in (np.uint8, np.uint16):
-        # as to_float_image: float32(value) / float32(dtype max), one transposing conversion
-        # (a read-only image, as checked images are, is copied: torch takes writable arrays)
-        arr = image if image.flags.writeable else image.copy()
-        t = torch.from_numpy(np.ascontiguousarray(arr)).to(device).permute(2, 0, 1)
-        g = t.to(torch.float32, memory_format=torch.contiguous_format)
-        return g.div_(float(np.iinfo(image.dtype).max))
-    g = to_float_image(image, image.shape[2], intensity_range)
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(g, -1, 0))).to(device)
+    """``(c, H, W)`` float32 guide: a checked ``(H, W, c)`` image in ``[0, 1]``
+    (:func:`~skhyper.features.to_float_image`, the one intensity step, as a tensor)."""
+    return to_float_image(image, image.shape[2], intensity_range, as_tensor=True, device=device)
 
 
 def is_coarse(reduction: float | None, map_shape: Sequence[int],
@@ -179,9 +172,7 @@ def edge_aware_upsample(
     map_origin: tuple[int, int] = (0, 0),
     map_size: tuple[int, int] | None = None,
     image_shape: tuple[int, int] | None = None,
-    radius: int = EDGE_PARAMS["radius"],
-    sigma_spatial: float = EDGE_PARAMS["sigma_spatial"],
-    sigma_range: float = EDGE_PARAMS["sigma_range"],
+    kernel: EdgeKernel = EdgeKernel(),
 ) -> torch.Tensor:
     """Joint bilateral upsampling of a ``(k, h, w)`` score map, guided by an image.
 
@@ -204,7 +195,8 @@ def edge_aware_upsample(
         Cells of the whole map; None: ``scores``'s.
     image_shape : (int, int), default=None
         The whole image's ``(H, W)``; None: the guide's.
-    radius, sigma_spatial, sigma_range : see :data:`EDGE_PARAMS`.
+    kernel : EdgeKernel, default=EdgeKernel()
+        Taps and widths of the joint bilateral weights.
 
     Returns
     -------
@@ -226,6 +218,7 @@ def edge_aware_upsample(
     gy, gx = guide_origin
     oy, ox = map_origin
     H, W = (gy + guide.shape[1], gx + guide.shape[2]) if image_shape is None else image_shape
+    radius, sigma_spatial, sigma_range = kernel.radius, kernel.sigma_spatial, kernel.sigma_range
     dev = scores.device
     whole = (rows is None and cols is None and (gy, gx, oy, ox) == (0, 0, 0, 0)
              and (hn, wn) == (h_loc, w_loc) and (H, W) == tuple(guide.shape[1:])

@@ -4,10 +4,10 @@
 :class:`~skhyper.heads.FoldedGrid`) as parameters and computes, for a block of pixels of an
 image (:class:`Window`: the whole image, or a window of a huge one), the 1x1 projection of
 every native map, the edge-aware path of the coarse maps (summed on the finest coarse grid,
-:func:`~skhyper.heads.coarse_sum`, then joint bilateral upsampling guided by the image),
+``coarse_sum``, then joint bilateral upsampling guided by the image),
 the bilinear reads of the others (:func:`~skhyper.heads._gather.gather_window`), their sum
 plus the bias and the location term, or the K x K grid blend
-(:func:`~skhyper.heads.grid_blend`). :func:`~skhyper.heads.predict_dense` (whole images),
+(``grid_blend``). :func:`~skhyper.heads.predict_dense` (whole images),
 :func:`~skhyper.heads.predict_window` (windows of :func:`skhyper.parallel.predict_large`)
 and the exported network (:class:`skhyper.export.HypercolumnNet`) all call
 :meth:`HeadModule.scores`; :meth:`HeadModule.sample` is its differentiable form at single
@@ -124,7 +124,7 @@ class HeadModule(nn.Module):
         The maps' descriptions (``FeatureEngine.feature_info``: ``name``, ``reduction``,
         ``kind``), in the order of ``head.blocks``; location entries are skipped.
     upsampling : {"bilinear", "edge_aware"}, default="bilinear"
-        How coarse maps (:func:`~skhyper.heads.is_coarse`) reach the pixels.
+        How coarse maps (``is_coarse``) reach the pixels.
     device : torch.device, default=None
     dtype : torch.dtype, default=torch.float64
         Of the weights (float64: exact for large scores; the exported network's float32).
@@ -190,7 +190,7 @@ class HeadModule(nn.Module):
 
     def project(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """1x1 scores of native maps in map order: ``(c, h, w)`` -> ``(K*K*k, h, w)`` (or
-        batches ``(n, c, h, w)``), in the weights' dtype (:func:`~skhyper.heads.project_maps`)."""
+        batches ``(n, c, h, w)``), in the weights' dtype (``project_maps``)."""
         return project_maps(list(maps), self.weights)
 
     def project_named(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
