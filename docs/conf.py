@@ -209,15 +209,20 @@ def setup(app):
 nitpick_ignore += [
     ("py:attr", "HypercolumnSegmenter.folded_"),  # skhyper.export.to_torch
     ("py:class", "CheckedImages"),  # skhyper.features.FeatureEngine.check_images (private)
-    ("py:func", "fused_activation"),  # skhyper.features.FastConv2d (private helper)
-    ("py:func", "canvas_size"),  # skhyper.features.map_canvases (private helper)
     ("py:mod", "skhyper.heads._edges"),  # skhyper.heads.predict_dense (private module)
-    # private helpers of skhyper.heads._gather named by HeadModule.sample / .scores, grid_blend
-    # and upsample_sum
+    # private helpers of skhyper.heads._gather named by HeadModule.sample / HeadModule.scores
     ("py:func", "skhyper.heads._gather.bilinear_axis"),
     ("py:func", "skhyper.heads._gather.gather_points"),
-    ("py:func", "skhyper.heads._gather.cell_axis"),
-    ("py:func", "skhyper.heads._gather.gather_window"),
+    # names made private by the curation of __all__ (bbd29e0) that public docstrings still name
+    ("py:data", "AUTO_SCALE"),  # skhyper.features.auto_scales
+    ("py:class", "SamePadConv2d"),  # skhyper.features.optimize_for_inference
+    ("py:class", "FastReLU6"),  # skhyper.features.optimize_for_inference
+    ("py:class", "FastConv2d"),  # skhyper.features.optimize_for_inference
+    ("py:func", "check_intensity_range"),  # skhyper.features.rescale_intensity
+    ("py:data", "EDGE_PARAMS"),  # skhyper.heads.EdgeKernel, edge_aware_labels
+    ("py:func", "image_guide"),  # skhyper.heads.edge_aware_upsample
+    ("py:func", "fold_chain"),  # skhyper.heads.fold_classifier
+    ("py:func", "split_by_layer"),  # skhyper.heads.fold_classifier
 ]
 
 # --- math: MathJax 3 served from _static (Apache-2.0, LICENSE beside it), no CDN ----------

@@ -79,11 +79,6 @@ KNOWN_FAILURES = frozenset("""
     skhyper.features.Backbone.tap
     skhyper.features.BackboneUnion.forward
     skhyper.features.EngineSettings
-    skhyper.features.FastConv2d
-    skhyper.features.FastConv2d.conv_inputs
-    skhyper.features.FastConv2d.forward
-    skhyper.features.FastReLU6
-    skhyper.features.FastReLU6.forward
     skhyper.features.FeatureEngine
     skhyper.features.FeatureEngine.bands
     skhyper.features.FeatureEngine.canvases
@@ -100,37 +95,20 @@ KNOWN_FAILURES = frozenset("""
     skhyper.features.FeatureInfo.replace
     skhyper.features.MapCache.get
     skhyper.features.MapCache.put
-    skhyper.features.NormActRemainder
-    skhyper.features.NormActRemainder.forward
     skhyper.features.PerChannelBackbone.forward
-    skhyper.features.SamePadConv2d
-    skhyper.features.SamePadConv2d.conv_inputs
     skhyper.features.TokenMaps.default_layers
     skhyper.features.TokenMaps.forward
     skhyper.features.adapt_first_conv
     skhyper.features.auto_scales
     skhyper.features.build_engine
-    skhyper.features.check_intensity_range
-    skhyper.features.check_scales
     skhyper.features.extract_dense
     skhyper.features.extract_hypercolumns
-    skhyper.features.find_first_conv
-    skhyper.features.foldable_pairs
-    skhyper.features.interp_weights
-    skhyper.features.is_transformer
-    skhyper.features.map_canvases
-    skhyper.features.needs_tiling
-    skhyper.features.plan_axis
     skhyper.features.receptive_field
     skhyper.features.rescale_intensity
-    skhyper.features.resolve_layers
-    skhyper.features.row_bands
     skhyper.features.sample_maps
-    skhyper.features.scaled_info
-    skhyper.features.split_scaled
     skhyper.features.tiled_maps
     skhyper.features.to_float_image
-    skhyper.features.upsample_canvas
+    skhyper.heads.EdgeKernel
     skhyper.heads.FoldedGrid
     skhyper.heads.FoldedHead
     skhyper.heads.FoldedHead.labels
@@ -143,26 +121,11 @@ KNOWN_FAILURES = frozenset("""
     skhyper.heads.HeadModule.scores
     skhyper.heads.Window
     skhyper.heads.Window.whole
-    skhyper.heads.affine_of
-    skhyper.heads.coarse_sum
-    skhyper.heads.coarse_target
     skhyper.heads.edge_aware_labels
-    skhyper.heads.edge_aware_upsample
-    skhyper.heads.edge_aware_upsample_batch
-    skhyper.heads.find_link
-    skhyper.heads.fold_chain
     skhyper.heads.fold_classifier
     skhyper.heads.fold_grid
-    skhyper.heads.folded_scores
-    skhyper.heads.grid_blend
-    skhyper.heads.image_guide
-    skhyper.heads.is_coarse
     skhyper.heads.predict_dense
     skhyper.heads.predict_window
-    skhyper.heads.project_maps
-    skhyper.heads.split_by_layer
-    skhyper.heads.stack_heads
-    skhyper.heads.upsample_sum
     skhyper.inspection.layer_importance
     skhyper.io.ImageData
     skhyper.io.ImageData.planes
@@ -274,10 +237,7 @@ def resolves(dotted: str) -> bool:
 KNOWN_BAD_REFERENCES = frozenset({
     "skhyper.heads.HeadModule.sample: skhyper.heads._gather.gather_points",  # private
     "skhyper.heads.HeadModule.scores: skhyper.heads._gather.bilinear_axis",  # private
-    "skhyper.heads.grid_blend: skhyper.heads._gather.bilinear_axis",  # private
-    "skhyper.heads.grid_blend: skhyper.heads._gather.cell_axis",  # private
     "skhyper.heads.predict_dense: skhyper.heads._edges",  # private
-    "skhyper.heads.upsample_sum: skhyper.heads._gather.gather_window",  # private
 })
 
 
