@@ -207,22 +207,7 @@ def setup(app):
 # removed module, an undocumented attribute). Each is a docstring to fix (listed in the docs
 # report for the coordinator); delete its line here when it is fixed, so that -W guards it.
 nitpick_ignore += [
-    ("py:attr", "HypercolumnSegmenter.folded_"),  # skhyper.export.to_torch
-    ("py:class", "CheckedImages"),  # skhyper.features.FeatureEngine.check_images (private)
-    ("py:mod", "skhyper.heads._edges"),  # skhyper.heads.predict_dense (private module)
-    # private helpers of skhyper.heads._gather named by HeadModule.sample / HeadModule.scores
-    ("py:func", "skhyper.heads._gather.bilinear_axis"),
-    ("py:func", "skhyper.heads._gather.gather_points"),
-    # names made private by the curation of __all__ (bbd29e0) that public docstrings still name
-    ("py:data", "AUTO_SCALE"),  # skhyper.features.auto_scales
-    ("py:class", "SamePadConv2d"),  # skhyper.features.optimize_for_inference
-    ("py:class", "FastReLU6"),  # skhyper.features.optimize_for_inference
-    ("py:class", "FastConv2d"),  # skhyper.features.optimize_for_inference
-    ("py:func", "check_intensity_range"),  # skhyper.features.rescale_intensity
-    ("py:data", "EDGE_PARAMS"),  # skhyper.heads.EdgeKernel, edge_aware_labels
-    ("py:func", "image_guide"),  # skhyper.heads.edge_aware_upsample
-    ("py:func", "fold_chain"),  # skhyper.heads.fold_classifier
-    ("py:func", "split_by_layer"),  # skhyper.heads.fold_classifier
+    ("py:attr", "skhyper.HypercolumnSegmenter.folded_"),  # a fitted attribute, no page of its own
 ]
 
 # --- math: MathJax 3 served from _static (Apache-2.0, LICENSE beside it), no CDN ----------

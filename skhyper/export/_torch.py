@@ -266,7 +266,7 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
     (any height and width; the backbone's input normalization is inside) and returns class
     probabilities ``(n, n_classes, height, width)``, equal to ``model.predict_proba`` within
     float32 rounding (1e-4), or the scores with ``output="decision_function"``. It is built
-    from the model's folded head (:attr:`HypercolumnSegmenter.folded_`) and a copy of its
+    from the model's folded head (:attr:`~skhyper.HypercolumnSegmenter.folded_`) and a copy of its
     engine's backbone: the backbone pass (each scale), one 1x1 convolution per map, bilinear
     upsampling (edge-aware for the coarse layers of an ``upsampling="edge_aware"`` model,
     guided by the input), the sum, the grid blend or location terms, the link.

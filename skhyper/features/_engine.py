@@ -219,7 +219,7 @@ intensity_range, append_location, verbose
     # -- images -----------------------------------------------------------------------------
 
     def check_images(self, images: Any, *, param: str = "images") -> CheckedImages:
-        """Validate images once, with the engine's channel rule; a :class:`CheckedImages` list.
+        """Validate images once, with the engine's channel rule; a ``CheckedImages`` list.
 
         Checking an already checked list again is free (no pixel scan).
         """

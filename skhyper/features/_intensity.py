@@ -114,7 +114,7 @@ def rescale_intensity(img: np.ndarray, intensity_range: Any) -> np.ndarray:
     ----------
     img : ndarray of shape (height, width, channels)
     intensity_range : (low, high) or ("percentile", p_low, p_high)
-        See :func:`check_intensity_range`.
+        See ``check_intensity_range``.
 
     Returns
     -------

@@ -51,7 +51,7 @@ AUTO_SCALE = {"target": 512, "max": 2.0, "step": 0.25}
 def auto_scales(shapes: Sequence[tuple[int, ...]] | None) -> tuple[float, ...] | None:
     """The ``scales`` that ``scales="auto"`` resolves to for images of these shapes.
 
-    One level: ``target / median longer side`` (:data:`AUTO_SCALE`), rounded to the nearest
+    One level: ``target / median longer side`` (``AUTO_SCALE``), rounded to the nearest
     ``step`` and clipped to ``[1, max]``; None (the image as it is) when that is 1 or there
     are no images. Learnt once in ``fit`` and kept, so predictions, tiling and export see one
     fixed network input per image size.

@@ -35,7 +35,7 @@ EDGE_PARAMS = {"radius": 1, "sigma_spatial": 1.0, "sigma_range": 0.12, "min_stri
 
 @dataclass(frozen=True)
 class EdgeKernel:
-    """The joint bilateral kernel of edge-aware upsampling (defaults: :data:`EDGE_PARAMS`).
+    """The joint bilateral kernel of edge-aware upsampling (defaults: ``EDGE_PARAMS``).
 
     ``radius`` cells on each side of a pixel's position (``2 * radius`` taps per axis),
     the spatial ``sigma_spatial`` in cells and the colour ``sigma_range`` in ``[0, 1]``
@@ -138,9 +138,9 @@ def edge_aware_upsample_batch(
     ----------
     scores : Tensor of shape (n, k, h, w)
     guide : Tensor of shape (n, c, H, W)
-        The images in ``[0, 1]`` (:func:`image_guide`); replicated channels give the same
+        The images in ``[0, 1]`` (``image_guide``); replicated channels give the same
         weights as one (distances are means over channels).
-    radius, sigma_spatial, sigma_range : see :data:`EDGE_PARAMS`.
+    radius, sigma_spatial, sigma_range : see ``EDGE_PARAMS``.
 
     Returns
     -------
@@ -223,7 +223,7 @@ def edge_aware_labels(
         The image in ``[0, 1]``.
     rest : Tensor of shape (k, H, W)
         The other terms of the image's scores (bias, the finer layers); not changed.
-    radius, sigma_spatial, sigma_range : see :data:`EDGE_PARAMS`.
+    radius, sigma_spatial, sigma_range : see ``EDGE_PARAMS``.
 
     Returns
     -------

@@ -151,7 +151,7 @@ def predict_dense(
     upsampling : {"bilinear", "edge_aware"}, default="bilinear"
         How the folded head's coarse score maps reach the image: bilinearly (the
         hypercolumn's own interpolation: equal to the classifier on full hypercolumns) or
-        by joint bilateral upsampling guided by the image (:mod:`skhyper.heads._edges`;
+        by joint bilateral upsampling guided by the image (``_edges``;
         layers of stride 8 and more). The chunked path always sees bilinear hypercolumns.
 
     Returns

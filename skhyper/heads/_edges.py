@@ -181,7 +181,7 @@ def edge_aware_upsample(
     scores : Tensor of shape (k, h, w)
         The map (or the part of it a window holds).
     guide : Tensor of shape (c, gh, gw)
-        The image (or window) in ``[0, 1]`` (:func:`image_guide`).
+        The image (or window) in ``[0, 1]`` (``image_guide``).
     out_size : (float, float)
         Length in pixels the whole map covers (the image, or its padded canvas).
     rows, cols : Tensor, default=None

@@ -184,8 +184,8 @@ def fold_classifier(
 ) -> FoldedHead:
     """Fold a fitted linear classifier (or Pipeline of affine steps ending in one).
 
-    The chain folds to per-layer 1x1 weights (:func:`fold_chain`,
-    :func:`split_by_layer`); the result is then checked on random probe
+    The chain folds to per-layer 1x1 weights (``fold_chain``,
+    ``split_by_layer``); the result is then checked on random probe
     inputs: its scores must equal ``decision_function``, its labels
     ``predict``, and the link (sigmoid, softmax or one-vs-rest normalized
     sigmoids) ``predict_proba``. Anything that does not hold raises

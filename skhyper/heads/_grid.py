@@ -72,7 +72,7 @@ def grid_blend(parts: Sequence[torch.Tensor], axes: Sequence[tuple], bias: torch
 
     ``parts`` are the per-layer 1x1 scores ``(..., K*K*k, h_l, w_l)`` of all cells
     (``project_maps`` with the :class:`FoldedGrid` blocks), ``axes`` their
-    ``(rows, cols)`` (:func:`~skhyper.heads._gather.bilinear_axis`, None: the axis as it is),
+    ``(rows, cols)`` (``bilinear_axis``, None: the axis as it is),
     ``bias`` ``(K*K*k,)`` and ``cells`` the ``(K, ny)`` and ``(K, nx)`` cell weights of the
     block's rows and columns (:func:`~skhyper.heads._gather.cell_axis`). Equals upsampling every
     cell's scores to the pixels and blending them with the bilinear cell weights of each

@@ -233,7 +233,7 @@ class HeadModule(nn.Module):
             None: float32 while scores stay below 64 in magnitude (exact to 1e-5), else
             float64.
         axis_dtype : torch.dtype, default=None
-            The arithmetic of the bilinear weights (:func:`~skhyper.heads._gather.bilinear_axis`);
+            The arithmetic of the bilinear weights (``bilinear_axis``);
             None: ``dtype``, as ``F.interpolate`` on maps of that dtype. Windows of huge images
             take float32 weights on float64 maps: the weights of the whole image's (float32)
             path.
@@ -279,7 +279,7 @@ class HeadModule(nn.Module):
         """Differentiable ``(k, n_pixels)`` scores of pixels ``(rows, cols)`` of an image.
 
         The maps ``(c_l, h_l, w_l)`` (native, of the whole image) are projected and read
-        bilinearly at the pixels (:func:`~skhyper.heads._gather.gather_points`, the operations
+        bilinearly at the pixels (``gather_points``, the operations
         of the dense path in its order), plus the bias and the location term, or blended by the
         grid: equal to :meth:`scores` at those pixels with ``upsampling="bilinear"``. Gradients
         flow to the maps and to the parameters (after ``requires_grad_()``).
