@@ -75,15 +75,15 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
         When a layer is a vector or something before it pools globally, or the backbone
         is a vision transformer (attention mixes the whole image).
 
+    See Also
+    --------
+    tiled_maps : The maps of an image computed tile by tile with these values.
+
     Examples
     --------
     >>> from skhyper.features import build_backbone
     >>> receptive_field(build_backbone("vgg16", weights=None), ["features.8"])
     (8, 2)
-
-    See Also
-    --------
-    tiled_maps : The maps of an image computed tile by tile with these values.
     """
     refusal = next((r for m in backbone.model.modules()
                     if isinstance(r := getattr(m, "not_tileable", None), str)), None)

@@ -141,18 +141,54 @@ LINKS = {
 class FoldedHead:
     """A linear classifier chain folded into one 1x1 weight block per layer.
 
-    Attributes
+    Upsampling is linear, so the classifier's scores on upsampled hypercolumns
+    equal the upsampled sum of per-layer 1x1 heads [1]_: each block scores one
+    layer's native map, and only ``n_outputs`` score maps are upsampled. The
+    fields are also the instance's attributes; :func:`fold_classifier` makes
+    one from a fitted classifier and checks it against it.
+
+    Parameters
     ----------
     blocks : list of ndarray of shape (num_chs, n_outputs)
         Weights per layer, in the order of ``feature_info``.
     bias : ndarray of shape (n_outputs,)
+        The composed intercept of the chain, added once after the layers' scores
+        are summed.
     classes : ndarray of shape (n_classes,)
+        The classifier's ``classes_``: what the score indices of
+        :meth:`labels` stand for.
     link : {"sigmoid", "softmax", "ovr"} or None
         How ``predict_proba`` follows from the scores; None when the chain
         has no ``predict_proba`` or it is not one of these links.
-    location : ndarray of shape (2, n_outputs) or None
+    location : ndarray of shape (2, n_outputs) or None, default=None
         Weights of the location columns ``(u, v)`` when the classifier takes
         them (``HypercolumnTransformer(append_location=True)``).
+
+    Attributes
+    ----------
+    n_outputs : int
+        Scores per pixel: 1 for a binary classifier, else ``n_classes``.
+
+    See Also
+    --------
+    fold_classifier : Fold a fitted classifier into a ``FoldedHead``.
+    HeadModule : The folded head as a ``torch.nn.Module``.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015, sec. 3.1.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> head = FoldedHead([np.ones((2, 1)), np.ones((3, 1))], np.array([-1.0]),
+    ...                   np.array([0, 1]), "sigmoid")
+    >>> head.n_outputs
+    1
+    >>> scores = torch.tensor([[[-2.0, 0.5]]])  # (n_outputs, h, w)
+    >>> head.labels(scores).tolist(), head.proba(scores)[1].round(decimals=3).tolist()
+    ([[0, 1]], [[0.119, 0.622]])
     """
 
     blocks: list[np.ndarray]
@@ -166,14 +202,43 @@ class FoldedHead:
         return self.bias.shape[0]
 
     def labels(self, scores: torch.Tensor) -> torch.Tensor:
-        """Class indices from ``(n_outputs, ...)`` scores, as the chain's ``predict`` (uint8 for
-        one output: an eighth of the memory of int64 indices on a huge image)."""
+        """Class indices from ``(n_outputs, ...)`` scores, as the chain's ``predict``.
+
+        Parameters
+        ----------
+        scores : torch.Tensor of shape (n_outputs, ...)
+            Folded scores, e.g. ``(n_outputs, height, width)`` for an image.
+
+        Returns
+        -------
+        labels : torch.Tensor of shape (...)
+            Indices into ``classes``: uint8 for one output (positive score: class
+            1; an eighth of the memory of int64 indices on a huge image), else the
+            int64 argmax over outputs.
+        """
         if self.n_outputs == 1:
             return (scores[0] > 0).to(torch.uint8)
         return scores.argmax(0)
 
     def proba(self, scores: torch.Tensor) -> torch.Tensor:
-        """``(n_classes, ...)`` probabilities from ``(n_outputs, ...)`` scores."""
+        """``(n_classes, ...)`` probabilities from ``(n_outputs, ...)`` scores.
+
+        Parameters
+        ----------
+        scores : torch.Tensor of shape (n_outputs, ...)
+            Folded scores, e.g. ``(n_outputs, height, width)`` for an image.
+
+        Returns
+        -------
+        proba : torch.Tensor of shape (n_classes, ...)
+            The chain's ``predict_proba`` through ``link``, classes along the first
+            axis.
+
+        Raises
+        ------
+        NotFoldableError
+            When the classifier's probabilities do not fold (``link`` is None).
+        """
         if self.link is None:
             raise NotFoldableError("The classifier's predict_proba does not fold.")
         return LINKS[self.link](scores, 0)
@@ -184,8 +249,9 @@ def fold_classifier(
 ) -> FoldedHead:
     """Fold a fitted linear classifier (or Pipeline of affine steps ending in one).
 
-    The chain folds to per-layer 1x1 weights (``fold_chain``,
-    ``split_by_layer``); the result is then checked on random probe
+    Upsampling is linear, so a linear classifier on upsampled hypercolumns
+    equals the upsampled sum of per-layer 1x1 classifiers [1]_. The chain folds
+    to per-layer 1x1 weights (``fold_chain``, ``split_by_layer``); the result is then checked on random probe
     inputs: its scores must equal ``decision_function``, its labels
     ``predict``, and the link (sigmoid, softmax or one-vs-rest normalized
     sigmoids) ``predict_proba``. Anything that does not hold raises
@@ -202,10 +268,28 @@ def fold_classifier(
     n_probe : int, default=64
         Number of random probe inputs for the checks.
     random_state : int, default=0
+        Seed of the random probe inputs, so that folding is reproducible.
 
     Returns
     -------
     FoldedHead
+        The per-layer weight blocks, bias, classes, probability link and
+        location weights, checked to reproduce the classifier.
+
+    Raises
+    ------
+    NotFoldableError
+        When the classifier is not a fitted chain of affine steps whose
+        ``decision_function`` and ``predict`` the folded head reproduces.
+
+    See Also
+    --------
+    fold_head : Folds any supported classifier (location grids included).
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015, sec. 3.1.
 
     Examples
     --------
@@ -332,7 +416,7 @@ def upsample_sum(
 
     Each ``(k, h_l, w_l)`` score map is upsampled bilinearly as ``F.interpolate(mode="bilinear",
     align_corners=False)``, the convention of the hypercolumn itself
-    (:func:`~skhyper.heads._gather.gather_window`); 1x1 maps (vectors) are broadcast. A map with
+    (``gather_window``); 1x1 maps (vectors) are broadcast. A map with
     a canvas (``FeatureEngine.canvases``) is upsampled over it.
     """
     H, W = image_shape

@@ -27,9 +27,45 @@ __all__ = ["FoldedGrid", "fold_grid", "grid_blend", "stack_heads"]
 class FoldedGrid(FoldedHead):
     """A K x K grid of linear classifiers folded to 1x1 weights, all cells side by side.
 
-    ``blocks[l]`` is ``(num_chs_l, K * K * k)``: cell ``c`` (row-major) owns
-    columns ``c * k : (c + 1) * k``; ``bias`` likewise. ``labels`` and
+    A grid of location-specific classifiers, one per cell of a K x K grid over
+    the object's frame, blended bilinearly by each pixel's location: the
+    location-specific heads of Hariharan et al. [1]_. Each cell folds like a
+    plain linear head (:class:`FoldedHead`), so the whole grid scores native
+    maps with 1x1 weights and only score maps are upsampled. ``labels`` and
     ``proba`` act on the blended ``(k, ...)`` scores.
+
+    Parameters
+    ----------
+    blocks : list of ndarray of shape (num_chs_l, K * K * k)
+        Weights per layer; cell ``c`` (row-major) owns columns
+        ``c * k : (c + 1) * k``.
+    bias : ndarray of shape (K * K * k,)
+        The cells' intercepts, laid out as the columns of ``blocks``.
+    classes : ndarray of shape (n_classes,)
+        The grid's ``classes_`` (shared by all cells).
+    link : {"sigmoid", "softmax", "ovr"} or None
+        How ``predict_proba`` follows from the blended scores; None when the
+        cells do not share one link.
+    location : None, default=None
+        Unused: the location columns select and weight the cells instead of
+        entering the scores.
+    grid_size : int, default=1
+        ``K``, the cells per side of the grid.
+
+    Attributes
+    ----------
+    n_outputs : int
+        Scores per pixel after blending: ``k``, 1 for a binary classifier.
+
+    See Also
+    --------
+    fold_grid : Fold a fitted grid into a ``FoldedGrid``.
+    skhyper.estimators.GridLocationClassifier : The grid of classifiers itself.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015, sec. 3.
     """
 
     grid_size: int = 1
@@ -46,6 +82,34 @@ def fold_grid(grid: Any, feature_info: Sequence[dict]) -> FoldedHead:
     which must be the last two columns of the grid's input, ``(u, v)``. Every
     cell (and the global fallback) must fold (:func:`~skhyper.heads.fold_classifier`).
     A 1 x 1 grid folds to its single cell's :class:`~skhyper.heads.FoldedHead`.
+    Folded, the grid of location-specific classifiers [1]_ predicts whole images
+    from native maps without building their hypercolumns.
+
+    Parameters
+    ----------
+    grid : GridLocationClassifier
+        A fitted grid whose cells are linear classifiers (or chains of affine
+        steps ending in one) and whose location columns are its last two
+        inputs.
+    feature_info : list of dict
+        The layers (``num_chs`` each) of the hypercolumn without the location
+        columns, in column order.
+
+    Returns
+    -------
+    FoldedHead
+        A :class:`FoldedGrid` with every cell side by side, or for a 1 x 1 grid
+        the single cell's :class:`FoldedHead`.
+
+    Raises
+    ------
+    NotFoldableError
+        When the location columns are not the last two, or a cell does not fold.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015, sec. 3.
     """
     n = grid.n_features_in_
     if tuple(grid.location_columns_) != (n - 2, n - 1):
@@ -74,7 +138,7 @@ def grid_blend(parts: Sequence[torch.Tensor], axes: Sequence[tuple], bias: torch
     (``project_maps`` with the :class:`FoldedGrid` blocks), ``axes`` their
     ``(rows, cols)`` (``bilinear_axis``, None: the axis as it is),
     ``bias`` ``(K*K*k,)`` and ``cells`` the ``(K, ny)`` and ``(K, nx)`` cell weights of the
-    block's rows and columns (:func:`~skhyper.heads._gather.cell_axis`). Equals upsampling every
+    block's rows and columns (``cell_axis``). Equals upsampling every
     cell's scores to the pixels and blending them with the bilinear cell weights of each
     pixel's location; since both are separable, each map is read along rows, blended by ``v``
     over the cell rows, read along columns and blended by ``u``: the cell maps are never

@@ -5,7 +5,7 @@
 image (:class:`Window`: the whole image, or a window of a huge one), the 1x1 projection of
 every native map, the edge-aware path of the coarse maps (summed on the finest coarse grid,
 ``coarse_sum``, then joint bilateral upsampling guided by the image),
-the bilinear reads of the others (:func:`~skhyper.heads._gather.gather_window`), their sum
+the bilinear reads of the others (``gather_window``), their sum
 plus the bias and the location term, or the K x K grid blend
 (``grid_blend``). :func:`~skhyper.heads.predict_dense` (whole images),
 :func:`~skhyper.heads.predict_window` (windows of :func:`skhyper.parallel.predict_large`)
@@ -59,7 +59,28 @@ class Window:
     ``(H, W)``. With ``native`` (each map's cells for the whole image, in the head's map
     order), the maps are those of a window of the image that starts at pixel ``origin``: each
     map's window starts at cell ``origin // stride``. Without, the maps cover the whole image
-    (:meth:`whole`).
+    (:meth:`whole`). A window lets a huge image be scored block by block with the weights of
+    the whole image's bilinear upsampling, so the blocks equal the whole image's scores.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)`` of the whole image (sizes may be symbolic while exporting).
+    core : tuple of int
+        ``(r0, r1, c0, c1)``: the block of pixels to score.
+    origin : tuple of int, default=(0, 0)
+        The image pixel ``(row, col)`` the window's maps start at (multiples of
+        the maps' strides); only with ``native``.
+    native : tuple of tuple of int, default=None
+        Per map, in the head's map order, its ``(rows, cols)`` of cells for the
+        whole image; None: the maps are those of the whole image.
+
+    Attributes
+    ----------
+    is_whole : bool
+        Whether the maps cover the whole image (no native sizes).
+    block_shape : tuple of int
+        ``(r1 - r0, c1 - c0)``, the shape of the scored block.
 
     Examples
     --------
@@ -76,7 +97,18 @@ class Window:
 
     @classmethod
     def whole(cls, shape: tuple[Any, Any]) -> Window:
-        """Every pixel of an image of ``shape``, from maps of the whole image."""
+        """Every pixel of an image of ``shape``, from maps of the whole image.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            ``(H, W)`` of the image.
+
+        Returns
+        -------
+        Window
+            The block ``(0, H, 0, W)`` with no native sizes.
+        """
         H, W = shape
         return cls((H, W), (0, H, 0, W))
 
@@ -116,6 +148,12 @@ def _cells_read(start: int, stop: int, n_cells: int, n: int) -> tuple[int, int]:
 class HeadModule(nn.Module):
     """A folded head as a module: native maps -> ``(n, k, ny, nx)`` scores of a block of pixels.
 
+    A linear classifier on hypercolumns equals the upsampled sum of per-layer 1x1
+    heads on the native maps [1]_: this module holds those heads and computes the
+    scores of whole images, of windows of huge images (:class:`Window`), of the
+    exported network and, differentiably, of single pixels, all with one code
+    path.
+
     Parameters
     ----------
     head : FoldedHead or FoldedGrid
@@ -126,6 +164,7 @@ class HeadModule(nn.Module):
     upsampling : {"bilinear", "edge_aware"}, default="bilinear"
         How coarse maps (``is_coarse``) reach the pixels.
     device : torch.device, default=None
+        Where the weights are put; None: the CPU (or the default device).
     dtype : torch.dtype, default=torch.float64
         Of the weights (float64: exact for large scores; the exported network's float32).
 
@@ -139,6 +178,16 @@ class HeadModule(nn.Module):
         edge-aware.
     grid_size : int
         K (1: a plain head).
+
+    See Also
+    --------
+    predict_dense : Dense predictions of whole images through this module.
+    predict_window : One block of a huge image.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015, sec. 3.1.
 
     Examples
     --------
@@ -189,20 +238,61 @@ class HeadModule(nn.Module):
         return [getattr(self, f"weight{i}") for i in range(self.n_maps)]
 
     def project(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """1x1 scores of native maps in map order: ``(c, h, w)`` -> ``(K*K*k, h, w)`` (or
-        batches ``(n, c, h, w)``), in the weights' dtype (``project_maps``)."""
+        """1x1 scores of native maps in map order, in the weights' dtype.
+
+        The first step of the folded head: each map times its block of weights,
+        at native resolution.
+
+        Parameters
+        ----------
+        maps : sequence of torch.Tensor
+            One ``(c_l, h_l, w_l)`` map (or ``(n, c_l, h_l, w_l)`` batch) per map of
+            the head, in its map order.
+
+        Returns
+        -------
+        parts : list of torch.Tensor
+            ``(K*K*k, h_l, w_l)`` score maps (``(n, K*K*k, h_l, w_l)`` for batches).
+        """
         return project_maps(list(maps), self.weights)
 
     def project_named(self, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """:meth:`project` of some of the maps, by name (``FeatureEngine.iter_maps(project=)``,
-        which projects each tile and scale as it is computed)."""
+        """:meth:`project` of some of the maps, by name.
+
+        What ``FeatureEngine.iter_maps(project=...)`` takes, so that each tile and
+        scale is projected as it is computed and only score maps are kept.
+
+        Parameters
+        ----------
+        maps : dict of str to torch.Tensor
+            Native maps named as the head's maps (any subset of them).
+
+        Returns
+        -------
+        parts : dict of str to torch.Tensor
+            The 1x1 score maps under the same names.
+        """
         weights = self.weights
         return dict(zip(maps, project_maps(maps, [weights[self.index[n]] for n in maps])))
 
     def forward(self, maps: Sequence[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
-        """Scores ``(n, k, H, W)`` of whole images ``(n, c, H, W)`` in ``[0, 1]`` (the guide of
-        edge-aware upsampling) from their native maps ``(n, c_l, h_l, w_l)``, in the weights'
-        dtype: the exported network's head (traceable, sizes stay dynamic)."""
+        """Scores of whole images from their native maps, in the weights' dtype.
+
+        The exported network's head (traceable, sizes stay dynamic).
+
+        Parameters
+        ----------
+        maps : sequence of torch.Tensor
+            The native maps ``(n, c_l, h_l, w_l)``, in the head's map order.
+        image : torch.Tensor of shape (n, c, H, W)
+            The images in ``[0, 1]``: their size is the output size, and they guide
+            edge-aware upsampling.
+
+        Returns
+        -------
+        scores : torch.Tensor of shape (n, k, H, W)
+            The folded classifier's scores at every pixel.
+        """
         H, W = image.shape[-2], image.shape[-1]
         return self.scores(self.project([m.to(self.bias.dtype) for m in maps]),
                            Window.whole((H, W)), guide=image, dtype=self.bias.dtype)
@@ -219,6 +309,7 @@ class HeadModule(nn.Module):
         parts : list of Tensor of shape (n, K*K*k, h, w)
             :meth:`project` of the maps (of the whole image, or of the window).
         window : Window
+            The block of pixels to score, and where the maps lie.
         frame : (x0, y0, x1, y1), default=None
             Of the pixel locations (location terms, grid cells); None: the whole image.
         guide : Tensor of shape (n, c, gh, gw), default=None
@@ -237,6 +328,11 @@ class HeadModule(nn.Module):
             None: ``dtype``, as ``F.interpolate`` on maps of that dtype. Windows of huge images
             take float32 weights on float64 maps: the weights of the whole image's (float32)
             path.
+
+        Returns
+        -------
+        scores : torch.Tensor of shape (n, k, ny, nx)
+            The scores of the block (``k`` after blending a grid), in ``dtype``.
         """
         H, W = window.shape
         r0, r1, c0, c1 = window.core
@@ -282,7 +378,25 @@ class HeadModule(nn.Module):
         bilinearly at the pixels (``gather_points``, the operations
         of the dense path in its order), plus the bias and the location term, or blended by the
         grid: equal to :meth:`scores` at those pixels with ``upsampling="bilinear"``. Gradients
-        flow to the maps and to the parameters (after ``requires_grad_()``).
+        flow to the maps and to the parameters (after ``requires_grad_()``), for training
+        through the head.
+
+        Parameters
+        ----------
+        maps : sequence of torch.Tensor
+            The native maps ``(c_l, h_l, w_l)`` of the whole image, in the head's map order.
+        rows, cols : array-like of int of shape (n_pixels,)
+            The pixels' coordinates.
+        image_shape : tuple of int
+            ``(H, W)`` of the image.
+        frame : tuple of float, default=None
+            ``(x0, y0, x1, y1)`` the pixel locations are measured in (location
+            terms, grid cells); None: the whole image.
+
+        Returns
+        -------
+        scores : torch.Tensor of shape (k, n_pixels)
+            The scores of the pixels, in the weights' dtype.
         """
         if any(self.coarse):
             raise ValueError("HeadModule.sample reads maps bilinearly; build the module with "
