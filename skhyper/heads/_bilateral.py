@@ -37,9 +37,34 @@ EDGE_PARAMS = {"radius": 1, "sigma_spatial": 1.0, "sigma_range": 0.12, "min_stri
 class EdgeKernel:
     """The joint bilateral kernel of edge-aware upsampling (defaults: ``EDGE_PARAMS``).
 
-    ``radius`` cells on each side of a pixel's position (``2 * radius`` taps per axis),
-    the spatial ``sigma_spatial`` in cells and the colour ``sigma_range`` in ``[0, 1]``
-    intensity units."""
+    Edge-aware upsampling weights the coarse cells around a pixel by their
+    distance and by how much the pixel's colour differs from the cell's mean
+    colour, so that a pixel takes its scores from its own side of an edge; this
+    record holds the widths of both weights. The defaults were chosen on held-out
+    training images; the result changes little within about half to twice them.
+
+    Parameters
+    ----------
+    radius : int, default=1
+        Cells on each side of a pixel's position (``2 * radius`` taps per axis):
+        how far a score can travel.
+    sigma_spatial : float, default=1.0
+        Width of the spatial weight, in cells.
+    sigma_range : float, default=0.12
+        Width of the colour weight, in ``[0, 1]`` intensity units: smaller values
+        stop scores at fainter edges.
+
+    See Also
+    --------
+    edge_aware_upsample : The upsampling this kernel parameterizes.
+
+    Examples
+    --------
+    >>> EdgeKernel()
+    EdgeKernel(radius=1, sigma_spatial=1.0, sigma_range=0.12)
+    >>> EdgeKernel(sigma_range=0.06).sigma_range
+    0.06
+    """
 
     radius: int = EDGE_PARAMS["radius"]
     sigma_spatial: float = EDGE_PARAMS["sigma_spatial"]
@@ -140,7 +165,13 @@ def edge_aware_upsample_batch(
     guide : Tensor of shape (n, c, H, W)
         The images in ``[0, 1]`` (``image_guide``); replicated channels give the same
         weights as one (distances are means over channels).
-    radius, sigma_spatial, sigma_range : see ``EDGE_PARAMS``.
+    radius : int, default=1
+        Cells on each side of a pixel's position (``2 * radius`` taps per axis), as
+        :class:`EdgeKernel`.
+    sigma_spatial : float, default=1.0
+        Width of the spatial weight, in cells.
+    sigma_range : float, default=0.12
+        Width of the colour weight, in ``[0, 1]`` intensity units.
 
     Returns
     -------
@@ -223,7 +254,13 @@ def edge_aware_labels(
         The image in ``[0, 1]``.
     rest : Tensor of shape (k, H, W)
         The other terms of the image's scores (bias, the finer layers); not changed.
-    radius, sigma_spatial, sigma_range : see ``EDGE_PARAMS``.
+    radius : int, default=1
+        Cells on each side of a pixel's position (``2 * radius`` taps per axis), as
+        :class:`EdgeKernel`.
+    sigma_spatial : float, default=1.0
+        Width of the spatial weight, in cells.
+    sigma_range : float, default=0.12
+        Width of the colour weight, in ``[0, 1]`` intensity units.
 
     Returns
     -------

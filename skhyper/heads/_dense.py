@@ -137,6 +137,9 @@ def predict_dense(
     Parameters
     ----------
     engine : FeatureEngine
+        The fitted feature engine whose hypercolumns the classifier was trained on
+        (``HypercolumnTransformer.engine_``): it runs the backbone and, for the
+        chunked path, builds the hypercolumns.
     images : list of ndarray
         Checked images (``engine.check_images``).
     head : FoldedHead, default=None
@@ -144,6 +147,7 @@ def predict_dense(
     classifier : fitted estimator, default=None
         Used when ``head`` is None (or cannot give ``output``).
     output : {"predict", "predict_proba", "decision_function"}, default="predict"
+        Which method of the classifier the result equals.
     boxes : ndarray of shape (n_images, 4), default=None
         Checked frames ``(x0, y0, x1, y1)`` of the pixel locations; None: whole images.
     chunk_pixels : int, default=65536
@@ -161,6 +165,26 @@ def predict_dense(
         scores ``(height, width)`` for one output (binary) or ``(height, width, n_outputs)``.
         Folded scores are float32, or float64 for images whose scores may exceed 64 in
         magnitude (so that they stay exact to 1e-4).
+
+    See Also
+    --------
+    predict_window : The same for one block of a huge image.
+    HeadModule : The folded head that scores the images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skhyper.features import build_engine
+    >>> engine = build_engine("resnet18", layers=["layer1", "layer2"], weights=None,
+    ...                       device="cpu")
+    >>> images = engine.check_images([np.random.default_rng(0).random((40, 52, 3))])
+    >>> X = engine.dense(images)[0].reshape(-1, engine.n_features)
+    >>> clf = LogisticRegression(max_iter=200).fit(X, X[:, 0] > np.median(X[:, 0]))
+    >>> head = fold_head(clf, engine.blocks)
+    >>> labels, = predict_dense(engine, images, head=head)
+    >>> labels.shape, bool((labels.ravel() == clf.predict(X)).mean() > 0.999)
+    ((40, 52), True)
     """
     _check_output(output)
     _check_upsampling(upsampling)
@@ -206,8 +230,10 @@ def predict_window(
     chunk_pixels: int = 65536,
     upsampling: str = "bilinear",
 ) -> np.ndarray:
-    """The outputs of one block of a large image, from a window of it: :func:`predict_dense`
-    restricted to the block.
+    """The outputs of one block of a large image, from a window of it.
+
+    :func:`predict_dense` restricted to the block, so that a huge image can be
+    predicted block by block with bounded memory.
 
     The window holds the block plus the receptive-field halo (see
     :mod:`skhyper.parallel`), so its native maps equal the whole image's around the block.
@@ -226,7 +252,17 @@ def predict_window(
         ``shape`` (H, W) of the whole image, ``core`` (r0, r1, c0, c1) of the block,
         ``origin`` (row, col) of the window in the image, ``native`` the whole image's map
         sizes ``(h, w)`` in the order of ``engine.map_names``.
-    head, classifier, output, chunk_pixels, upsampling
+    head : FoldedHead, default=None
+        From :func:`fold_head`; as in :func:`predict_dense`.
+    classifier : fitted estimator, default=None
+        Used when ``head`` is None (or cannot give ``output``).
+    output : {"predict", "predict_proba", "decision_function", "transform_dense"}, \
+default="predict"
+        Which method of the classifier the result equals; ``"transform_dense"``
+        gives the block's hypercolumns.
+    chunk_pixels : int, default=65536
+        Pixels per band of the chunked path.
+    upsampling : {"bilinear", "edge_aware"}, default="bilinear"
         As in :func:`predict_dense` (edge-aware upsampling is local: the halo holds every
         cell and pixel it reads, so windows give the whole image's values).
 

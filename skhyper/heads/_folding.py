@@ -186,7 +186,7 @@ class FoldedHead:
     ...                   np.array([0, 1]), "sigmoid")
     >>> head.n_outputs
     1
-    >>> scores = torch.tensor([[[-2.0, 0.5]]])  # (n_outputs, h, w)
+    >>> scores = torch.tensor([[[-2.0, 0.5]]], dtype=torch.float64)  # (n_outputs, h, w)
     >>> head.labels(scores).tolist(), head.proba(scores)[1].round(decimals=3).tolist()
     ([[0, 1]], [[0.119, 0.622]])
     """
