@@ -71,61 +71,6 @@ KNOWN_FAILURES = frozenset("""
     skhyper.export.prepare_image
     skhyper.export.save
     skhyper.export.to_bioimageio
-    skhyper.features.Backbone.capture
-    skhyper.features.Backbone.forward
-    skhyper.features.Backbone.layer_table
-    skhyper.features.Backbone.out_of_place
-    skhyper.features.Backbone.stages
-    skhyper.features.Backbone.tap
-    skhyper.features.BackboneUnion.forward
-    skhyper.features.EngineSettings
-    skhyper.features.FeatureEngine
-    skhyper.features.FeatureEngine.bands
-    skhyper.features.FeatureEngine.canvases
-    skhyper.features.FeatureEngine.check_images
-    skhyper.features.FeatureEngine.dense
-    skhyper.features.FeatureEngine.feature_names
-    skhyper.features.FeatureEngine.fill
-    skhyper.features.FeatureEngine.iter_maps
-    skhyper.features.FeatureEngine.receptive_field
-    skhyper.features.FeatureEngine.replace
-    skhyper.features.FeatureEngine.sample
-    skhyper.features.FeatureEngine.to
-    skhyper.features.FeatureInfo.from_mapping
-    skhyper.features.FeatureInfo.replace
-    skhyper.features.MapCache.get
-    skhyper.features.MapCache.put
-    skhyper.features.PerChannelBackbone.forward
-    skhyper.features.TokenMaps.default_layers
-    skhyper.features.TokenMaps.forward
-    skhyper.features.adapt_first_conv
-    skhyper.features.auto_scales
-    skhyper.features.build_engine
-    skhyper.features.extract_dense
-    skhyper.features.extract_hypercolumns
-    skhyper.features.receptive_field
-    skhyper.features.rescale_intensity
-    skhyper.features.sample_maps
-    skhyper.features.tiled_maps
-    skhyper.features.to_float_image
-    skhyper.heads.EdgeKernel
-    skhyper.heads.FoldedGrid
-    skhyper.heads.FoldedHead
-    skhyper.heads.FoldedHead.labels
-    skhyper.heads.FoldedHead.proba
-    skhyper.heads.HeadModule
-    skhyper.heads.HeadModule.forward
-    skhyper.heads.HeadModule.project
-    skhyper.heads.HeadModule.project_named
-    skhyper.heads.HeadModule.sample
-    skhyper.heads.HeadModule.scores
-    skhyper.heads.Window
-    skhyper.heads.Window.whole
-    skhyper.heads.edge_aware_labels
-    skhyper.heads.fold_classifier
-    skhyper.heads.fold_grid
-    skhyper.heads.predict_dense
-    skhyper.heads.predict_window
     skhyper.inspection.layer_importance
     skhyper.io.ImageData
     skhyper.io.ImageData.planes
@@ -235,9 +180,6 @@ def resolves(dotted: str) -> bool:
 
 # Named references that are wrong today (issue 30), expected until their docstrings are fixed.
 KNOWN_BAD_REFERENCES = frozenset({
-    "skhyper.heads.HeadModule.sample: skhyper.heads._gather.gather_points",  # private
-    "skhyper.heads.HeadModule.scores: skhyper.heads._gather.bilinear_axis",  # private
-    "skhyper.heads.predict_dense: skhyper.heads._edges",  # private
 })
 
 

@@ -63,8 +63,8 @@ NOT_TILEABLE = (
     "Backbone {name!r} is a vision transformer: its attention mixes tokens from the whole "
     "image, so tiles cannot reproduce the whole-image maps and tiling is refused. Set "
     "tile_size=None to run every image whole (attention memory grows with the square of the "
-    "number of patches; see the user guide's 'Transformer backbones' page), downscale the images with "
-    "image_size=..., or use a CNN backbone, which tiles exactly, for very large images."
+    "number of patches; see the user guide's 'Transformer backbones' page), downscale the "
+    "images with image_size=..., or use a CNN backbone, which tiles exactly, for very large images."
 )
 
 

@@ -251,8 +251,9 @@ def fold_classifier(
 
     Upsampling is linear, so a linear classifier on upsampled hypercolumns
     equals the upsampled sum of per-layer 1x1 classifiers [1]_. The chain folds
-    to per-layer 1x1 weights (``fold_chain``, ``split_by_layer``); the result is then checked on random probe
-    inputs: its scores must equal ``decision_function``, its labels
+    to per-layer 1x1 weights (``fold_chain``, ``split_by_layer``); the result is
+    then checked on random probe inputs: its scores must equal
+    ``decision_function``, its labels
     ``predict``, and the link (sigmoid, softmax or one-vs-rest normalized
     sigmoids) ``predict_proba``. Anything that does not hold raises
     :class:`NotFoldableError` (or leaves ``link=None`` for probabilities), so a
