@@ -33,12 +33,28 @@ class InconsistentVersionWarning(UserWarning):
     version): the model may behave differently or, when it lacks fitted attributes this
     version needs, was loaded unfitted.
 
+    Parameters
+    ----------
+    estimator_name : str
+        The class name of the estimator loaded, for the message.
+    original_skhyper_version : str or None
+        The skhyper version that pickled it; None for a version that did not stamp its
+        pickles.
+    current_skhyper_version : str
+        The skhyper version loading it.
+    detail : str, default=""
+        What differs and what to do; empty for the generic advice to fit it again.
+
     Attributes
     ----------
     estimator_name : str
+        The class name of the estimator loaded.
     original_skhyper_version : str or None
-        None: saved by a version that did not stamp its pickles.
+        The version that pickled it; None: saved by a version that did not stamp its pickles.
     current_skhyper_version : str
+        The version loading it.
+    detail : str
+        What differs and what to do (empty: the generic advice).
     """
 
     def __init__(
@@ -69,7 +85,17 @@ class InconsistentVersionWarning(UserWarning):
 class CollectionError(ValueError):
     """Some images of a collection failed; the results of the others are kept.
 
-    Raised by :func:`skhyper.parallel.predict_collection` once every image was tried.
+    Raised by :func:`skhyper.parallel.predict_collection` once every image was tried, so that
+    one bad file does not cost the results of the others.
+
+    Parameters
+    ----------
+    message : str
+        The error message (how many images failed, and the first failures).
+    results : list
+        One result per image, in order; None for the images that failed.
+    failures : dict
+        Index of each failed image -> ``"ExceptionType: message"``.
 
     Attributes
     ----------

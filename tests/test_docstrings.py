@@ -57,20 +57,6 @@ KNOWN_FAILURES = frozenset("""
     skhyper.estimators.HypercolumnTransformer.transform_dense
     skhyper.estimators.default_classifier
     skhyper.estimators.default_hypercolumns
-    skhyper.exceptions.CollectionError
-    skhyper.exceptions.InconsistentVersionWarning
-    skhyper.export.HypercolumnNet
-    skhyper.export.HypercolumnNet.forward
-    skhyper.export.OnnxSegmenter.decision_function
-    skhyper.export.OnnxSegmenter.predict
-    skhyper.export.OnnxSegmenter.predict_proba
-    skhyper.export.check_bioimageio
-    skhyper.export.export_config
-    skhyper.export.export_program
-    skhyper.export.load
-    skhyper.export.prepare_image
-    skhyper.export.save
-    skhyper.export.to_bioimageio
     skhyper.features.Backbone.capture
     skhyper.features.Backbone.forward
     skhyper.features.Backbone.layer_table
@@ -126,31 +112,6 @@ KNOWN_FAILURES = frozenset("""
     skhyper.heads.fold_grid
     skhyper.heads.predict_dense
     skhyper.heads.predict_window
-    skhyper.inspection.layer_importance
-    skhyper.io.ImageData
-    skhyper.io.ImageData.planes
-    skhyper.io.ImageData.result_axes
-    skhyper.io.ImageData.stack
-    skhyper.io.read_labels
-    skhyper.keypoints.check_keypoints
-    skhyper.keypoints.clip_boxes
-    skhyper.keypoints.crop_frames
-    skhyper.keypoints.from_frame
-    skhyper.keypoints.heatmap_peaks
-    skhyper.keypoints.keypoint_targets
-    skhyper.keypoints.to_frame
-    skhyper.location.axis_cell_weights
-    skhyper.location.axis_locations
-    skhyper.location.cell_weights
-    skhyper.location.check_locations
-    skhyper.location.frame_of
-    skhyper.location.location_columns
-    skhyper.location.location_map
-    skhyper.location.pixel_locations
-    skhyper.plotting.plot_grid_cells
-    skhyper.plotting.plot_overlay
-    skhyper.sampling.boundary_band
-    skhyper.sampling.grid_pixels
 """.split())
 
 
