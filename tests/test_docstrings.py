@@ -42,21 +42,6 @@ SKIPPED_METHODS = {"extra_repr"}
 # __all__). Each one is an expected failure (strict: a fixed docstring that stays listed fails,
 # so the list only shrinks); a name that leaves __all__ simply stops being tested.
 KNOWN_FAILURES = frozenset("""
-    skhyper.estimators.GridLocationClassifier.fit
-    skhyper.estimators.GridLocationClassifier.predict
-    skhyper.estimators.HypercolumnKeypointLocator.fit
-    skhyper.estimators.HypercolumnKeypointLocator.predict
-    skhyper.estimators.HypercolumnKeypointLocator.predict_heatmaps
-    skhyper.estimators.HypercolumnKeypointLocator.score
-    skhyper.estimators.HypercolumnSegmenter
-    skhyper.estimators.HypercolumnSegmenter.fit
-    skhyper.estimators.HypercolumnSegmenter.score
-    skhyper.estimators.HypercolumnTransformer.fit
-    skhyper.estimators.HypercolumnTransformer.fit_images
-    skhyper.estimators.HypercolumnTransformer.get_feature_names_out
-    skhyper.estimators.HypercolumnTransformer.transform_dense
-    skhyper.estimators.default_classifier
-    skhyper.estimators.default_hypercolumns
     skhyper.features.Backbone.capture
     skhyper.features.Backbone.forward
     skhyper.features.Backbone.layer_table
