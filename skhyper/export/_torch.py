@@ -324,8 +324,8 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
     (any height and width; the backbone's input normalization is inside) and returns class
     probabilities ``(n, n_classes, height, width)``, equal to ``model.predict_proba`` within
     float32 rounding (1e-4), or the scores with ``output="decision_function"``. It is built
-    from the model's folded head (:attr:`~skhyper.HypercolumnSegmenter.folded_`) and a copy of its
-    engine's backbone: the backbone pass (each scale), one 1x1 convolution per map, bilinear
+    from the model's folded head (its fitted ``folded_``) and a copy of its engine's
+    backbone: the backbone pass (each scale), one 1x1 convolution per map, bilinear
     upsampling (edge-aware for the coarse layers of an ``upsampling="edge_aware"`` model,
     guided by the input), the sum, the grid blend or location terms, the link.
     ``torch.export`` works on it with dynamic height and width.
@@ -335,6 +335,8 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
     model : HypercolumnSegmenter
         Fitted, with a classifier that folds (see :func:`check_exportable`).
     output : {"predict_proba", "decision_function"}, default="predict_proba"
+        What the network returns: class probabilities (through the classifier's link) or
+        the classifier's scores.
 
     Returns
     -------
