@@ -55,6 +55,13 @@ class InconsistentVersionWarning(UserWarning):
         The version loading it.
     detail : str
         What differs and what to do (empty: the generic advice).
+
+    Examples
+    --------
+    >>> w = InconsistentVersionWarning("HypercolumnSegmenter", "0.1.0", "0.2.0")
+    >>> print(w)  # doctest: +NORMALIZE_WHITESPACE
+    Trying to unpickle HypercolumnSegmenter from skhyper 0.1.0 when using skhyper 0.2.0.
+    It might not work or give other results; fit it again with this version to be sure.
     """
 
     def __init__(
@@ -104,6 +111,18 @@ class CollectionError(ValueError):
     failures : dict
         Index of each failed image -> ``"ExceptionType: message"`` (with the file path for
         a path).
+
+    Examples
+    --------
+    A caller keeps what succeeded and reports the rest:
+
+    >>> try:
+    ...     raise CollectionError("1 of 2 images failed", ["labels of image 0", None],
+    ...                           {1: "ValueError: empty image"})
+    ... except CollectionError as err:
+    ...     done = [r for r in err.results if r is not None]
+    ...     print(len(done), err.failures)
+    1 {1: 'ValueError: empty image'}
     """
 
     def __init__(self, message: str, results: list, failures: dict) -> None:

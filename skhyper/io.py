@@ -192,6 +192,13 @@ class ImageData:
         axes : str
             One letter per axis of the stacked result, e.g. ``"ZYX"`` for label maps of a
             ``"ZYXC"`` stack.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> data = ImageData(np.zeros((2, 4, 5, 3)), "ZYXC")
+        >>> data.result_axes(), data.result_axes("C")
+        ('ZYX', 'ZYXC')
         """
         return self.axes.replace("C", "") + trailing
 

@@ -72,6 +72,11 @@ def default_hypercolumns() -> HypercolumnTransformer:
     See Also
     --------
     default_classifier : The classifier used when ``classifier=None``.
+
+    Examples
+    --------
+    >>> default_hypercolumns()
+    HypercolumnTransformer(scales='auto')
     """
     return HypercolumnTransformer(scales="auto")
 
