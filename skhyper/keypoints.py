@@ -157,8 +157,8 @@ def crop_frames(images: Sequence[np.ndarray], boxes: np.ndarray, frame_size: int
         Side of the square frame each box is warped to, in pixels.
     n_channels : int, default=3
         Number of channels of the frames (as for :func:`skhyper.features.to_float_image`).
-    intensity_range : tuple of float or None, default=None
-        ``(low, high)`` of the input intensities, mapped to ``[0, 1]``; None: by dtype.
+    intensity_range : None, (low, high) or ("percentile", p_low, p_high), default=None
+        Which pixel values map to black and white; None: the dtype's range.
 
     Returns
     -------

@@ -291,7 +291,8 @@ class GridLocationClassifier(
 
         The label is the sign (two classes) or the argmax of the blended
         :meth:`decision_function`, so that it agrees with the probabilities; for estimators
-        without scores, the argmax of the blended probabilities.
+        without scores, the argmax of the blended probabilities. With ``grid_size=1``, the
+        estimator's own ``predict``.
 
         Parameters
         ----------

@@ -277,7 +277,7 @@ class HypercolumnNet(nn.Module):
         ----------
         x : torch.Tensor of shape (n, n_inputs, h, w)
             float32 images in ``[0, 1]``, as :func:`prepare_image` gives them; any ``h`` and
-            ``w`` (at least ``config["min_size"]``).
+            ``w`` (the network is checked for sides of at least ``config["min_size"]``).
 
         Returns
         -------
