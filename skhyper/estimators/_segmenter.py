@@ -32,9 +32,10 @@ def default_classifier() -> Any:
     ``StandardScaler -> LogisticRegression(C=0.01, tol=3e-4)``: strongly regularized logistic
     regression on standardized hypercolumns. Hypercolumns have hundreds to thousands of
     strongly correlated columns, so a strong penalty generalizes better than a weak one, and
-    the result is insensitive to ``C`` within a decade around 0.01. ``tol=3e-4`` stops lbfgs after about 2/3 of the iterations of scikit-learn's
-    default at the same accuracy; a looser tolerance loses accuracy on dim images. Being a
-    linear chain, it folds into per-layer 1x1 heads for dense prediction.
+    the result is insensitive to ``C`` within a decade around 0.01. ``tol=3e-4`` stops lbfgs
+    after about 2/3 of the iterations of scikit-learn's default at the same accuracy; a
+    looser tolerance loses accuracy on dim images. Being a linear chain, it folds into
+    per-layer 1x1 heads for dense prediction.
 
     Returns
     -------
