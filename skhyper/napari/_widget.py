@@ -15,6 +15,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -83,6 +84,7 @@ class SegmenterWidget(QWidget):
         self._done = threading.Event()
         self._token = 0
         self._pending = False
+        self._stroke_scheduled = False
         self._watched: Any = None
         self._build_ui()
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
@@ -306,7 +308,7 @@ class SegmenterWidget(QWidget):
         was (the running step, e.g. one classifier fit, finishes first; its result is
         dropped)."""
         self._token += 1
-        self._pending = False
+        self._pending = self._stroke_scheduled = False
         worker = self._worker
         if worker is not None:
             worker.quit()
@@ -349,10 +351,22 @@ class SegmenterWidget(QWidget):
 
     # ----------------------------------------------------------------- background work
     def _on_stroke(self, event: Any = None) -> None:
-        """A stroke on the scribbles: refit in the background when continuous training is on;
-        a refit still running is superseded (stopped at its next step, its result dropped)."""
+        """A stroke on the scribbles: refit in the background when continuous training is on.
+
+        napari emits ``paint`` before it writes the stroke, so the refit starts from the event
+        loop once the event is handled (strokes in one loop iteration make one refit); a refit
+        still running is superseded (stopped at its next step, its result dropped).
+        """
         if not self.continuous_check.isChecked() or self.model is None:
             return
+        if not self._stroke_scheduled:
+            self._stroke_scheduled = True
+            QTimer.singleShot(0, self._stroke_settled)
+
+    def _stroke_settled(self) -> None:
+        if not self._stroke_scheduled:  # cancelled before it started
+            return
+        self._stroke_scheduled = False
         if self._worker is not None:
             self._token += 1
             self._pending = True
