@@ -210,13 +210,11 @@ class SegmenterWidget(QWidget):
         return self.viewer.add_labels(np.zeros(shape, dtype=np.int32), name=name, opacity=0.5)
 
     def _show(self, image: ImageStack, index: tuple[int, ...] | None, labels: Any) -> None:
-        """Write labels into the result layer: one plane (``index``) or the whole stack."""
+        """Write labels into the result layer, in place: one plane (``index``) or the whole
+        stack (``None``); napari then redraws the visible plane only."""
         layer = self._result_layer(image)
-        if index is None:
-            layer.data = np.asarray(labels, dtype=layer.data.dtype).reshape(layer.data.shape)
-        else:
-            layer.data[index] = labels
-            layer.refresh()
+        layer.data[index if index is not None else ...] = labels
+        layer.refresh()
 
     # ----------------------------------------------------------------- public actions
     def _estimator(self) -> Any:
