@@ -240,6 +240,32 @@ def test_importing_the_plugin_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def test_the_widget_imports_torch_after_napari_made_its_opengl_context():
+    """As in napari: the canvas exists (Mesa may have loaded libLLVM, which made torch's
+    import of triton crash the process), then the widget loads torch on first use."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import napari
+        viewer = napari.Viewer(show=True)
+        assert "torch" not in sys.modules
+        from skhyper.napari import SegmenterWidget
+        widget = SegmenterWidget(viewer)
+        image = np.zeros((48, 64), np.uint8)
+        image[10:30, 20:50] = 200
+        viewer.add_image(image, name="box")
+        widget.layers_edit.setText("1")  # the default backbone's first stage: fast
+        widget.layers_edit.editingFinished.emit()
+        scribbles = widget.new_labels_layer()
+        scribbles.data[15:18, 25:45], scribbles.data[40:43, 5:60] = 2, 1
+        labels = widget.train().predict(image)
+        import torchvision.ops  # torch._dynamo, which looks for triton
+        assert labels[20, 35] == 2 and labels[2, 2] == 1, labels
+        viewer.close()
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
 def test_sample_is_a_bundled_horse():
     [(data, meta, kind)] = horse_sample()
     assert kind == "image" and meta["rgb"] and data.dtype == np.uint8 and data.shape[2] == 3

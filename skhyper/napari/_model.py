@@ -7,16 +7,47 @@ widget shell load without torch, the model on first use.
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = ["BACKBONES", "EXPORT_FORMATS", "build_estimator", "export_model", "fit_model",
-           "load_model", "save_model"]
+           "load_model", "new_cache", "save_model", "torch_after_opengl"]
 
 BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "vgg16")
 EXPORT_FORMATS = ("onnx", "bioimageio")
+
+
+def torch_after_opengl() -> None:
+    """Make torch importable in a process whose OpenGL driver loaded LLVM (napari on Mesa).
+
+    The widget imports torch on first use, after napari's canvas made an OpenGL context. With
+    Mesa's software rasterizer (llvmpipe: Xvfb, remote desktops, machines without a GPU driver)
+    that context loads the system's ``libLLVM``; torch's import of ``triton`` (shipped with
+    torch's Linux wheels for ``torch.compile`` on GPUs) then loads triton's own LLVM and the
+    process dies with a segmentation fault. Only in that case (triton not yet imported,
+    ``libLLVM`` mapped, triton installed) triton is marked unavailable for this process, as if
+    it were not installed: skhyper never compiles, and torch runs without it.
+    """
+    if "triton" in sys.modules:
+        return
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux: no such clash known
+        return
+    if "libLLVM" in maps and importlib.util.find_spec("triton") is not None:
+        sys.modules["triton"] = None  # `import triton` raises ImportError: "not installed"
+
+
+def new_cache() -> Any:
+    """An empty :class:`~skhyper.MapCache` (2 GiB) for the widget's planes."""
+    torch_after_opengl()
+    from .. import MapCache
+
+    return MapCache()
 
 
 def build_estimator(backbone: str = "efficientnet_lite0", *, layers: list | None = None,
@@ -28,6 +59,7 @@ def build_estimator(backbone: str = "efficientnet_lite0", *, layers: list | None
     ``HypercolumnSegmenter(ignore_label=0, random_state=0)`` with every other setting at the
     package default, so the same estimator built in a notebook gives the same model.
     """
+    torch_after_opengl()
     from .. import HypercolumnSegmenter, HypercolumnTransformer
 
     hc = HypercolumnTransformer(backbone, layers=layers, device=device, scales="auto",
@@ -39,6 +71,7 @@ def _for_scribbles(estimator: Any, cache: Any) -> Any:
     """A clone of ``estimator`` with label 0 unlabelled and ``cache`` (if it has none)."""
     from sklearn.base import clone
 
+    torch_after_opengl()
     from .. import HypercolumnTransformer
 
     est = clone(estimator).set_params(ignore_label=0)
@@ -71,6 +104,7 @@ def save_model(model: Any, path: str | Path) -> Path:
 
 def load_model(path: str | Path) -> Any:
     """``skhyper.load``; a file that is not a model file raises a ``ValueError`` naming it."""
+    torch_after_opengl()
     from .. import load
 
     path = Path(path)

@@ -38,6 +38,7 @@ from ._model import (
     export_model,
     fit_model,
     load_model,
+    new_cache,
     save_model,
 )
 
@@ -219,9 +220,7 @@ class SegmenterWidget(QWidget):
     # ----------------------------------------------------------------- public actions
     def _estimator(self) -> Any:
         if self._cache is None:
-            from .. import MapCache
-
-            self._cache = MapCache()
+            self._cache = new_cache()
         if self.estimator is None:
             text = self.layers_edit.text().strip()
             layers = [int(t) if t.strip().isdigit() else t.strip() for t in text.split(",")
@@ -333,7 +332,7 @@ class SegmenterWidget(QWidget):
     def _set_model(self, model: Any, channels: int | None) -> None:
         self.model = model
         self._trained_channels = channels
-        self.status.setText(f"Model: classes {list(model.classes_)}.")
+        self.status.setText(f"Model: classes {[int(c) for c in model.classes_]}.")
 
     def _scope(self) -> str:
         return "stack" if self.scope_combo.currentIndex() == 1 else "plane"
