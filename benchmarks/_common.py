@@ -19,7 +19,8 @@ import torchvision
 
 import skhyper
 
-__all__ = ["PeakRSS", "measure", "machine_info", "rss_bytes", "release_memory"]
+__all__ = ["PeakRSS", "measure", "machine_info", "rss_bytes", "release_memory", "stamp",
+           "write_results"]
 
 
 def rss_bytes() -> int | None:
@@ -178,9 +179,42 @@ def loadavg() -> list[float] | None:
         return None
 
 
+def git_commit() -> str | None:
+    """The checkout's HEAD commit (with ``-dirty`` when tracked files differ), or None."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("-dirty" if dirty else "")) or None
+
+
+def stamp(record: dict) -> dict:
+    """``record`` with ``record["recorded"]``: the machine, UTC date and git commit of the run.
+
+    The documentation's benchmark pages show these three for every result file."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    machine = ", ".join(p for p in (gpu, cpu, f"{os.cpu_count()} cores",
+                                    f"torch {torch.__version__}", platform.platform()) if p)
+    date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {**record, "recorded": {"machine": machine, "date": date, "commit": git_commit()}}
+
+
 def write_results(record: dict, path) -> None:
-    """Write a benchmark's figures as JSON (creating the folder) and say where."""
+    """Write a benchmark's figures as JSON (creating the folder), stamped with the machine,
+    date and commit (:func:`stamp`), and say where. Every benchmark writes through this."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    path.write_text(json.dumps(stamp(record), indent=2, default=str) + "\n")
     print(f"wrote {path}")

@@ -77,7 +77,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from skhyper import PixelSet, extract_hypercolumns, grid_pixels  # noqa: E402
-from skhyper.features import build_backbone, build_engine, resolve_layers  # noqa: E402
+from skhyper.features import build_backbone, build_engine
+from skhyper.features._backbone import resolve_layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import loadavg as _loadavg  # noqa: E402

@@ -26,7 +26,6 @@ It prints tables and writes ``benchmarks/results/fit_cpu.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -53,7 +52,7 @@ from skhyper.metrics import foreground_iou, mean_iou, pck
 from skhyper.parallel import steady_allocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info
+from _common import machine_info, write_results
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -221,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{res['pck@0.2']:.3f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"fit_cpu{'_' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_results(result, out)
     return 0
 
 

@@ -40,7 +40,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -61,7 +60,7 @@ from skhyper.metrics import foreground_iou  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import machine_info, measure  # noqa: E402
+from _common import machine_info, measure, write_results  # noqa: E402
 from bench_predict import make_image  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -226,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
               "total_seconds": time.perf_counter() - t0}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"grid_{args.part}_{dev.type}.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
-    print(f"total {result['total_seconds']:.0f} s\nwrote {path}")
+    print(f"total {result['total_seconds']:.0f} s")
+    write_results(result, path)
     return 0
 
 

@@ -44,7 +44,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import pickle  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -59,7 +58,7 @@ import torch  # noqa: E402
 from skhyper import HypercolumnSegmenter, HypercolumnTransformer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loadavg, machine_info  # noqa: E402
+from _common import loadavg, machine_info, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_GIB = 4.0
@@ -257,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     name = "huge_cpu.json" if args.size == 8192 else f"huge_cpu_{args.size}.json"
     path = RESULTS / name
-    path.write_text(json.dumps(result, indent=2))
-    print(f"total {result['total_seconds']:.0f} s\nwrote {path}")
+    print(f"total {result['total_seconds']:.0f} s")
+    write_results(result, path)
     return 0
 
 

@@ -19,7 +19,6 @@ Run ``python benchmarks/bench_keypoints.py`` (about 8 minutes on 2 CPU cores); r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 import warnings
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import machine_info
+from _common import machine_info, write_results
 
 from skhyper import HypercolumnKeypointLocator, HypercolumnTransformer
 from skhyper.datasets import load_face_keypoints
@@ -111,9 +110,7 @@ def main() -> None:
     for kp in names:
         print(f"{kp:18s}" + "".join(f"{v['per_keypoint'][kp]['pck@0.1']:13.3f}"
                                     for v in results["variants"].values()))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
-    print(f"wrote {args.out}")
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -42,7 +41,7 @@ from skhyper.metrics import foreground_iou  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import loadavg, machine_info  # noqa: E402
+from _common import loadavg, machine_info, write_results  # noqa: E402
 
 RESULTS = HERE / "results"
 HORSES = HERE.parents[1] / "shared" / "data" / "weizmann_horse"
@@ -119,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
               "total_seconds": time.perf_counter() - t0}
     RESULTS.mkdir(exist_ok=True)
     path = Path(args.out) if args.out else RESULTS / f"multiscale_{dev.type}.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
-    print(f"total {result['total_seconds']:.0f} s\nwrote {path}")
+    print(f"total {result['total_seconds']:.0f} s")
+    write_results(result, path)
     return 0
 
 

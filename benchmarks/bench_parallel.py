@@ -43,7 +43,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the workers
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -62,7 +61,13 @@ from skhyper.datasets import load_horses  # noqa: E402
 from skhyper.parallel import SlowWorkerWarning, predict_collection  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakRSS, loadavg, machine_info, release_memory  # noqa: E402
+from _common import (  # noqa: E402
+    PeakRSS,
+    loadavg,
+    machine_info,
+    release_memory,
+    write_results,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -213,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
               "speedup_2_vs_1_workers": speedup, "total_seconds": time.perf_counter() - t0}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"parallel_cpu{'_quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(f"total {result['total_seconds']:.0f} s\nwrote {path}")
+    print(f"total {result['total_seconds']:.0f} s")
+    write_results(result, path)
     return 0
 
 

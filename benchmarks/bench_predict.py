@@ -42,7 +42,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -58,7 +57,7 @@ from skhyper import HypercolumnSegmenter, HypercolumnTransformer  # noqa: E402
 from skhyper.datasets import load_horses  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, measure_all  # noqa: E402
+from _common import machine_info, measure_all, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = {"size": 1024, "throughput": 0.95, "memory": 1.3, "rss_4096_gib": 3.0}
@@ -230,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     path = Path(args.output) if args.output else (
         RESULTS / f"predict_{dev.type}{'_quick' if args.quick else ''}.json")
-    path.write_text(json.dumps(result, indent=2))
-    print(f"total {result['total_seconds']:.0f} s\nwrote {path}")
+    print(f"total {result['total_seconds']:.0f} s")
+    write_results(result, path)
     return 0
 
 

@@ -31,6 +31,9 @@ Run::
     python benchmarks/bench_quality.py --part horses     # ~12 min on 2 CPU cores
     python benchmarks/bench_quality.py --part horses --throughput-only   # the default alone
     python benchmarks/bench_quality.py --part clothing   # ~25 min
+    # this checkout against a base commit, in one run (the base's skhyper in a subprocess):
+    git worktree add ../wt-base <commit>
+    python benchmarks/bench_quality.py --part horses --throughput-only --base ../wt-base
 
 Each part prints its tables and writes JSON (machine, settings, figures) to
 ``benchmarks/results/quality_<part>_<device>.json``.
@@ -43,8 +46,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -74,6 +80,7 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET_IOU = 0.87
 TARGET_THROUGHPUT = 0.9
+BASE_RATIO_TOLERANCE = 0.05  # predict / forward of this checkout within 5 % of the base's
 
 
 def _timed(fn):
@@ -241,6 +248,42 @@ def run_clothing(args, dev: torch.device) -> dict:
     return {"rows": rows, "per_class": table, "classes_in_test": len(present)}
 
 
+def run_base(args, base: Path) -> dict:
+    """This script's same part, run in a subprocess with the base checkout's ``skhyper``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "base.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--part", args.part,
+               "--device", args.device, "--threads", str(args.threads), "--repeats",
+               str(args.repeats), "--data", args.data, "--out", str(out)]
+        cmd += ["--throughput-only"] if args.throughput_only else []
+        env = {**os.environ, "PYTHONPATH": str(base.resolve())}
+        print(f"base: {base} ...", flush=True)
+        subprocess.run(cmd, env=env, check=True)
+        record = json.loads(out.read_text())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=base,
+                            capture_output=True, text=True, check=False).stdout.strip()
+    return {**record, "path": str(base), "commit": commit}
+
+
+def compare_base(base: dict, part: dict) -> dict:
+    """Default's IoU equal to 3 decimals and predict / forward within 5 % of the base's."""
+    def default(rec):
+        return next(r for r in rec["rows"] if r["row"] == "after (default)")
+
+    b, a = default(base), default(part)
+    rb = base["throughput"]["predict_vs_forward"]
+    ra = part["throughput"]["predict_vs_forward"]
+    same_iou = round(a["fg_iou"], 3) == round(b["fg_iou"], 3)
+    close = abs(ra / rb - 1.0) <= BASE_RATIO_TOLERANCE
+    print(f"\nbase {base['commit']}: fg IoU {b['fg_iou']:.4f}, predict/forward {rb:.3f}x; "
+          f"this checkout: fg IoU {a['fg_iou']:.4f}, predict/forward {ra:.3f}x "
+          f"({ra / rb - 1:+.1%}); IoU equal to 3 decimals: {same_iou}; ratio within "
+          f"{BASE_RATIO_TOLERANCE:.0%}: {close}")
+    return {"base_commit": base["commit"], "base_fg_iou": b["fg_iou"], "fg_iou": a["fg_iou"],
+            "base_predict_vs_forward": rb, "predict_vs_forward": ra,
+            "iou_equal_3_decimals": same_iou, "ratio_within_5_percent": close}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--part", choices=["horses", "clothing"], required=True)
@@ -250,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(DATA), help="folder holding the data sets")
     ap.add_argument("--throughput-only", action="store_true",
                     help="horses: fit only the default (its rows and the throughput check)")
+    ap.add_argument("--base", type=Path, default=None,
+                    help="a checkout of a base commit: run the same part with its skhyper "
+                         "first (subprocess) and compare (horses)")
+    ap.add_argument("--out", type=Path, default=None, help="write the JSON here instead")
     args = ap.parse_args(argv)
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                        else ("cpu" if args.device == "auto" else args.device))
@@ -257,12 +304,19 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     load0 = loadavg()
+    base = None if args.base is None else run_base(args, args.base)
     part = run_horses(args, dev) if args.part == "horses" else run_clothing(args, dev)
-    record = {"machine": machine_info(dev), "settings": vars(args), **part,
+    if base is not None:
+        part["base"] = {**base, "comparison": compare_base(base, part)}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    import skhyper
+
+    record = {"machine": machine_info(dev), "settings": settings, **part,
+              "skhyper_path": skhyper.__file__,
               "loadavg_start_end": [load0, loadavg()],
               "total_seconds": time.perf_counter() - t0}
-    suffix = "_throughput" if args.throughput_only else ""
-    write_results(record, RESULTS / f"quality_{args.part}{suffix}_{dev.type}.json")
+    suffix = ("_throughput" if args.throughput_only else "") + ("_vs_base" if base else "")
+    write_results(record, args.out or RESULTS / f"quality_{args.part}{suffix}_{dev.type}.json")
     print(f"total {record['total_seconds']:.0f} s")
     return 0
 

@@ -47,7 +47,6 @@ and the order of the calls decides the timings.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -64,7 +63,7 @@ from skhyper.features import build_backbone
 from skhyper.parallel import steady_allocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, measure_all
+from _common import machine_info, measure_all, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PIXELS_PER_IMAGE = 2048
@@ -277,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dtype != "float32":
         suffix = f"_{args.dtype}{suffix}"
     path = out_dir / f"speed_{dev.type}{suffix}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
+    write_results(result, path)
     return 0
 
 

@@ -3,7 +3,7 @@
 A leaf module: it imports nothing from skhyper. Public functions and
 estimators validate their inputs here, once per call, and pass the checked
 values to cores that trust them. Checked images come back as a
-:class:`CheckedImages` list: checking it again costs nothing (no second scan
+``CheckedImages`` list: checking it again costs nothing (no second scan
 of the pixels), so an image is scanned once however many layers of the
 package it passes through.
 """
@@ -103,7 +103,7 @@ def check_images(
     is accepted for an RGB backbone and replicated later by
     :func:`skhyper.features.to_float_image`. ``n_channels=None`` accepts any channel count.
     Pixels are not converted here (no copy). An already checked
-    :class:`CheckedImages` is returned as it is (only the channel count is
+    ``CheckedImages`` is returned as it is (only the channel count is
     checked). A 3-D array is always one ``(height, width, channels)`` image:
     split z-stacks, time series and channel-first arrays with
     :func:`skhyper.stacks.split_planes`.

@@ -10,7 +10,7 @@ import torch
 
 from skhyper import Backbone, build_backbone, list_layers
 from skhyper.exceptions import WeightsUnavailableError
-from skhyper.features import resolve_layers
+from skhyper.features._backbone import resolve_layers
 
 
 def test_list_layers_gives_channels_stride_and_stages():

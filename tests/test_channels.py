@@ -17,13 +17,13 @@ from skhyper.features import (
     PerChannelBackbone,
     adapt_first_conv,
     build_backbone,
-    check_intensity_range,
-    find_first_conv,
-    plan_axis,
     receptive_field,
     rescale_intensity,
     to_float_image,
 )
+from skhyper.features._channels import find_first_conv
+from skhyper.features._intensity import check_intensity_range
+from skhyper.features._tiling import plan_axis
 from skhyper.stacks import split_planes, stack_planes
 
 LAYERS = ["relu", "layer1"]  # 64 + 64 channels, strides 2 and 4

@@ -17,14 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skhyper import GridLocationClassifier, HypercolumnSegmenter, HypercolumnTransformer
-from skhyper.heads import (
-    EDGE_PARAMS,
-    coarse_sum,
-    edge_aware_labels,
-    edge_aware_upsample,
-    edge_aware_upsample_batch,
-    image_guide,
-)
+from skhyper.heads import EdgeKernel, edge_aware_labels, edge_aware_upsample
+from skhyper.heads._edges import EDGE_PARAMS, coarse_sum, edge_aware_upsample_batch, image_guide
 from skhyper.metrics import boundary_f_score, foreground_iou
 
 LITE_LAYERS = ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
@@ -154,7 +148,7 @@ def test_dissimilar_colours_do_not_underflow():
     guide = torch.zeros(1, 8, 8)
     guide[0, 3, 3] = 1e3
     scores = torch.arange(4.0, dtype=torch.float64).reshape(1, 2, 2)
-    up = edge_aware_upsample(scores, guide, (8, 8), sigma_range=1e-3)
+    up = edge_aware_upsample(scores, guide, (8, 8), kernel=EdgeKernel(sigma_range=1e-3))
     assert torch.isfinite(up).all()
     # a convex combination of 0..3 (up to float64 rounding of the normalisation)
     assert float(up.min()) >= -1e-12 and float(up.max()) <= 3.0 + 1e-12
@@ -190,7 +184,7 @@ def test_coarse_sum_is_the_bilinear_sum_on_the_finest_grid_and_windows_match():
     expected = sum(F.interpolate(m[None], size=(19, 23), mode="bilinear",
                                  align_corners=False)[0] for m in maps)
     assert t == 1
-    # interpolation weights come from skhyper.features.interp_weights, in float32 as the
+    # interpolation weights come from skhyper.features._bilinear.interp_weights, in float32 as the
     # sampled hypercolumn's: positions up to 23 cells carry ~2e-6 of rounding, times values < 5
     np.testing.assert_allclose(total.numpy(), expected.numpy(), rtol=0, atol=1e-5)
     # windows of the three maps (as predict_window holds them): the window of the whole sum,
@@ -355,7 +349,7 @@ def test_guide_of_integer_images_equals_the_float_image(dtype):
     """The guide of an 8- or 16-bit image (one transposing conversion, then a division) holds
     the values of ``to_float_image`` bit for bit: every value of the dtype, 1 and 3 channels."""
     from skhyper.features import to_float_image
-    from skhyper.heads import image_guide
+    from skhyper.heads._edges import image_guide
 
     v = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
     for img in (np.stack([v, v[::-1], v], -1).reshape(4, -1, 3), v.reshape(4, -1, 1)):

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from skhyper import build_backbone, extract_dense, extract_hypercolumns, grid_pixels
-from skhyper.features import build_engine, resolve_layers, sample_maps
+from skhyper.features import build_engine, sample_maps
+from skhyper.features._backbone import resolve_layers
 from skhyper.sampling import PixelSet, sample_pixels
 
 # (backbone, layers): every family, each with a fully connected / pooled 1x1 layer.

@@ -12,7 +12,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from skhyper import HypercolumnTransformer, sample_pixels
-from skhyper.heads import NotFoldableError, fold_chain, folded_scores, split_by_layer
+from skhyper.heads import NotFoldableError
+from skhyper.heads._folding import fold_chain, folded_scores, split_by_layer
 
 HEADS = {
     "sgd": lambda: SGDClassifier(loss="log_loss", random_state=0),

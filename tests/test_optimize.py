@@ -21,13 +21,9 @@ import torchvision
 from torch import nn
 
 from skhyper import HypercolumnTransformer, sample_pixels
-from skhyper.features import (
-    FastConv2d,
-    NormActRemainder,
-    build_engine,
-    foldable_pairs,
-    optimize_for_inference,
-)
+from skhyper.features import build_engine, optimize_for_inference
+from skhyper.features._fast_modules import FastConv2d
+from skhyper.features._optimize import NormActRemainder, foldable_pairs
 from tests import _vits
 
 # Tolerance. Folding only re-associates float32 arithmetic: conv(x; a*W) + (a*(c - m) + b)
@@ -322,7 +318,7 @@ def test_same_pad_conv_equals_timm_conv2d_same(kernel, stride, dilation, channel
     terms of inputs and weights below 1 here), so 1e-5 absolute."""
     from timm.layers import Conv2dSame
 
-    from skhyper.features import SamePadConv2d
+    from skhyper.features._fast_modules import SamePadConv2d
 
     torch.manual_seed(0)
     ref = Conv2dSame(6, 6, kernel, stride=stride, dilation=dilation, groups=3).eval()
@@ -360,7 +356,7 @@ def test_same_pad_conv_reuses_its_padded_weight_until_the_weight_changes():
     dtype change and a recorded gradient all see the current weight; the cache is not pickled."""
     from timm.layers import Conv2dSame
 
-    from skhyper.features import SamePadConv2d
+    from skhyper.features._fast_modules import SamePadConv2d
 
     torch.manual_seed(0)
     ref = Conv2dSame(4, 4, 3, stride=2).eval()

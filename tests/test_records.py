@@ -12,16 +12,10 @@ import pytest
 import torch
 
 from skhyper import HypercolumnTransformer
-from skhyper.features import (
-    LOCATION_INFO,
-    EngineSettings,
-    FeatureInfo,
-    MapCache,
-    build_engine,
-    list_layers,
-    resolve_layers,
-    scaled_info,
-)
+from skhyper.features import EngineSettings, FeatureInfo, MapCache, build_engine, list_layers
+from skhyper.features._backbone import resolve_layers
+from skhyper.features._engine import LOCATION_INFO
+from skhyper.features._scales import scaled_info
 from skhyper.location import LOCATION
 
 from .conftest import make_tiny_net

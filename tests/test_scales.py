@@ -22,7 +22,7 @@ from skhyper import (
     grid_pixels,
     sample_pixels,
 )
-from skhyper.features import check_scales, split_scaled
+from skhyper.features._scales import check_scales, split_scaled
 from skhyper.location import location_map
 
 from . import test_segmenter as ts
@@ -176,7 +176,8 @@ def test_chunked_path_equals_naive():
 
 def test_tiled_equals_whole_700x900(rng):
     """Each resized image is tiled on its own: tiles reproduce the whole-image scores."""
-    from skhyper.features import plan_axis, receptive_field
+    from skhyper.features import receptive_field
+    from skhyper.features._tiling import plan_axis
 
     layers = ["blocks.0", "blocks.1", "blocks.2"]
     img, _ = ts.scene(rng, (700, 900), 3)

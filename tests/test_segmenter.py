@@ -204,7 +204,8 @@ def test_tiled_equals_whole_700x900(backbone, weights, layers, tile, rng):
     seg.fit([small], [small_mask])
     whole = seg.decision_function(img)
     seg.hypercolumns_.engine_ = seg.hypercolumns_.engine_.replace(tile_size=tile)
-    from skhyper.features import plan_axis, receptive_field
+    from skhyper.features import receptive_field
+    from skhyper.features._tiling import plan_axis
 
     halo, stride = receptive_field(seg.hypercolumns_.backbone_, layers)
     assert all(len(plan_axis(n, tile, halo, stride)) > 1 for n in (700, 900))  # real tiles

@@ -14,7 +14,8 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
 from .._param_validation import HasMethods, Interval, ParamValidationMixin, StrOptions
-from ..heads import LINKS, find_link
+from ..heads import LINKS
+from ..heads._folding import find_link
 from ..location import cell_weights, check_locations
 from ._checks import VersionedMixin, check_classifier
 

@@ -14,7 +14,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._param_validation import HasMethods, Interval, ParamValidationMixin, StrOptions
 from .._validation import CheckedImages, check_boxes, check_images
-from ..heads import LINKS, fold_head, predict_dense, stack_heads
+from ..heads import LINKS, fold_head, predict_dense
+from ..heads._grid import stack_heads
 from ..keypoints import (
     check_keypoints,
     clip_boxes,

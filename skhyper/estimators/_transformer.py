@@ -16,15 +16,15 @@ from .._validation import check_boxes, check_images
 from ..features import (
     CHANNEL_STRATEGIES,
     DEFAULT_BACKBONE,
-    DTYPES,
     Backbone,
     EngineSettings,
     MapCache,
     auto_scales,
     build_engine,
-    check_intensity_range,
-    check_scales,
 )
+from ..features._intensity import check_intensity_range
+from ..features._scales import check_scales
+from ..features._settings import DTYPES
 from ..sampling import PixelSet
 from ._checks import VersionedMixin
 
@@ -112,7 +112,7 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
         the same with the 1st and 99.8th percentiles of each image and
         channel.
     scales : list or tuple of float, "auto" or None, default=None
-        Multi-scale hypercolumns (see :func:`skhyper.features.scaled_info`): each image is
+        Multi-scale hypercolumns (see ``scaled_info``): each image is
         resized by every factor (antialiased bilinear; after ``image_size``)
         and goes through the backbone; every layer's map at every scale is
         read in original image coordinates and the blocks are concatenated,

@@ -4,7 +4,7 @@ A segmenter whose classifier folds (:func:`skhyper.heads.fold_head`) *is* a feed
 network: the backbone cut at its deepest chosen layer (per scale), one 1x1 convolution per
 map (the folded head's blocks), upsampling of the score maps to the image (bilinear, or for
 the coarse layers of an ``upsampling="edge_aware"`` segmenter joint bilateral upsampling
-guided by the input image, :func:`skhyper.heads.edge_aware_upsample_batch`), their sum plus
+guided by the input image, ``edge_aware_upsample_batch``), their sum plus
 the bias, the location terms or the K x K grid blend, and the link (sigmoid, softmax or
 one-vs-rest). :class:`HypercolumnNet` is that network; it takes a float batch ``(n, channels,
 height, width)`` in ``[0, 1]`` (the images after the engine's intensity step, see
@@ -29,7 +29,8 @@ from torch import nn
 
 from ..estimators import HypercolumnSegmenter
 from ..features import Backbone
-from ..heads import LINKS, FoldedGrid, coarse_target, edge_aware_upsample_batch, is_coarse
+from ..features._scales import split_scaled
+from ..heads import LINKS, FoldedGrid, HeadModule
 
 __all__ = ["HypercolumnNet", "check_exportable", "export_config", "to_torch"]
 
@@ -189,18 +190,12 @@ class HypercolumnNet(nn.Module):
     backbone : skhyper.features.Backbone
         A copy of the segmenter's backbone (its ``forward`` normalizes the input).
     plan : list of (float, list of str)
-        Per scale, the layers read at that scale, in the order of the maps.
-    head0, head1, ... : Tensor of shape (n_outputs, num_chs, 1, 1)
-        The folded head's weights of each map, as 1x1 convolutions (buffers); ``bias``,
-        ``location`` (or None) likewise.
-    edges : list of bool
-        Per map, whether its score map is upsampled edge-aware (a coarse layer of an
-        ``upsampling="edge_aware"`` segmenter, :func:`skhyper.heads.is_coarse`): those are
-        summed on the grid of map ``edge_target`` (:func:`skhyper.heads.coarse_target`) and
-        upsampled once, guided by the input image; the others bilinearly (1 x 1 vectors
-        broadcast).
-    grid_size : int
-        K of a K x K grid head (1: a plain head).
+        Per scale, the layers read at that scale, in the order of the maps
+        (``split_scaled``).
+    head : skhyper.heads.HeadModule
+        The folded head (float32), the same module ``predict`` and
+        :func:`skhyper.parallel.predict_large` use: 1x1 projections, bilinear or edge-aware
+        upsampling (guided by the input image), location terms or the K x K grid blend.
     link : {"sigmoid", "softmax", "ovr"} or None
         None: the network returns scores.
     n_inputs : int
@@ -210,74 +205,40 @@ class HypercolumnNet(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, plan: list[tuple[float, list[str]]],
-                 weights: list[torch.Tensor], vectors: list[bool], bias: torch.Tensor, *,
-                 location: torch.Tensor | None, grid_size: int, link: str | None,
-                 n_inputs: int, config: dict[str, Any], edges: list[bool] | None = None,
-                 edge_target: int | None = None) -> None:
+                 head: HeadModule, *, link: str | None, n_inputs: int,
+                 config: dict[str, Any]) -> None:
         super().__init__()
         self.backbone = backbone
         self.plan = [(float(s), list(names)) for s, names in plan]
-        self.vectors = list(vectors)
-        self.edges = [False] * len(self.vectors) if edges is None else list(edges)
-        self.edge_target = edge_target
-        for i, w in enumerate(weights):
-            self.register_buffer(f"head{i}", w)
-        self.n_maps = len(weights)
-        self.register_buffer("bias", bias)
-        self.register_buffer("location", location)
-        self.grid_size = int(grid_size)
-        if self.grid_size > 1:
-            cells = self.grid_size * self.grid_size
-            self.register_buffer("cells", torch.eye(cells).reshape(1, cells, self.grid_size,
-                                                                    self.grid_size))
+        self.head = head
         self.link = link
         self.n_inputs = int(n_inputs)
         self.config = config
 
+    @property
+    def edges(self) -> list[bool]:
+        """Per map, whether its score map is upsampled edge-aware (``head.coarse``)."""
+        return list(self.head.coarse)
+
+    @property
+    def grid_size(self) -> int:
+        """K of a K x K grid head (1: a plain head)."""
+        return self.head.grid_size
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities (or scores) ``(n, k, h, w)`` of images ``(n, n_inputs, h, w)``."""
-        n, _, H, W = x.shape
+        H, W = x.shape[-2], x.shape[-1]
         guide = x  # the image's own channels guide edge-aware upsampling (image_guide)
         if self.n_inputs != self.backbone.in_chans:  # grayscale replicated to the backbone
             x = x.expand(-1, self.backbone.in_chans, -1, -1)
-        total = self.bias.reshape(1, -1, 1, 1).expand(n, -1, H, W)
-        coarse: dict[int, torch.Tensor] = {}
-        i = 0
+        maps = []
         for scale, layers in self.plan:
             fed = x if scale == 1.0 else F.interpolate(
                 x, size=(_scaled(H, scale), _scaled(W, scale)), mode="bilinear",
                 align_corners=False, antialias=True)
-            maps = self.backbone(fed, layers)
-            for layer in layers:
-                s = F.conv2d(maps[layer], getattr(self, f"head{i}"))
-                if self.edges[i]:
-                    coarse[i] = s
-                    i += 1
-                    continue
-                if not self.vectors[i]:
-                    s = F.interpolate(s, size=(H, W), mode="bilinear", align_corners=False)
-                total = total + s
-                i += 1
-        if coarse:  # summed on the finest coarse grid, then one edge-aware upsampling
-            grid = coarse[self.edge_target]
-            acc = grid
-            for j, s in coarse.items():
-                if j != self.edge_target:
-                    acc = acc + F.interpolate(s, size=grid.shape[-2:], mode="bilinear",
-                                              align_corners=False)
-            total = total + edge_aware_upsample_batch(acc, guide)
-        if self.location is not None:
-            u = ((torch.arange(W, dtype=x.dtype, device=x.device) + 0.5) / W).clamp(0.0, 1.0)
-            v = ((torch.arange(H, dtype=x.dtype, device=x.device) + 0.5) / H).clamp(0.0, 1.0)
-            loc = self.location
-            total = (total + loc[0].reshape(1, -1, 1, 1) * u.reshape(1, 1, 1, -1)
-                     + loc[1].reshape(1, -1, 1, 1) * v.reshape(1, 1, -1, 1))
-        if self.grid_size > 1:
-            cells = self.grid_size * self.grid_size
-            weights = F.interpolate(self.cells, size=(H, W), mode="bilinear",
-                                    align_corners=False)
-            total = (total.reshape(n, cells, -1, H, W) * weights.reshape(1, cells, 1, H, W)
-                     ).sum(1)
+            out = self.backbone(fed, layers)
+            maps.extend(out[layer] for layer in layers)
+        total = self.head(maps, guide)
         if self.link is None:
             return total
         return LINKS[self.link](total, 1)
@@ -305,7 +266,7 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
     (any height and width; the backbone's input normalization is inside) and returns class
     probabilities ``(n, n_classes, height, width)``, equal to ``model.predict_proba`` within
     float32 rounding (1e-4), or the scores with ``output="decision_function"``. It is built
-    from the model's folded head (:attr:`HypercolumnSegmenter.folded_`) and a copy of its
+    from the model's folded head (:attr:`~skhyper.HypercolumnSegmenter.folded_`) and a copy of its
     engine's backbone: the backbone pass (each scale), one 1x1 convolution per map, bilinear
     upsampling (edge-aware for the coarse layers of an ``upsampling="edge_aware"`` model,
     guided by the input), the sum, the grid blend or location terms, the link.
@@ -343,28 +304,14 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
     engine = model.hypercolumns_.engine_
     head = model.folded_
     # (scale, layers) in the order of the maps (scale-major), so head block i is map i
-    plan: list[tuple[float, list[str]]] = []
-    for d in engine.feature_info:
-        scale = float(d.get("scale", 1.0))
-        if not plan or plan[-1][0] != scale:
-            plan.append((scale, []))
-        plan[-1][1].append(d.get("layer", d["name"]))
-    weights = [torch.tensor(b.T, dtype=torch.float32).reshape(b.shape[1], b.shape[0], 1, 1)
-               for b in head.blocks]
-    vectors = [d.get("kind") == "vector" for d in engine.feature_info]
-    edges = [config["upsampling"] == "edge_aware" and not v and is_coarse(d.get("reduction"),
-                                                                            (2, 2))
-             for d, v in zip(engine.feature_info, vectors)]
-    target = coarse_target([d.get("reduction") for d in engine.feature_info], edges)
-    location = None if head.location is None else torch.tensor(head.location,
-                                                                dtype=torch.float32)
+    plan = (split_scaled(engine.map_names, engine.scales) if engine.scales
+            else [(1.0, list(engine.map_names))])
+    module = HeadModule(head, engine.feature_info, upsampling=config["upsampling"],
+                        device="cpu", dtype=torch.float32)
     backbone = copy.deepcopy(engine.backbone).cpu().eval()
     for p in backbone.parameters():
         p.requires_grad_(False)
-    net = HypercolumnNet(
-        backbone, plan, weights, vectors, torch.tensor(head.bias, dtype=torch.float32),
-        location=location, grid_size=config["grid_size"],
-        link=head.link if output == "predict_proba" else None, n_inputs=config["n_channels"],
-        config=config, edges=edges, edge_target=target,
-    )
+    net = HypercolumnNet(backbone, plan, module,
+                         link=head.link if output == "predict_proba" else None,
+                         n_inputs=config["n_channels"], config=config)
     return net.eval()

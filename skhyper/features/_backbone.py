@@ -164,10 +164,17 @@ class Backbone(nn.Module):
         self._copy_maps = any(getattr(m, "inplace", False) is True for m in model.modules())
 
     def out_of_place(self) -> Backbone:
-        """Switch the model's in-place modules off, so captured maps need no copy; ``self``.
+        """Switch the model's in-place modules off, so captured maps need no copy.
 
-        This changes the wrapped module: :func:`~skhyper.features.build_backbone`
-        calls it on its own copies only.
+        A captured map that a later in-place activation could overwrite has to be
+        copied; a model without in-place modules is captured without copies. This
+        changes the wrapped module: :func:`~skhyper.features.build_backbone` calls
+        it on its own copies only.
+
+        Returns
+        -------
+        self : Backbone
+            This backbone, its model now free of in-place modules.
         """
         for module in self.model.modules():
             if getattr(module, "inplace", False) is True:
@@ -187,13 +194,32 @@ class Backbone(nn.Module):
         a ``(n, c, h, w)`` map (``kind="map"``) or an ``(n, c)`` vector
         (``kind="vector"``, used as a 1x1 map). ``reduction`` is the input size
         over the map size for a ``224x224`` input (``None`` for vectors).
+        The table is probed with one small forward pass on first use, then kept.
+
+        Returns
+        -------
+        table : list of FeatureInfo
+            One record per valid layer, in the order the forward pass runs them.
+
+        See Also
+        --------
+        skhyper.features.list_layers : The same table for a backbone name.
         """
         if self._table is None:
             self._table = _probe(self)
         return as_records(self._table)  # records are immutable (dicts in older pickles)
 
     def stages(self) -> list[str]:
-        """The layers used when none are chosen (the feature pyramid)."""
+        """The layers used when none are chosen (the feature pyramid).
+
+        Integer layer indices count in this list.
+
+        Returns
+        -------
+        stages : list of str
+            The ``stages`` given to the constructor, or else the model's top-level
+            children that return maps (all valid layers if there are none).
+        """
         valid = [d["name"] for d in self.layer_table()]
         if self._stages is not None:
             missing = [s for s in self._stages if s not in valid]
@@ -214,12 +240,41 @@ class Backbone(nn.Module):
 
         The forward pass stops as soon as the last requested layer has run.
         Vectors come back as ``(n, c, 1, 1)`` maps. Safe to call from several
-        threads at once (see the module notes).
+        threads at once: each call records into its own capture.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, in_chans, h, w)
+            Images with intensities in ``[0, 1]``; they are normalized with the
+            backbone's ``mean`` and ``std`` before the model runs.
+        layers : sequence of str
+            Names of the layers to capture (see :meth:`layer_table`).
+
+        Returns
+        -------
+        maps : dict of str to torch.Tensor
+            ``{layer name: (n, channels, h_l, w_l) map}``, in the order of ``layers``.
         """
         return self.capture(normalize(x, self.mean.to(x.dtype), self.std.to(x.dtype)), layers)
 
     def capture(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Run the wrapped model on an already normalized batch; return the maps of ``layers``."""
+        """Run the wrapped model on an already normalized batch; return the maps of ``layers``.
+
+        What :meth:`forward` runs after normalization, for callers that normalize
+        themselves (such as a union of backbones sharing one input).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, in_chans, h, w)
+            A normalized image batch, as the wrapped model expects it.
+        layers : sequence of str
+            Names of the layers to capture.
+
+        Returns
+        -------
+        maps : dict of str to torch.Tensor
+            ``{layer name: (n, channels, h_l, w_l) map}``, in the order of ``layers``.
+        """
         layers = list(layers)
         modules = self.tap(layers)
         cap = _Capture({id(m): name for name, m in zip(layers, modules)}, self._copy_maps)
@@ -240,6 +295,16 @@ class Backbone(nn.Module):
 
         Engines tap their layers when they are built, so that inference never
         registers hooks.
+
+        Parameters
+        ----------
+        layers : sequence of str
+            Dotted module names of the layers to capture.
+
+        Returns
+        -------
+        modules : list of torch.nn.Module
+            The module of each layer, in the order of ``layers``.
         """
         modules = []
         for name in layers:

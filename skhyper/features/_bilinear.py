@@ -77,13 +77,21 @@ def sample_maps(
     Equals ``F.interpolate(map[None], size=image_shape, mode="bilinear",
     align_corners=False)[0][:, rows, cols].T`` concatenated over maps, without
     ever building the upsampled maps: one fused gather of the 4 neighbours'
-    rows (``embedding_bag``) on the channels-last view of each map.
+    rows (``embedding_bag``) on the channels-last view of each map. The
+    concatenated rows are the pixels' hypercolumns [1]_.
 
     Parameters
     ----------
     maps : dict or sequence of Tensor of shape (c, h, w)
+        The native maps of one image (dict values in order), e.g. a backbone's
+        layers; ``(c, 1, 1)`` vectors are repeated at every pixel. With
+        ``images``, ``(n, c, h, w)`` batches.
     rows, cols : integer arrays of shape (n_pixels,)
-    image_shape : (height, width) of the image the pixels belong to.
+        Pixel coordinates in the image (row, then column), NumPy or torch.
+    image_shape : tuple of int
+        ``(height, width)`` of the image the pixels belong to: it fixes the
+        scale from image pixels to map cells (half-pixel centres, as
+        ``align_corners=False``).
     out : Tensor of shape (n_pixels, sum of c), optional
         Filled in place when given.
     windows : list of (row0, col0, full_h, full_w) or None, optional
@@ -104,7 +112,18 @@ def sample_maps(
 
     Returns
     -------
-    Tensor of shape (n_pixels, sum of c), float32, on the maps' device.
+    Tensor of shape (n_pixels, sum of c)
+        The hypercolumn rows of the pixels, float32, on the maps' device
+        (``out`` when given): the maps' channels in order.
+
+    See Also
+    --------
+    FeatureEngine.fill : Hypercolumn rows from an engine's maps.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------

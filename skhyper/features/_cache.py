@@ -95,7 +95,25 @@ class MapCache:
         self.hits = self.misses = self.n_forward_images = 0
 
     def get(self, key: tuple, layers: list[str]) -> dict[str, torch.Tensor] | None:
-        """The maps of ``layers`` for ``key``, or None if any is missing."""
+        """The maps of ``layers`` for ``key``, or None if any is missing.
+
+        A hit counts in ``hits`` and makes the entry the most recently used; a
+        miss counts in ``misses``.
+
+        Parameters
+        ----------
+        key : tuple
+            What identifies the maps: the backbone's weights, the forward settings
+            that change maps (precision, resizing, scale, intensities) and a digest
+            of the image content.
+        layers : list of str
+            The layers wanted; all must be stored for a hit.
+
+        Returns
+        -------
+        maps : dict of str to torch.Tensor or None
+            ``{layer: map}`` on the CPU, in the order of ``layers``, or None.
+        """
         with self._lock:
             entry = self._store.get(key)
             if entry is None or any(name not in entry for name in layers):
@@ -108,8 +126,19 @@ class MapCache:
     def put(self, key: tuple, maps: dict[str, torch.Tensor], *, forward: bool = False) -> None:
         """Store ``maps`` (copied to the CPU) under ``key``, evicting old entries.
 
-        ``forward``: the maps were just computed for the cache (counted in
-        ``n_forward_images``).
+        The maps join those already stored under ``key``; least recently used
+        entries are evicted until ``nbytes`` fits ``max_bytes``. An entry larger
+        than the whole budget is not stored.
+
+        Parameters
+        ----------
+        key : tuple
+            The key :meth:`get` looks the maps up by.
+        maps : dict of str to torch.Tensor
+            ``{layer: map}`` to store.
+        forward : bool, default=False
+            Whether the maps were just computed for the cache (counted in
+            ``n_forward_images``).
         """
         copied = {name: t.detach().to("cpu", copy=True) for name, t in maps.items()}
         with self._lock:

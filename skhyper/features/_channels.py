@@ -104,7 +104,22 @@ class PerChannelBackbone(Backbone):
         return self.n_channels
 
     def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Maps of ``layers`` for ``(n, n_channels, h, w)`` images in ``[0, 1]``."""
+        """Maps of ``layers`` for ``(n, n_channels, h, w)`` images in ``[0, 1]``.
+
+        The channels run as ``n * n_channels`` grayscale images in one pass.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, n_channels, h, w)
+            Images with intensities in ``[0, 1]``.
+        layers : sequence of str
+            Names of the layers to capture.
+
+        Returns
+        -------
+        maps : dict of str to torch.Tensor
+            ``{layer name: (n, n_channels * c_l, h_l, w_l) map}``, channel-major.
+        """
         n, c, h, w = x.shape
         if c != self.n_channels:
             raise ValueError(
@@ -184,6 +199,8 @@ def adapt_first_conv(backbone: Backbone, n_channels: int) -> Backbone:
     Parameters
     ----------
     backbone : Backbone
+        A backbone with RGB input (its first convolution takes 3 channels, no
+        groups), typically pretrained; it is copied, not changed.
     n_channels : int
         Input channels of the adapted backbone.
 

@@ -68,7 +68,25 @@ class FeatureEngine:
     """Images to native maps and hypercolumns, with fixed settings; thread-safe.
 
     Build it with :func:`~skhyper.features.build_engine` (or read
-    ``HypercolumnTransformer.engine_``).
+    ``HypercolumnTransformer.engine_``). It turns images into the native maps of
+    chosen layers and reads them at pixels as hypercolumns [1]_: each layer's map
+    bilinearly upsampled to the image, concatenated over layers, without ever
+    building the upsampled maps.
+
+    Parameters
+    ----------
+    backbone : skhyper.features.Backbone
+        The network, used as it is (the engine taps its layers): pass a copy that
+        no one else changes, in eval mode on ``settings.device``.
+    feature_info : list of FeatureInfo or dict
+        One record per map, as ``skhyper.features.build_engine`` resolves them
+        (layer, channels, reduction, scale): which maps make a hypercolumn, in
+        order.
+    settings : EngineSettings, default=None
+        How the backbone runs (device, precision, batching, tiling, cache...).
+        None takes ``EngineSettings()``.
+    n_channels : int, default=3
+        Image channels the engine takes (checked by :meth:`check_images`).
 
     Attributes
     ----------
@@ -96,6 +114,16 @@ class FeatureEngine:
 intensity_range, append_location, verbose
         The settings (``settings.<name>``). Assigning one replaces ``settings`` (not while
         other threads use the engine).
+
+    See Also
+    --------
+    skhyper.features.build_engine : Build an engine from a backbone name or module.
+    skhyper.features.EngineSettings : The run settings.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------
@@ -175,8 +203,15 @@ intensity_range, append_location, verbose
         return sum(d.num_chs for d in self.blocks)
 
     def feature_names(self) -> list[str]:
-        """``"<map>.c<channel>"`` per feature (``ch<k>.`` first for ``per_channel``), then
-        ``location.u``, ``location.v``."""
+        """The name of every hypercolumn feature, in column order.
+
+        Returns
+        -------
+        names : list of str
+            ``"<map>.c<channel>"`` per feature (``ch<k>.`` first for
+            ``channel_strategy="per_channel"``), then ``location.u``, ``location.v``
+            when location columns are appended; ``n_features`` names.
+        """
         names = []
         per_channel = self.channel_strategy == "per_channel"
         n_img = self.n_channels if per_channel else 1
@@ -191,18 +226,44 @@ intensity_range, append_location, verbose
         return names
 
     def canvases(self, image_shape: tuple[int, int]) -> list[tuple[float, float] | None]:
-        """Per map, the canvas it covers in an image of ``image_shape`` (None: the image); see
-        :func:`~skhyper.features.map_canvases` (transformer maps of images padded to whole
-        patches)."""
+        """Per map, the canvas it covers in an image of ``image_shape``.
+
+        Transformer maps come from the image zero-padded to whole patches, so they
+        cover a canvas larger than the image; bilinear reads must use it to put
+        pixels where the map saw them.
+
+        Parameters
+        ----------
+        image_shape : tuple of int
+            ``(height, width)`` of the image.
+
+        Returns
+        -------
+        canvases : list of tuple of float or None
+            Per map of ``feature_info``, the ``(height, width)`` in image pixels of
+            the padded canvas it covers, or None when it covers the image.
+        """
         return map_canvases(self.feature_info, image_shape, self.image_size)
 
     def receptive_field(self) -> tuple[int, int]:
-        """``(halo, stride)`` of the engine's layers (see :func:`skhyper.features.receptive_field`).
+        """``(halo, stride)`` of the engine's layers, which exact tiling needs.
+
+        Returns
+        -------
+        halo : int
+            Image pixels a window needs on each side so that its maps equal the
+            whole image's maps at the window's centre.
+        stride : int
+            The largest stride of the layers: tiles start at multiples of it.
 
         Raises
         ------
         NotTileableError
             When a layer sees the whole image (pooled vectors), so windows cannot reproduce it.
+
+        See Also
+        --------
+        skhyper.features.receptive_field : The same for a backbone and layers.
         """
         if self._tiling is None:
             if self._tiling_error is None:
@@ -219,9 +280,25 @@ intensity_range, append_location, verbose
     # -- images -----------------------------------------------------------------------------
 
     def check_images(self, images: Any, *, param: str = "images") -> CheckedImages:
-        """Validate images once, with the engine's channel rule; a :class:`CheckedImages` list.
+        """Validate images once, with the engine's channel rule.
 
+        The other methods take checked images and do not scan them again.
         Checking an already checked list again is free (no pixel scan).
+
+        Parameters
+        ----------
+        images : array-like or list of array-like
+            One ``(height, width[, channels])`` image or a sequence of them; the
+            channel count must suit ``channel_strategy`` and ``n_channels``.
+        param : str, default="images"
+            The parameter name used in error messages (the caller's name for
+            the images).
+
+        Returns
+        -------
+        images : list of ndarray
+            The images as a checked list (a ``CheckedImages``) of
+            ``(height, width, channels)`` arrays.
         """
         checked, _ = check_channels(images, self.channel_strategy, self.n_channels, param=param)
         return checked
@@ -240,7 +317,27 @@ intensity_range, append_location, verbose
         maps them before they are yielded (per tile when tiling), e.g. the 1x1 heads of a
         folded classifier. Images that would reach the backbone nearly black or outside
         ``[0, 1]`` get one :class:`~skhyper.exceptions.IntensityWarning` per call.
-        ``batched``: ``([image indices], {map name: (n, c, h, w) maps})`` per batch instead.
+
+        Parameters
+        ----------
+        images : list of ndarray
+            Checked images (see :meth:`check_images`).
+        indices : sequence of int, default=None
+            The images to run, in this order; None runs them all.
+        project : callable, default=None
+            ``{name: maps} -> {name: maps}`` applied to the maps before they are
+            yielded (per tile when tiling), e.g. the 1x1 heads of a folded
+            classifier, so that only the projected maps are kept.
+        batched : bool, default=False
+            Yield one item per forward batch rather than per image, so that a
+            consumer reads the maps of a batch together.
+
+        Yields
+        ------
+        index : int or list of int
+            The image index (a list of indices when ``batched``).
+        maps : dict of str to torch.Tensor
+            ``{map name: (c, h, w) map}`` (``(n, c, h, w)`` when ``batched``).
         """
         todo = range(len(images)) if indices is None else indices
         warn_intensity((images[i] for i in todo), self.intensity_range)
@@ -267,8 +364,32 @@ intensity_range, append_location, verbose
         The one place where hypercolumns are assembled from maps: the bilinear reads of every
         map (:func:`~skhyper.features.sample_maps`, with ``windows`` for window maps) and, with
         ``append_location``, the pixels' locations in ``frame`` (default: the whole image).
-        ``images``: the maps are ``(n, c, h, w)`` batches (``iter_maps(batched=True)``), pixel
-        ``p`` is in image ``images[p]`` of the batch and ``frame`` lists one frame per image.
+
+        Parameters
+        ----------
+        maps : dict of str to torch.Tensor
+            Native maps of one image (``(c, h, w)``, as :meth:`iter_maps` yields
+            them) or of a batch (``(n, c, h, w)``, with ``images``).
+        rows, cols : torch.Tensor or ndarray of shape (n,)
+            Pixel coordinates in the image.
+        image_shape : tuple of int
+            ``(height, width)`` of the image(s).
+        out : ndarray of shape (n, n_features)
+            float32 array the rows are written into (a view of a larger result
+            is fine).
+        frame : tuple of float or list, default=None
+            ``(x0, y0, x1, y1)`` the location columns are measured in; None: the
+            whole image. With ``images``, one frame per image of the batch.
+        windows : list of tuple of int or None, default=None
+            Per map, ``(row0, col0, full_h, full_w)`` when the map is a window of a
+            larger map, as :func:`~skhyper.features.sample_maps` takes them.
+        images : ndarray of shape (n,), default=None
+            With batched maps, the batch position of each pixel's image.
+
+        Returns
+        -------
+        out : ndarray of shape (n, n_features)
+            ``out``, filled.
         """
         n_maps = out.shape[1] - (2 if self.append_location else 0)
         dst = out[:, :n_maps]
@@ -293,6 +414,17 @@ intensity_range, append_location, verbose
 
         Each image with pixels in ``X`` runs through the backbone once; each native map is
         read bilinearly at the pixels. ``X.images`` must be checked.
+
+        Parameters
+        ----------
+        X : skhyper.sampling.PixelSet
+            Checked images and the ``(image, row, col)`` pixels to read (and their
+            boxes, which frame the location columns).
+
+        Returns
+        -------
+        features : ndarray of shape (n_pixels, n_features)
+            float32 hypercolumns, one row per pixel of ``X``, in its order.
         """
         coords = X.coords
         out = np.empty((len(coords), self.n_features), dtype=np.float32)
@@ -329,8 +461,27 @@ intensity_range, append_location, verbose
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """Dense hypercolumns of one image's maps in bands of whole rows: ``(r0, r1, feats)``.
 
-        ``feats`` is ``((r1 - r0) * width, n_features)`` float32, about ``chunk_pixels`` rows
-        each, so no full-resolution hypercolumn of the image exists at once.
+        Memory stays bounded by a band, so no full-resolution hypercolumn of the image
+        exists at once.
+
+        Parameters
+        ----------
+        maps : dict of str to torch.Tensor
+            Native maps of one image, as :meth:`iter_maps` yields them.
+        image_shape : tuple of int
+            ``(height, width)`` of the image.
+        chunk_pixels : int, default=65536
+            About how many pixels a band holds (whole rows, at least one).
+        frame : tuple of float, default=None
+            ``(x0, y0, x1, y1)`` the location columns are measured in; None: the
+            whole image.
+
+        Yields
+        ------
+        r0, r1 : int
+            The band's first row and the row after its last.
+        feats : ndarray of shape ((r1 - r0) * width, n_features)
+            float32 hypercolumns of the band's pixels, row-major.
         """
         H, W = image_shape
         for r0, r1, rows, cols in row_bands((H, W), chunk_pixels):
@@ -342,7 +493,21 @@ intensity_range, append_location, verbose
         """Dense hypercolumns ``(height, width, n_features)`` of checked images (a list).
 
         Computed in bands of rows: the only full-resolution array is the result itself.
-        ``boxes`` (``(n_images, 4)``, checked) frame the location columns.
+
+        Parameters
+        ----------
+        images : list of ndarray
+            Checked images (see :meth:`check_images`).
+        boxes : ndarray of shape (n_images, 4), default=None
+            Checked ``(x0, y0, x1, y1)`` per image, framing the location columns;
+            None: the whole image.
+        chunk_pixels : int, default=65536
+            About how many pixels are read from the maps at once.
+
+        Returns
+        -------
+        dense : list of ndarray
+            One float32 ``(height, width, n_features)`` array per image.
         """
         results: list[np.ndarray | None] = [None] * len(images)
         for i, maps in self.iter_maps(images):
@@ -358,9 +523,22 @@ intensity_range, append_location, verbose
     # -- copies, devices, pickling -------------------------------------------------------------
 
     def replace(self, **settings: Any) -> FeatureEngine:
-        """A copy with other run settings (``batch_size``, ``tile_size``, ``cache``,
-        ``verbose``, ``dtype``, or ``intensity_range=None`` for images already read into
-        ``[0, 1]``), sharing the backbone.
+        """A copy with other run settings, sharing the backbone.
+
+        Only settings that leave the features unchanged can be replaced; other
+        settings need a new engine.
+
+        Parameters
+        ----------
+        **settings
+            New values of ``batch_size``, ``tile_size``, ``cache``, ``verbose``,
+            ``dtype``, or ``intensity_range=None`` for images already read into
+            ``[0, 1]``.
+
+        Returns
+        -------
+        engine : FeatureEngine
+            The copy; this engine is unchanged.
 
         Examples
         --------
@@ -384,7 +562,20 @@ intensity_range, append_location, verbose
         return new
 
     def to(self, device: Any) -> FeatureEngine:
-        """Move the backbone to ``device`` (in place; not while other threads use the engine)."""
+        """Move the backbone to ``device``, in place.
+
+        Not while other threads use the engine.
+
+        Parameters
+        ----------
+        device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
+            The device to run on (``"auto"``: CUDA when available).
+
+        Returns
+        -------
+        self : FeatureEngine
+            This engine, now on ``device``.
+        """
         dev = resolve_device(device)
         if dev != self.device:
             self.backbone.to(dev)

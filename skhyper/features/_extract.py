@@ -78,13 +78,17 @@ def extract_hypercolumns(  # noqa: PLR0913 (mirrors HypercolumnTransformer's par
 ) -> np.ndarray:
     """Hypercolumns of the pixels of a :class:`~skhyper.sampling.PixelSet`.
 
-    Each image with pixels in ``X`` goes through the backbone once; every
-    layer's native map is sampled bilinearly at the pixels.
+    The hypercolumn of a pixel [1]_ is the concatenation, over the chosen
+    layers, of each layer's map bilinearly upsampled to the image and read at
+    the pixel. Each image with pixels in ``X`` goes through the backbone once;
+    every layer's native map is sampled bilinearly at the pixels, so no map is
+    upsampled in full.
 
     Parameters
     ----------
     X : PixelSet
-        The pixels.
+        The images and the ``(image, row, col)`` pixels whose hypercolumns are
+        computed (e.g. from :func:`~skhyper.sample_pixels`).
     backbone : Backbone, str or torch.nn.Module, default="efficientnet_lite0"
         A built :class:`~skhyper.features.Backbone` (used as is) or anything
         :func:`~skhyper.features.build_backbone` takes.
@@ -111,13 +115,26 @@ def extract_hypercolumns(  # noqa: PLR0913 (mirrors HypercolumnTransformer's par
         Pixel values mapped to ``[0, 1]`` (values outside clipped); None: the
         dtype's range. See :func:`skhyper.features.rescale_intensity`.
     scales : sequence of float, default=None
-        Multi-scale hypercolumns (:func:`skhyper.features.scaled_info`): every layer of
+        Multi-scale hypercolumns (``scaled_info``): every layer of
         ``layers`` at every scale, the image resized by the scale factor
         before the forward pass, scale-major. None: the image as fed.
 
     Returns
     -------
-    ndarray of shape (n_pixels, n_features), float32
+    ndarray of shape (n_pixels, n_features)
+        float32 hypercolumns, one row per pixel of ``X`` in its order: the
+        layers' channels in the order of ``layers`` (scale-major with
+        ``scales``).
+
+    See Also
+    --------
+    extract_dense : The hypercolumns of every pixel of whole images.
+    skhyper.HypercolumnTransformer : The same as a scikit-learn transformer.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------
@@ -162,14 +179,65 @@ def extract_dense(  # noqa: PLR0913 (mirrors HypercolumnTransformer's parameters
 ) -> list[np.ndarray] | np.ndarray:
     """Dense hypercolumns ``(height, width, n_features)`` of whole images, for analysis.
 
-    Computed in bands of rows (about ``chunk_pixels`` pixels each) so that the
-    only full-resolution array is the result itself. Parameters as in
-    :func:`extract_hypercolumns`.
+    Each layer's map bilinearly upsampled to the image, concatenated over the
+    layers at every pixel: the hypercolumns [1]_ of all pixels. Computed in
+    bands of rows (about ``chunk_pixels`` pixels each) so that the only
+    full-resolution array is the result itself; meant for analysis and
+    visualization (a folded head predicts without it).
+
+    Parameters
+    ----------
+    images : array-like or list of array-like
+        One ``(height, width[, channels])`` image, a stack or a list of images
+        (of any sizes).
+    backbone : Backbone, str or torch.nn.Module, default="efficientnet_lite0"
+        A built :class:`~skhyper.features.Backbone` (used as is) or anything
+        :func:`~skhyper.features.build_backbone` takes.
+    layers : list of str or int, default=None
+        Layer names or stage indices; None takes all stages.
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        ``"auto"`` uses CUDA when available.
+    batch_size : int, default=8
+        Images per forward pass (images of one shape are batched together).
+    dtype : {"float32", "bfloat16", "float16"}, default="float32"
+        Forward-pass precision (autocast); results are float32.
+    image_size : int, default=None
+        If set, images are resized so their longer side has this many pixels
+        before the forward pass; pixels stay in original image coordinates.
+    chunk_pixels : int, default=65536
+        About how many pixels are read from the maps at once: bounds the
+        temporary memory beside the result.
+    verbose : bool, default=False
+        Show a progress bar.
+    cache : MapCache, default=None
+        Serve and store native maps (see :class:`skhyper.features.MapCache`).
+    tile_size : int, default=None
+        Feed images larger than one window of ``tile_size`` pixels plus the
+        receptive-field halo in tiles; the maps equal the whole-image maps
+        (see :func:`skhyper.features.tiled_maps`). None never tiles.
+    intensity_range : None, (low, high) or ("percentile", p_low, p_high), default=None
+        Pixel values mapped to ``[0, 1]`` (values outside clipped); None: the
+        dtype's range. See :func:`skhyper.features.rescale_intensity`.
+    scales : sequence of float, default=None
+        Multi-scale hypercolumns (``scaled_info``): every layer of
+        ``layers`` at every scale, the image resized by the scale factor
+        before the forward pass, scale-major. None: the image as fed.
 
     Returns
     -------
     ndarray of shape (height, width, n_features), or a list of them
-        A list when a list or stack of images was passed.
+        float32 dense hypercolumns; a list when a list or stack of images was
+        passed.
+
+    See Also
+    --------
+    extract_hypercolumns : The hypercolumns of chosen pixels only.
+    FeatureEngine.dense : The same from a built engine.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------

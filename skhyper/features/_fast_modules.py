@@ -1,15 +1,15 @@
 """Same-output faster modules that :func:`~skhyper.features.optimize_for_inference` swaps in.
 
-* :class:`FastConv2d`: a convolution that may carry the activation that alone reads its
+* ``FastConv2d``: a convolution that may carry the activation that alone reads its
   output (ReLU, ReLU6, a clamp) fused in. On CPU in float32 it runs as one oneDNN convolution
   with the activation as a post-op (``torch.ops.mkldnn._convolution_pointwise``, the kernel
   ``torch.compile`` uses for the same fusion): the activation is applied to each result before
   it is written, so the map is written once instead of written, read and written again. The
   same values, bit for bit (a clamp of the same sums). Elsewhere (CUDA, autocast, traced or
   exported passes) it runs the convolution and then the activation.
-* :class:`SamePadConv2d`: timm's ``Conv2dSame`` (TensorFlow 'SAME' padding, computed per input
+* ``SamePadConv2d``: timm's ``Conv2dSame`` (TensorFlow 'SAME' padding, computed per input
   size) without the padded copy of the input.
-* :class:`FastReLU6`: ``nn.ReLU6`` through ``F.relu6``.
+* ``FastReLU6``: ``nn.ReLU6`` through ``F.relu6``.
 """
 
 from __future__ import annotations

@@ -113,12 +113,21 @@ def rescale_intensity(img: np.ndarray, intensity_range: Any) -> np.ndarray:
     Parameters
     ----------
     img : ndarray of shape (height, width, channels)
+        The image, of any integer or float dtype (e.g. a ``uint16`` camera
+        image that uses a small part of its range).
     intensity_range : (low, high) or ("percentile", p_low, p_high)
-        See :func:`check_intensity_range`.
+        The values that map to 0 and 1: fixed numbers for every image, or the
+        given percentiles of each image and channel (robust to a few hot
+        pixels).
 
     Returns
     -------
-    ndarray of shape (height, width, channels), float32
+    ndarray of shape (height, width, channels)
+        The rescaled image, float32 in ``[0, 1]``.
+
+    See Also
+    --------
+    to_float_image : The intensity step of every image fed to a backbone.
 
     Examples
     --------
@@ -227,9 +236,12 @@ def to_float_image(
     Parameters
     ----------
     img : ndarray of shape (h, w, c)
+        A checked image of any integer, float or bool dtype.
     n_channels : int, default=3
         Channels of the result; a 1-channel image is replicated to them.
     intensity_range : None, (low, high) or ("percentile", p_low, p_high), default=None
+        Which values map to black and white (see :func:`rescale_intensity`);
+        None: the dtype's range.
     as_tensor : bool, default=False
         False: an ``(h, w, n_channels)`` ndarray. True: a contiguous ``(n_channels, h, w)``
         float32 tensor on ``device``; an 8- or 16-bit image without ``intensity_range`` is
@@ -240,7 +252,9 @@ def to_float_image(
 
     Returns
     -------
-    ndarray of shape (h, w, n_channels) or Tensor of shape (n_channels, h, w), float32
+    ndarray of shape (h, w, n_channels) or Tensor of shape (n_channels, h, w)
+        The image as float32 in ``[0, 1]`` (in ``[-1, 1]`` for signed integers
+        without ``intensity_range``).
 
     Examples
     --------

@@ -243,7 +243,7 @@ def _fuse_activations(model: nn.Module, in_chans: int, keep: Iterable[str]) -> l
     In a probe pass the activation (ReLU, ReLU6, a clamp, or the remainder of a folded timm
     ``BatchNormAct2d`` without dropout) must read the output of a plain zero-padded
     convolution that runs once, is not a ``keep`` module (its own output is a captured map)
-    and whose output nothing else reads. The convolution becomes a :class:`FastConv2d`
+    and whose output nothing else reads. The convolution becomes a ``FastConv2d``
     computing the activation; the activation's module becomes ``nn.Identity`` (keeping its name:
     it returns what it returned).
     """
@@ -319,9 +319,9 @@ def optimize_for_inference(model: nn.Module, in_chans: int, keep: Iterable[str] 
 
     Notes
     -----
-    Besides folding, timm's ``Conv2dSame`` becomes :class:`SamePadConv2d`, ``nn.ReLU6``
-    becomes :class:`FastReLU6`, and a ReLU or ReLU6 that alone reads a convolution's output
-    is fused into it (:class:`FastConv2d`): the same outputs from faster kernels on the
+    Besides folding, timm's ``Conv2dSame`` becomes ``SamePadConv2d``, ``nn.ReLU6``
+    becomes ``FastReLU6``, and a ReLU or ReLU6 that alone reads a convolution's output
+    is fused into it (``FastConv2d``): the same outputs from faster kernels on the
     channels-last batches the engine feeds. Activations whose input nothing else reads (and
     which is not the output of a ``keep`` module) run in place again (``build_backbone``
     switched them all off so that captured maps are never overwritten).

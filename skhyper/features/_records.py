@@ -100,8 +100,24 @@ class FeatureInfo(Mapping):
     def from_mapping(cls, entry: Mapping[str, Any]) -> FeatureInfo:
         """The record of a dict entry (``entry`` itself when it is a record already).
 
+        Layer tables written as dicts (older pickles, user-given tables) become
+        records, so that every consumer reads one type.
+
+        Parameters
+        ----------
+        entry : dict or FeatureInfo
+            ``{"name": ..., "num_chs": ..., "reduction": ...}`` and optional fields
+            (``kind``, ``layer``, ``scale``, ``pad_to``...), as the record's fields.
+
+        Returns
+        -------
+        info : FeatureInfo
+            The record with these fields.
+
         Raises
         ------
+        TypeError
+            When ``entry`` is neither a dict nor a record.
         ValueError
             When ``entry`` has a key that is not a field (named in the message).
         """
@@ -134,7 +150,18 @@ class FeatureInfo(Mapping):
         return self.name if self.layer is None else self.layer
 
     def replace(self, **changes: Any) -> FeatureInfo:
-        """A copy with some fields changed (``dataclasses.replace``)."""
+        """A copy with some fields changed (``dataclasses.replace``); records are immutable.
+
+        Parameters
+        ----------
+        **changes
+            New values of fields, by name (e.g. ``name="cnn.layer1"``).
+
+        Returns
+        -------
+        info : FeatureInfo
+            The changed copy.
+        """
         return dataclasses.replace(self, **changes)
 
     # -- read-only mapping (the dict entries these records replace) ---------------------------

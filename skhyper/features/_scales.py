@@ -51,10 +51,22 @@ AUTO_SCALE = {"target": 512, "max": 2.0, "step": 0.25}
 def auto_scales(shapes: Sequence[tuple[int, ...]] | None) -> tuple[float, ...] | None:
     """The ``scales`` that ``scales="auto"`` resolves to for images of these shapes.
 
-    One level: ``target / median longer side`` (:data:`AUTO_SCALE`), rounded to the nearest
+    One level: ``target / median longer side`` (``AUTO_SCALE``), rounded to the nearest
     ``step`` and clipped to ``[1, max]``; None (the image as it is) when that is 1 or there
     are no images. Learnt once in ``fit`` and kept, so predictions, tiling and export see one
-    fixed network input per image size.
+    fixed network input per image size. Small images gain from being fed larger:
+    the backbone's strides leave too few map cells on a small object.
+
+    Parameters
+    ----------
+    shapes : sequence of tuple of int or None
+        The shapes ``(height, width[, channels])`` of the training images; None
+        or empty when there are none.
+
+    Returns
+    -------
+    scales : tuple of float or None
+        ``(factor,)`` with ``1 < factor <= 2``, or None to feed images as they are.
 
     Examples
     --------

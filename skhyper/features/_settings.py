@@ -39,17 +39,48 @@ class EngineSettings:
     Parameters
     ----------
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
-        Resolved to a ``torch.device`` when the settings are made.
+        Where the backbone runs; ``"auto"`` uses CUDA when available. Resolved to
+        a ``torch.device`` when the settings are made.
     dtype : {"float32", "bfloat16", "float16"}, default="float32"
+        Forward-pass precision (autocast below float32); maps and hypercolumns
+        come back as float32.
     batch_size : int, default=8
+        Images per forward pass: bounds memory, trades it for speed.
     image_size : int, default=None
+        Resize images so that their longer side has this many pixels before the
+        forward pass; pixels stay in original image coordinates. None feeds
+        images at their size.
     tile_size : int, default=768
+        Images larger than one window (``tile_size`` plus the receptive-field
+        halo on both sides) go through the backbone in tiles whose maps equal
+        the whole-image maps (:func:`~skhyper.features.tiled_maps`), which bounds
+        memory for large images. None never tiles.
     cache : MapCache, default=None
+        Native maps of images already seen are reused from this
+        :class:`~skhyper.features.MapCache` (shared by clones, e.g. across a
+        grid search over layers). None caches nothing.
     scales : tuple of float, default=None
+        Multi-scale hypercolumns: each image is resized by every factor and the
+        maps of all scales are read in original image coordinates, scale-major.
+        Distinct positive numbers, stored as a tuple of float. None: one scale,
+        the image as fed.
     channel_strategy : {"replicate", "per_channel", "first_conv"}, default=None
+        How images whose channel count differs from the backbone's are fed (see
+        :data:`~skhyper.features.CHANNEL_STRATEGIES`). None replicates 1-channel
+        images and requires other counts to match.
     intensity_range : tuple, default=None
+        Which pixel values map to black and white: ``(low, high)`` or
+        ``("percentile", p_low, p_high)`` (see
+        :func:`~skhyper.features.rescale_intensity`). None: the dtype's range.
     append_location : bool, default=False
+        Append two columns ``location.u``, ``location.v``: each pixel's position
+        in ``[0, 1]`` within its frame, the input of grid location heads.
     verbose : bool, default=False
+        Show a tqdm progress bar while images run through the backbone.
+
+    See Also
+    --------
+    skhyper.features.build_engine : An engine from a backbone and these settings.
 
     Examples
     --------

@@ -75,11 +75,17 @@ def build_engine(
     Returns
     -------
     FeatureEngine
+        The engine, its layers tapped and its receptive field computed, ready to
+        be used from several threads; with ``scales``, one map per scale and layer.
 
     Raises
     ------
     TypeError
         For an override that is not a setting (the settings are named in the message).
+
+    See Also
+    --------
+    skhyper.HypercolumnTransformer : The estimator that builds one in ``fit`` (``engine_``).
 
     Examples
     --------

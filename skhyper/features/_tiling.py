@@ -51,12 +51,33 @@ def receptive_field(backbone: Backbone, layers: Sequence[str]) -> tuple[int, int
     bound for networks with parallel branches). ``stride`` is the largest
     reduction among ``layers``; ``halo`` is the radius plus one stride of
     slack for asymmetric padding, rounded up to a multiple of ``stride``.
+    Windows of an image padded by ``halo`` and starting at multiples of
+    ``stride`` then give maps equal to the whole image's maps on their core.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The backbone the layers belong to (probed once with hooks; the result is
+        memoized on it).
+    layers : sequence of str
+        Names of the layers to tile for (all must be spatial maps).
+
+    Returns
+    -------
+    halo : int
+        Context in image pixels each tile needs on each side.
+    stride : int
+        The grid step in pixels that tiles start at (the largest reduction).
 
     Raises
     ------
     NotTileableError
         When a layer is a vector or something before it pools globally, or the backbone
         is a vision transformer (attention mixes the whole image).
+
+    See Also
+    --------
+    tiled_maps : The maps of an image computed tile by tile with these values.
 
     Examples
     --------
@@ -180,12 +201,18 @@ def tiled_maps(
 ) -> dict[str, torch.Tensor]:
     """Maps of one ``(channels, height, width)`` image, computed tile by tile.
 
+    Each tile is a window of ``tile_size`` pixels plus ``halo`` on every side,
+    so the backbone sees all the context its receptive field needs; the maps of
+    the tiles' cores are assembled into maps equal to those of the whole image.
+    Memory is then bounded by one tile, whatever the image size.
+
     Parameters
     ----------
     forward : callable
         ``forward(batch) -> {layer: (1, c, h, w) map}`` for a ``(1, channels,
         h, w)`` batch (the backbone pass).
     image : Tensor of shape (channels, height, width)
+        The image, as ``forward`` takes it (without the batch axis).
     reductions : dict of str to int
         Each layer's stride in pixels (its ``reduction``, rounded), keyed by
         the names ``forward`` returns.
@@ -202,6 +229,24 @@ def tiled_maps(
     -------
     dict of Tensor of shape (c, h_l, w_l)
         Equal to the maps of the whole image (projected if ``project``).
+
+    See Also
+    --------
+    receptive_field : The ``halo`` and ``stride`` of a backbone's layers.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhyper.features import build_backbone
+    >>> bb = build_backbone("resnet18", weights=None).eval()
+    >>> halo, stride = receptive_field(bb, ["layer2"])
+    >>> image = torch.rand(3, 300, 260)
+    >>> with torch.no_grad():
+    ...     tiled = tiled_maps(lambda batch: bb(batch, ["layer2"]), image, {"layer2": 8},
+    ...                        tile_size=96, halo=halo, stride=stride)
+    ...     whole = bb(image[None], ["layer2"])["layer2"][0]
+    >>> tuple(tiled["layer2"].shape), torch.allclose(tiled["layer2"], whole, atol=1e-5)
+    ((128, 38, 33), True)
     """
     _, H, W = image.shape
     core = _core(tile_size, stride)

@@ -63,8 +63,8 @@ NOT_TILEABLE = (
     "Backbone {name!r} is a vision transformer: its attention mixes tokens from the whole "
     "image, so tiles cannot reproduce the whole-image maps and tiling is refused. Set "
     "tile_size=None to run every image whole (attention memory grows with the square of the "
-    "number of patches; see the README's 'Transformer backbones'), downscale the images with "
-    "image_size=..., or use a CNN backbone, which tiles exactly, for very large images."
+    "number of patches; see the user guide's 'Transformer backbones' page), downscale the "
+    "images with image_size=..., or use a CNN backbone, which tiles exactly, for very large images."
 )
 
 
@@ -204,6 +204,7 @@ class TokenMaps(nn.Module):
     model : torch.nn.Module
         The transformer (``forward_features`` runs it; heads never run).
     family : {"vit", "swin", "sam"}
+        The kind of transformer, which decides how its tokens become maps.
     pad_to : int
         Images are zero-padded at the bottom and right to a multiple of this many pixels.
     layer_names : list of str
@@ -265,7 +266,23 @@ class TokenMaps(nn.Module):
         parent.add_module(last, reader)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the transformer on a normalized batch, zero-padded to whole ``pad_to`` patches."""
+        """Run the transformer on a normalized batch, zero-padded to whole ``pad_to`` patches.
+
+        Padding at the bottom and right keeps any image size readable as a token
+        grid; the maps then cover the padded canvas (see ``FeatureEngine.canvases``).
+        The block maps are read by hooks during the pass.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, 3, h, w)
+            A normalized image batch.
+
+        Returns
+        -------
+        features : torch.Tensor
+            The output of the model's ``forward_features`` (its final tokens); the
+            layer maps themselves are captured by the backbone's hooks.
+        """
         p = self.pad_to
         pad_h, pad_w = -x.shape[-2] % p, -x.shape[-1] % p
         if pad_h or pad_w:
@@ -277,8 +294,17 @@ class TokenMaps(nn.Module):
             _FED.reset(token)
 
     def default_layers(self) -> list[str]:
-        """Four block outputs spread over the depth, ending at the last (as DPT reads ViTs);
-        a Swin's four stages."""
+        """The layers read when none are chosen: the backbone's stages.
+
+        A hypercolumn wants maps from shallow to deep; as DPT reads ViTs, these
+        are four block outputs spread over the depth, ending at the last.
+
+        Returns
+        -------
+        layers : list of str
+            Four ``"blocks.<i>"`` names (fewer for transformers with under four
+            blocks), or a Swin's stages ``"layers.<i>"``.
+        """
         if self.family == "swin":
             return [f"layers.{i}" for i in range(len(self.model.layers))]
         n = len(self.model.blocks)

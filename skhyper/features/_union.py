@@ -53,7 +53,25 @@ class BackboneUnion(nn.Module):
             self.register_buffer(f"std__{name}", bb.std.detach().clone())
 
     def forward(self, x: torch.Tensor) -> list[Any]:
-        """Run each member that has a requested layer on ``x`` in ``[0, 1]``."""
+        """Run each member that has a requested layer on ``x`` in ``[0, 1]``.
+
+        Each member normalizes the batch with its own mean and standard deviation;
+        a member without a layer in the running capture is skipped, so a union
+        costs only the members that are read.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, channels, h, w)
+            Images with intensities in ``[0, 1]``; ``channels`` is the members'
+            common input channel count.
+
+        Returns
+        -------
+        outputs : list
+            The output of each member that ran, in member order. The maps are
+            captured by the layer hooks (see :class:`~skhyper.features.Backbone`);
+            these outputs themselves are not used.
+        """
         wanted = requested_modules()
         out = []
         for name in self.names:

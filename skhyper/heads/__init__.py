@@ -1,81 +1,42 @@
-"""Heads: a fitted classifier folded onto the hypercolumn's blocks, and the one dense path.
+"""Heads: a fitted classifier folded onto the hypercolumn's blocks, and the one head module.
 
-Folding: upsampling is linear, so a linear classifier on upsampled
-hypercolumns equals the upsampled sum of per-layer 1x1 classifiers
-(Hariharan et al. 2015, sec. 3.1). :func:`fold_head` is the one function that
-decides how a fitted classifier folds (plain linear chains, K x K location
-grids, location columns, probability links), each fold checked against the
-classifier itself; :func:`predict_dense` is the one dense-scoring path (1x1
-projection at native resolution, upsampling or grid blend, link, labels), and
-:func:`predict_window` the same restricted to one block of a huge image. The
-building blocks (:func:`fold_classifier`, :func:`fold_grid`,
-:func:`stack_heads`, :func:`project_maps`, :func:`upsample_sum`,
-:func:`grid_scores`) are public for analysis and exporters.
-:func:`edge_aware_upsample` is the segmenter's default way to bring the coarse
-layers' score maps to the image (joint bilateral upsampling guided by the
-image; :func:`edge_aware_upsample_batch` is its batched, traceable form for
-exporters; :func:`edge_aware_labels` gives ``predict`` its labels computing the joint
-bilateral weights only near changes of label); ``upsampling="bilinear"`` keeps the exact
-hypercolumn.
+Folding: upsampling is linear, so a linear classifier on upsampled hypercolumns equals the
+upsampled sum of per-layer 1x1 classifiers (Hariharan et al. 2015, sec. 3.1).
+:func:`fold_head` is the one function that decides how a fitted classifier folds (plain
+linear chains, :func:`fold_classifier`; K x K location grids, :func:`fold_grid`; location
+columns; probability links), each fold checked against the classifier itself.
+:class:`HeadModule` is the folded head as one ``torch.nn.Module``: it maps native layer maps
+(and the image, as the guide of edge-aware upsampling) to scores for whole images, for
+windows of huge images (:class:`Window`), as the head of the exported network, and, with
+gradients, at sampled pixels. :func:`predict_dense` (whole images) and
+:func:`predict_window` (one block of a huge image) run it. :func:`edge_aware_upsample` is
+the segmenter's default way to bring the coarse layers' score maps to the image (joint
+bilateral upsampling guided by the image; :func:`edge_aware_labels` gives ``predict`` its
+labels computing those weights only near changes of label); ``upsampling="bilinear"``
+keeps the exact hypercolumn.
 """
 
-from ..location import LOCATION
-from ._bilateral import edge_aware_labels
-from ._dense import OUTPUTS, fold_head, predict_dense, predict_window
-from ._edges import (
-    EDGE_PARAMS,
-    UPSAMPLINGS,
-    coarse_sum,
-    coarse_target,
-    edge_aware_upsample,
-    edge_aware_upsample_batch,
-    image_guide,
-    is_coarse,
-)
-from ._folding import (
-    LINKS,
-    FoldedHead,
-    NotFoldableError,
-    affine_of,
-    find_link,
-    fold_chain,
-    fold_classifier,
-    folded_scores,
-    project_maps,
-    split_by_layer,
-    upsample_sum,
-)
-from ._grid import FoldedGrid, fold_grid, grid_scores, location_scores, stack_heads
+from ._bilateral import EdgeKernel, edge_aware_labels
+from ._dense import fold_head, predict_dense, predict_window
+from ._edges import UPSAMPLINGS, edge_aware_upsample
+from ._folding import LINKS, FoldedHead, NotFoldableError, fold_classifier
+from ._grid import FoldedGrid, fold_grid
+from ._module import HeadModule, Window
 
 __all__ = [
-    "EDGE_PARAMS",
     "LINKS",
-    "LOCATION",
-    "OUTPUTS",
     "UPSAMPLINGS",
+    "EdgeKernel",
     "FoldedGrid",
     "FoldedHead",
+    "HeadModule",
     "NotFoldableError",
-    "affine_of",
-    "coarse_sum",
-    "coarse_target",
+    "Window",
     "edge_aware_labels",
     "edge_aware_upsample",
-    "edge_aware_upsample_batch",
-    "find_link",
-    "fold_chain",
     "fold_classifier",
     "fold_grid",
     "fold_head",
-    "folded_scores",
-    "grid_scores",
-    "image_guide",
-    "is_coarse",
-    "location_scores",
     "predict_dense",
     "predict_window",
-    "project_maps",
-    "split_by_layer",
-    "stack_heads",
-    "upsample_sum",
 ]

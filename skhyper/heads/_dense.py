@@ -29,20 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..features import FeatureEngine, interp_weights
-from ..location import LOCATION, axis_locations, frame_of
-from ._edges import (
-    EDGE_PARAMS,
-    UPSAMPLINGS,
-    coarse_sum,
-    coarse_target,
-    edge_aware_upsample,
-    image_guide,
-    is_coarse,
-)
+from ..features import FeatureEngine
+from ..location import LOCATION, frame_of
+from ._edges import UPSAMPLINGS, image_guide
 from ._folding import FoldedHead, NotFoldableError, fold_classifier
-from ._grid import FoldedGrid, fold_grid
-from ._weights import FoldedWeights
+from ._grid import fold_grid
+from ._module import HeadModule, Window
 
 __all__ = ["OUTPUTS", "fold_head", "predict_dense", "predict_window"]
 
@@ -145,6 +137,9 @@ def predict_dense(
     Parameters
     ----------
     engine : FeatureEngine
+        The fitted feature engine whose hypercolumns the classifier was trained on
+        (``HypercolumnTransformer.engine_``): it runs the backbone and, for the
+        chunked path, builds the hypercolumns.
     images : list of ndarray
         Checked images (``engine.check_images``).
     head : FoldedHead, default=None
@@ -152,6 +147,7 @@ def predict_dense(
     classifier : fitted estimator, default=None
         Used when ``head`` is None (or cannot give ``output``).
     output : {"predict", "predict_proba", "decision_function"}, default="predict"
+        Which method of the classifier the result equals.
     boxes : ndarray of shape (n_images, 4), default=None
         Checked frames ``(x0, y0, x1, y1)`` of the pixel locations; None: whole images.
     chunk_pixels : int, default=65536
@@ -159,7 +155,7 @@ def predict_dense(
     upsampling : {"bilinear", "edge_aware"}, default="bilinear"
         How the folded head's coarse score maps reach the image: bilinearly (the
         hypercolumn's own interpolation: equal to the classifier on full hypercolumns) or
-        by joint bilateral upsampling guided by the image (:mod:`skhyper.heads._edges`;
+        by joint bilateral upsampling guided by the image (``_edges``;
         layers of stride 8 and more). The chunked path always sees bilinear hypercolumns.
 
     Returns
@@ -169,20 +165,42 @@ def predict_dense(
         scores ``(height, width)`` for one output (binary) or ``(height, width, n_outputs)``.
         Folded scores are float32, or float64 for images whose scores may exceed 64 in
         magnitude (so that they stay exact to 1e-4).
+
+    See Also
+    --------
+    predict_window : The same for one block of a huge image.
+    HeadModule : The folded head that scores the images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skhyper.features import build_engine
+    >>> engine = build_engine("resnet18", layers=["layer1", "layer2"], weights=None,
+    ...                       device="cpu")
+    >>> images = engine.check_images([np.random.default_rng(0).random((40, 52, 3))])
+    >>> X = engine.dense(images)[0].reshape(-1, engine.n_features)
+    >>> clf = LogisticRegression(max_iter=200).fit(X, X[:, 0] > np.median(X[:, 0]))
+    >>> head = fold_head(clf, engine.blocks)
+    >>> labels, = predict_dense(engine, images, head=head)
+    >>> labels.shape, bool((labels.ravel() == clf.predict(X)).mean() > 0.999)
+    ((40, 52), True)
     """
     _check_output(output)
     _check_upsampling(upsampling)
     results: list[np.ndarray | None] = [None] * len(images)
     if head is not None and (output != "predict_proba" or head.link is not None):
-        w = FoldedWeights(head, engine.map_names, engine.device,
-                          [d["reduction"] for d in engine.feature_info])
-        for i, scores in engine.iter_maps(images, project=w.project):
+        module = HeadModule(head, engine.feature_info, upsampling=upsampling,
+                            device=engine.device)
+        for i, scores in engine.iter_maps(images, project=module.project_named):
             shape = images[i].shape[:2]
             frame = frame_of(None if boxes is None else boxes[i], shape)
-            guide = None if upsampling == "bilinear" else image_guide(
-                images[i], engine.intensity_range, engine.device)
-            total = w.scores([scores[name] for name in engine.map_names], shape, frame,
-                             engine.canvases(shape), guide, labels_only=output == "predict")
+            guide = None if not any(module.coarse) else image_guide(
+                images[i], engine.intensity_range, engine.device)[None]
+            total = module.scores([scores[name][None] for name in engine.map_names],
+                                  Window.whole(shape), frame=frame, guide=guide,
+                                  canvases=engine.canvases(shape),
+                                  labels_only=output == "predict")[0]
             results[i] = _finish(head, total, output)
         return results
     if classifier is None:
@@ -201,42 +219,10 @@ def predict_dense(
     return results
 
 
-def _window_axis(start: int, stop: int, n_native: int, n: int, offset: int,
-                 n_local: int) -> tuple[torch.Tensor, ...]:
-    """Bilinear neighbours and weights of pixels ``start..stop-1`` of an axis of ``n`` pixels
-    whose whole map has ``n_native`` cells, as indices into a window map that starts at native
-    cell ``offset`` and has ``n_local`` cells."""
-    i0, i1, w0, w1 = interp_weights(torch.arange(start, stop), n_native, n)
-    i0, i1 = i0 - offset, i1 - offset
-    if int(i0.min()) < 0 or int(i1.max()) >= n_local:  # pragma: no cover - a bug if reached
-        raise RuntimeError("predict_window: a window does not cover its chunk's neighbours.")
-    return i0, i1, w0.double(), w1.double()
-
-
-def _cells_read(start: int, stop: int, n_cells: int, n: int) -> tuple[int, int]:
-    """The cells ``[a, b)`` of an axis of ``n_cells`` cells over ``n`` pixels that edge-aware
-    upsampling reads for pixels ``start..stop-1`` (their taps, ``EDGE_PARAMS["radius"]``)."""
-    radius = EDGE_PARAMS["radius"]
-
-    def base(y: int) -> int:  # floor((y + 0.5) n_cells / n - 0.5), in integers
-        return ((2 * y + 1) * n_cells + n) // (2 * n) - 1
-
-    return max(0, base(start) - radius + 1), min(n_cells, base(stop - 1) + radius + 1)
-
-
-def _upsample_window(m: torch.Tensor, rows: tuple, cols: tuple) -> torch.Tensor:
-    """``(c, ny, nx)`` float64: a window map ``(c, h, w)`` read at pixels, bilinearly."""
-    i0, i1, a0, a1 = rows
-    j0, j1, b0, b1 = cols
-    m = m.double()
-    t = m[:, i0, :] * a0[:, None] + m[:, i1, :] * a1[:, None]
-    return t[:, :, j0] * b0 + t[:, :, j1] * b1
-
-
 def predict_window(
     engine: FeatureEngine,
     window: Sequence[np.ndarray],
-    region: dict[str, Any],
+    region: Window,
     *,
     head: FoldedHead | None = None,
     classifier: Any = None,
@@ -244,14 +230,17 @@ def predict_window(
     chunk_pixels: int = 65536,
     upsampling: str = "bilinear",
 ) -> np.ndarray:
-    """The outputs of one block of a large image, from a window of it: :func:`predict_dense`
-    restricted to the block.
+    """The outputs of one block of a large image, from a window of it.
+
+    :func:`predict_dense` restricted to the block, so that a huge image can be
+    predicted block by block with bounded memory.
 
     The window holds the block plus the receptive-field halo (see
     :mod:`skhyper.parallel`), so its native maps equal the whole image's around the block.
-    They are read with the *whole image's* bilinear weights (float64), so every pixel gets
-    the value the whole-image prediction gives it. ``output="transform_dense"`` returns the
-    hypercolumns. A :class:`~skhyper.heads.FoldedGrid` head is applied through ``classifier``.
+    They are read with the *whole image's* bilinear weights (float64) by the same
+    :class:`~skhyper.heads.HeadModule` as whole images (plain heads and location grids,
+    bilinear and edge-aware), so every pixel gets the value the whole-image prediction gives
+    it. ``output="transform_dense"`` returns the hypercolumns.
 
     Parameters
     ----------
@@ -259,11 +248,21 @@ def predict_window(
         Without cache and tiling (``engine.replace(cache=None, tile_size=None)``).
     window : list of one ndarray
         The checked window image.
-    region : dict
+    region : Window
         ``shape`` (H, W) of the whole image, ``core`` (r0, r1, c0, c1) of the block,
-        ``origin`` (row, col) of the window in the image, ``native`` {map name: (h, w)} the
-        whole image's map sizes.
-    head, classifier, output, chunk_pixels, upsampling
+        ``origin`` (row, col) of the window in the image, ``native`` the whole image's map
+        sizes ``(h, w)`` in the order of ``engine.map_names``.
+    head : FoldedHead, default=None
+        From :func:`fold_head`; as in :func:`predict_dense`.
+    classifier : fitted estimator, default=None
+        Used when ``head`` is None (or cannot give ``output``).
+    output : {"predict", "predict_proba", "decision_function", "transform_dense"}, \
+default="predict"
+        Which method of the classifier the result equals; ``"transform_dense"``
+        gives the block's hypercolumns.
+    chunk_pixels : int, default=65536
+        Pixels per band of the chunked path.
+    upsampling : {"bilinear", "edge_aware"}, default="bilinear"
         As in :func:`predict_dense` (edge-aware upsampling is local: the halo holds every
         cell and pixel it reads, so windows give the whole image's values).
 
@@ -272,52 +271,28 @@ def predict_window(
     ndarray
         The block's ``(r1 - r0, c1 - c0[, k])`` outputs.
     """
-    H, W = region["shape"]
+    H, W = region.shape
     if any(c is not None for c in engine.canvases((H, W))):  # pragma: no cover - refused above
         raise NotImplementedError("predict_window: maps of padded images are not windowed.")
-    r0, r1, c0, c1 = region["core"]
-    w0, v0 = region["origin"]
-    red = {d["name"]: max(1, round(d["reduction"])) for d in engine.feature_info}
-    names = engine.map_names
-    folded = (output in OUTPUTS and head is not None and not isinstance(head, FoldedGrid)
-              and (output != "predict_proba" or head.link is not None))
-    w = FoldedWeights(head, names, engine.device) if folded else None
-    (_, maps), = engine.iter_maps(window, project=None if w is None else w.project)
-    ny, nx = r1 - r0, c1 - c0
-    offsets = {name: (w0 // red[name], v0 // red[name]) for name in names}
     _check_upsampling(upsampling)
-    if folded:
-        total = w.bias.reshape(-1, 1, 1).expand(-1, ny, nx).clone()
-        coarse = [] if upsampling == "bilinear" else [
-            name for name in names if is_coarse(red[name], region["native"][name])]
-        if coarse:  # summed on the finest coarse grid, then edge-aware, as for whole images
-            t = coarse_target([red[n] for n in coarse], [True] * len(coarse))
-            (hn, wn), (oy, ox) = region["native"][coarse[t]], offsets[coarse[t]]
-            # only the grid cells the block's pixels read (the window's edge cells could not
-            # be read from the coarser maps)
-            (ya, yb), (xa, xb) = _cells_read(r0, r1, hn, H), _cells_read(c0, c1, wn, W)
-            parts = [maps[n].double() for n in coarse]
-            parts[t] = parts[t][:, ya - oy:yb - oy, xa - ox:xb - ox]
-            origins = [offsets[n] for n in coarse]
-            origins[t] = (ya, xa)
-            _, acc = coarse_sum(parts, [region["native"][n] for n in coarse], origins, target=t)
-            total += edge_aware_upsample(
-                acc, image_guide(window[0], engine.intensity_range, engine.device), (H, W),
-                rows=torch.arange(r0, r1), cols=torch.arange(c0, c1), guide_origin=(w0, v0),
-                map_origin=(ya, xa), map_size=(hn, wn), image_shape=(H, W))
-        for name in names:
-            (hn, wn), (oy, ox), m = region["native"][name], offsets[name], maps[name]
-            if name in coarse:
-                continue
-            rows = _window_axis(r0, r1, hn, H, oy, m.shape[1])
-            cols = _window_axis(c0, c1, wn, W, ox, m.shape[2])
-            total += _upsample_window(m, rows, cols)
-        if w.location is not None:
-            u = torch.from_numpy(axis_locations(W, 0.0, float(W))[c0:c1]).to(total.device)
-            v = torch.from_numpy(axis_locations(H, 0.0, float(H))[r0:r1]).to(total.device)
-            total += w.location[0][:, None, None] * u + w.location[1][:, None, None] * v[:, None]
+    r0, r1, c0, c1 = region.core
+    names = engine.map_names
+    if output in OUTPUTS and head is not None and (output != "predict_proba"
+                                                   or head.link is not None):
+        module = HeadModule(head, engine.feature_info, upsampling=upsampling,
+                            device=engine.device)
+        (_, maps), = engine.iter_maps(window, project=module.project_named)
+        guide = None if not any(module.coarse) else image_guide(
+            window[0], engine.intensity_range, engine.device)[None]
+        total = module.scores([maps[name][None] for name in names], region, guide=guide,
+                              dtype=torch.float64, axis_dtype=torch.float32)[0]
         return _finish(head, total, output)
-    windows = [(*offsets[name], *region["native"][name]) for name in names]
+    (_, maps), = engine.iter_maps(window)
+    red = {d["name"]: max(1, round(d["reduction"])) for d in engine.feature_info}
+    ny, nx = r1 - r0, c1 - c0
+    w0, v0 = region.origin
+    offsets = {name: (w0 // red[name], v0 // red[name]) for name in names}
+    windows = [(*offsets[name], *size) for name, size in zip(names, region.native)]
     band = max(1, chunk_pixels // nx)
     out = None
     cols = torch.arange(c0, c1)

@@ -30,13 +30,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..features import to_float_image
 from ._bilateral import (
     EDGE_PARAMS,
     UPSAMPLINGS,
     WHOLE_PIXELS,
+    EdgeKernel,
     cell_coords,
     edge_aware_upsample_batch,
 )
+from ._gather import bilinear_axis, gather_window
 
 __all__ = ["EDGE_PARAMS", "UPSAMPLINGS", "coarse_sum", "coarse_target", "edge_aware_upsample",
            "edge_aware_upsample_batch", "image_guide", "is_coarse"]
@@ -45,18 +48,9 @@ _BAND_PIXELS = 1 << 19  # pixels per band of the banded path
 
 
 def image_guide(image: np.ndarray, intensity_range=None, device=None) -> torch.Tensor:
-    """``(c, H, W)`` float32 guide: a checked ``(H, W, c)`` image in ``[0, 1]``."""
-    from ..features import to_float_image
-
-    if intensity_range is None and image.dtype in (np.uint8, np.uint16):
-        # as to_float_image: float32(value) / float32(dtype max), one transposing conversion
-        # (a read-only image, as checked images are, is copied: torch takes writable arrays)
-        arr = image if image.flags.writeable else image.copy()
-        t = torch.from_numpy(np.ascontiguousarray(arr)).to(device).permute(2, 0, 1)
-        g = t.to(torch.float32, memory_format=torch.contiguous_format)
-        return g.div_(float(np.iinfo(image.dtype).max))
-    g = to_float_image(image, image.shape[2], intensity_range)
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(g, -1, 0))).to(device)
+    """``(c, H, W)`` float32 guide: a checked ``(H, W, c)`` image in ``[0, 1]``
+    (:func:`~skhyper.features.to_float_image`, the one intensity step, as a tensor)."""
+    return to_float_image(image, image.shape[2], intensity_range, as_tensor=True, device=device)
 
 
 def is_coarse(reduction: float | None, map_shape: Sequence[int],
@@ -90,11 +84,12 @@ def coarse_sum(
     origins: Sequence[tuple[int, int]] | None = None,
     target: int | None = None,
 ) -> tuple[int, torch.Tensor]:
-    """The sum of ``(k, h, w)`` score maps on the grid of map ``target`` (None: the one with
+    """The sum of ``(..., k, h, w)`` score maps on the grid of map ``target`` (None: the one with
     the most cells).
 
     Each other map is read bilinearly at that grid's cell centres (``F.interpolate``'s
-    ``align_corners=False`` convention, all maps covering the same image or canvas). With
+    ``align_corners=False`` convention with its float32 weights, all maps covering the same
+    image or canvas). With
     ``sizes`` (each whole map's cells) and ``origins`` (the whole-map cell of each map's first
     row and column) the maps may be windows of the whole maps: the result is the window of the
     whole sum that the finest map's window covers.
@@ -112,29 +107,25 @@ def coarse_sum(
     >>> i, total.shape, float(total.mean())
     (0, torch.Size([1, 4, 4]), 1.0)
     """
-    from ..features import interp_weights
-
-    sizes = [tuple(m.shape[1:]) for m in maps] if sizes is None else list(sizes)
+    sizes = [tuple(m.shape[-2:]) for m in maps] if sizes is None else list(sizes)
+    window = origins is not None
     origins = [(0, 0)] * len(maps) if origins is None else list(origins)
     t = max(range(len(maps)), key=lambda j: sizes[j][0] * sizes[j][1]) if target is None else (
         target)
     (ht, wt), (oy, ox) = sizes[t], origins[t]
     total = maps[t].clone()
-    rows = torch.arange(oy, oy + maps[t].shape[1])
-    cols = torch.arange(ox, ox + maps[t].shape[2])
+    dev = total.device
+    rows = torch.arange(maps[t].shape[-2], device=dev) + oy
+    cols = torch.arange(maps[t].shape[-1], device=dev) + ox
     for j, m in enumerate(maps):
         if j == t:
             continue
         (hj, wj), (ojy, ojx) = sizes[j], origins[j]
-        i0, i1, a0, a1 = interp_weights(rows, hj, ht)
-        j0, j1, b0, b1 = interp_weights(cols, wj, wt)
-        i0, i1, j0, j1 = i0 - ojy, i1 - ojy, j0 - ojx, j1 - ojx
-        if min(int(i0.min()), int(j0.min())) < 0 or int(i1.max()) >= m.shape[1] or int(
-                j1.max()) >= m.shape[2]:
+        ry, cx = bilinear_axis(rows, hj, ht, ojy), bilinear_axis(cols, wj, wt, ojx)
+        if window and (min(int(ry[0].min()), int(cx[0].min())) < 0 or int(ry[1].max())
+                       >= m.shape[-2] or int(cx[1].max()) >= m.shape[-1]):
             raise RuntimeError("coarse_sum: a window does not hold the cells it reads.")
-        a0, a1, b0, b1 = (v.to(m.device, m.dtype) for v in (a0, a1, b0, b1))
-        r = m[:, i0.to(m.device)] * a0[:, None] + m[:, i1.to(m.device)] * a1[:, None]
-        total += r[:, :, j0.to(m.device)] * b0 + r[:, :, j1.to(m.device)] * b1
+        total = total + gather_window(m, ry, cx)
     return t, total
 
 
@@ -181,9 +172,7 @@ def edge_aware_upsample(
     map_origin: tuple[int, int] = (0, 0),
     map_size: tuple[int, int] | None = None,
     image_shape: tuple[int, int] | None = None,
-    radius: int = EDGE_PARAMS["radius"],
-    sigma_spatial: float = EDGE_PARAMS["sigma_spatial"],
-    sigma_range: float = EDGE_PARAMS["sigma_range"],
+    kernel: EdgeKernel = EdgeKernel(),
 ) -> torch.Tensor:
     """Joint bilateral upsampling of a ``(k, h, w)`` score map, guided by an image.
 
@@ -192,7 +181,7 @@ def edge_aware_upsample(
     scores : Tensor of shape (k, h, w)
         The map (or the part of it a window holds).
     guide : Tensor of shape (c, gh, gw)
-        The image (or window) in ``[0, 1]`` (:func:`image_guide`).
+        The image (or window) in ``[0, 1]`` (``image_guide``).
     out_size : (float, float)
         Length in pixels the whole map covers (the image, or its padded canvas).
     rows, cols : Tensor, default=None
@@ -206,7 +195,8 @@ def edge_aware_upsample(
         Cells of the whole map; None: ``scores``'s.
     image_shape : (int, int), default=None
         The whole image's ``(H, W)``; None: the guide's.
-    radius, sigma_spatial, sigma_range : see :data:`EDGE_PARAMS`.
+    kernel : EdgeKernel, default=EdgeKernel()
+        Taps and widths of the joint bilateral weights.
 
     Returns
     -------
@@ -228,6 +218,7 @@ def edge_aware_upsample(
     gy, gx = guide_origin
     oy, ox = map_origin
     H, W = (gy + guide.shape[1], gx + guide.shape[2]) if image_shape is None else image_shape
+    radius, sigma_spatial, sigma_range = kernel.radius, kernel.sigma_spatial, kernel.sigma_range
     dev = scores.device
     whole = (rows is None and cols is None and (gy, gx, oy, ox) == (0, 0, 0, 0)
              and (hn, wn) == (h_loc, w_loc) and (H, W) == tuple(guide.shape[1:])

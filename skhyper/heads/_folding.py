@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..features import upsample_canvas
 from ..location import LOCATION
+from ._gather import bilinear_axis, sum_window
 
 __all__ = [
     "FoldedHead",
@@ -142,18 +141,54 @@ LINKS = {
 class FoldedHead:
     """A linear classifier chain folded into one 1x1 weight block per layer.
 
-    Attributes
+    Upsampling is linear, so the classifier's scores on upsampled hypercolumns
+    equal the upsampled sum of per-layer 1x1 heads [1]_: each block scores one
+    layer's native map, and only ``n_outputs`` score maps are upsampled. The
+    fields are also the instance's attributes; :func:`fold_classifier` makes
+    one from a fitted classifier and checks it against it.
+
+    Parameters
     ----------
     blocks : list of ndarray of shape (num_chs, n_outputs)
         Weights per layer, in the order of ``feature_info``.
     bias : ndarray of shape (n_outputs,)
+        The composed intercept of the chain, added once after the layers' scores
+        are summed.
     classes : ndarray of shape (n_classes,)
+        The classifier's ``classes_``: what the score indices of
+        :meth:`labels` stand for.
     link : {"sigmoid", "softmax", "ovr"} or None
         How ``predict_proba`` follows from the scores; None when the chain
         has no ``predict_proba`` or it is not one of these links.
-    location : ndarray of shape (2, n_outputs) or None
+    location : ndarray of shape (2, n_outputs) or None, default=None
         Weights of the location columns ``(u, v)`` when the classifier takes
         them (``HypercolumnTransformer(append_location=True)``).
+
+    Attributes
+    ----------
+    n_outputs : int
+        Scores per pixel: 1 for a binary classifier, else ``n_classes``.
+
+    See Also
+    --------
+    fold_classifier : Fold a fitted classifier into a ``FoldedHead``.
+    HeadModule : The folded head as a ``torch.nn.Module``.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015, sec. 3.1.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> head = FoldedHead([np.ones((2, 1)), np.ones((3, 1))], np.array([-1.0]),
+    ...                   np.array([0, 1]), "sigmoid")
+    >>> head.n_outputs
+    1
+    >>> scores = torch.tensor([[[-2.0, 0.5]]], dtype=torch.float64)  # (n_outputs, h, w)
+    >>> head.labels(scores).tolist(), head.proba(scores)[1].round(decimals=3).tolist()
+    ([[0, 1]], [[0.119, 0.622]])
     """
 
     blocks: list[np.ndarray]
@@ -167,14 +202,43 @@ class FoldedHead:
         return self.bias.shape[0]
 
     def labels(self, scores: torch.Tensor) -> torch.Tensor:
-        """Class indices from ``(n_outputs, ...)`` scores, as the chain's ``predict`` (uint8 for
-        one output: an eighth of the memory of int64 indices on a huge image)."""
+        """Class indices from ``(n_outputs, ...)`` scores, as the chain's ``predict``.
+
+        Parameters
+        ----------
+        scores : torch.Tensor of shape (n_outputs, ...)
+            Folded scores, e.g. ``(n_outputs, height, width)`` for an image.
+
+        Returns
+        -------
+        labels : torch.Tensor of shape (...)
+            Indices into ``classes``: uint8 for one output (positive score: class
+            1; an eighth of the memory of int64 indices on a huge image), else the
+            int64 argmax over outputs.
+        """
         if self.n_outputs == 1:
             return (scores[0] > 0).to(torch.uint8)
         return scores.argmax(0)
 
     def proba(self, scores: torch.Tensor) -> torch.Tensor:
-        """``(n_classes, ...)`` probabilities from ``(n_outputs, ...)`` scores."""
+        """``(n_classes, ...)`` probabilities from ``(n_outputs, ...)`` scores.
+
+        Parameters
+        ----------
+        scores : torch.Tensor of shape (n_outputs, ...)
+            Folded scores, e.g. ``(n_outputs, height, width)`` for an image.
+
+        Returns
+        -------
+        proba : torch.Tensor of shape (n_classes, ...)
+            The chain's ``predict_proba`` through ``link``, classes along the first
+            axis.
+
+        Raises
+        ------
+        NotFoldableError
+            When the classifier's probabilities do not fold (``link`` is None).
+        """
         if self.link is None:
             raise NotFoldableError("The classifier's predict_proba does not fold.")
         return LINKS[self.link](scores, 0)
@@ -185,9 +249,11 @@ def fold_classifier(
 ) -> FoldedHead:
     """Fold a fitted linear classifier (or Pipeline of affine steps ending in one).
 
-    The chain folds to per-layer 1x1 weights (:func:`fold_chain`,
-    :func:`split_by_layer`); the result is then checked on random probe
-    inputs: its scores must equal ``decision_function``, its labels
+    Upsampling is linear, so a linear classifier on upsampled hypercolumns
+    equals the upsampled sum of per-layer 1x1 classifiers [1]_. The chain folds
+    to per-layer 1x1 weights (``fold_chain``, ``split_by_layer``); the result is
+    then checked on random probe inputs: its scores must equal
+    ``decision_function``, its labels
     ``predict``, and the link (sigmoid, softmax or one-vs-rest normalized
     sigmoids) ``predict_proba``. Anything that does not hold raises
     :class:`NotFoldableError` (or leaves ``link=None`` for probabilities), so a
@@ -203,10 +269,28 @@ def fold_classifier(
     n_probe : int, default=64
         Number of random probe inputs for the checks.
     random_state : int, default=0
+        Seed of the random probe inputs, so that folding is reproducible.
 
     Returns
     -------
     FoldedHead
+        The per-layer weight blocks, bias, classes, probability link and
+        location weights, checked to reproduce the classifier.
+
+    Raises
+    ------
+    NotFoldableError
+        When the classifier is not a fitted chain of affine steps whose
+        ``decision_function`` and ``predict`` the folded head reproduces.
+
+    See Also
+    --------
+    fold_head : Folds any supported classifier (location grids included).
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015, sec. 3.1.
 
     Examples
     --------
@@ -300,7 +384,8 @@ def find_link(estimator: Any, X: Any = None, *, random_state: int = 0) -> str | 
 def project_maps(
     maps: dict[str, torch.Tensor] | Sequence[torch.Tensor], blocks: Sequence[torch.Tensor]
 ) -> list[torch.Tensor]:
-    """Per-layer 1x1 scores: ``(c_l, h_l, w_l)`` maps times ``(c_l, k)`` -> ``(k, h_l, w_l)``.
+    """Per-layer 1x1 scores: ``(c_l, h_l, w_l)`` maps times ``(c_l, k)`` -> ``(k, h_l, w_l)``
+    (or batches ``(n, c_l, h_l, w_l)`` -> ``(n, k, h_l, w_l)``).
 
     Computed in the dtype of the blocks; channels-last maps need no copy, and a map of
     another dtype is converted a band of pixels at a time (each band's copy stays in cache).
@@ -308,6 +393,9 @@ def project_maps(
     tensors = list(maps.values()) if isinstance(maps, dict) else list(maps)
     out = []
     for m, w in zip(tensors, blocks):
+        if m.dim() == 4:  # a batch (n, c, h, w), same dtype: the same product per pixel
+            out.append((m.permute(0, 2, 3, 1) @ w).permute(0, 3, 1, 2))
+            continue
         c, h, wd = m.shape
         flat = m.permute(1, 2, 0).reshape(h * wd, c)
         if m.dtype == w.dtype:
@@ -327,24 +415,20 @@ def upsample_sum(
 ) -> torch.Tensor:
     """``sum_l up(scores_l) + bias`` as ``(k, height, width)``.
 
-    Each ``(k, h_l, w_l)`` score map is upsampled with
-    ``F.interpolate(mode="bilinear", align_corners=False)``, the convention
-    of the hypercolumn itself; 1x1 maps (vectors) are broadcast. A map with a
-    canvas (``FeatureEngine.canvases``) is upsampled over it
-    (:func:`~skhyper.features.upsample_canvas`).
+    Each ``(k, h_l, w_l)`` score map is upsampled bilinearly as ``F.interpolate(mode="bilinear",
+    align_corners=False)``, the convention of the hypercolumn itself
+    (``gather_window``); 1x1 maps (vectors) are broadcast. A map with
+    a canvas (``FeatureEngine.canvases``) is upsampled over it.
     """
     H, W = image_shape
-    out = bias.reshape(-1, 1, 1).to(scores[0].dtype).expand(-1, H, W).clone()
     canvases = [None] * len(scores) if canvases is None else canvases
-    for s, canvas in zip(scores, canvases):
-        if s.shape[1:] == (1, 1) or (canvas is None and s.shape[1:] == (H, W)):
-            out += s  # a vector, or a map already at the image's size (interpolate: a copy)
-        elif canvas is not None:
-            out += upsample_canvas(s, (H, W), canvas)
-        else:
-            out += F.interpolate(s[None].contiguous(), size=(H, W), mode="bilinear",
-                                 align_corners=False)[0]
-    return out
+    dev = scores[0].device
+    rows, cols = torch.arange(H, device=dev), torch.arange(W, device=dev)
+    axes = [(None, None) if s.shape[1:] == (1, 1) else
+            (bilinear_axis(rows, s.shape[1], H if c is None else c[0], dtype=s.dtype),
+             bilinear_axis(cols, s.shape[2], W if c is None else c[1], dtype=s.dtype))
+            for s, c in zip(scores, canvases)]
+    return sum_window(scores, axes, bias.to(scores[0].dtype), (H, W))
 
 
 def folded_scores(

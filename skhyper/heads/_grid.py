@@ -3,7 +3,7 @@
 Each cell's linear classifier folds to per-layer 1x1 weights
 (:func:`~skhyper.heads.fold_classifier`), so the grid folds too
 (:func:`fold_grid`): K^2 x k score maps at native resolution, interpolated and
-blended per pixel by its location in the frame (:func:`grid_scores`), only
+blended per pixel by its location in the frame (:func:`grid_blend`), only
 where each cell has weight. Several single-output heads stack into one
 (:func:`stack_heads`), so one pass scores every keypoint.
 """
@@ -16,22 +16,56 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..features import interp_weights
-from ..location import axis_cell_weights, axis_locations
 from ._folding import FoldedHead, NotFoldableError, fold_classifier
+from ._gather import gather_window
 
-__all__ = ["FoldedGrid", "fold_grid", "grid_scores", "location_scores", "stack_heads"]
+__all__ = ["FoldedGrid", "fold_grid", "grid_blend", "stack_heads"]
 
 
 @dataclass
 class FoldedGrid(FoldedHead):
     """A K x K grid of linear classifiers folded to 1x1 weights, all cells side by side.
 
-    ``blocks[l]`` is ``(num_chs_l, K * K * k)``: cell ``c`` (row-major) owns
-    columns ``c * k : (c + 1) * k``; ``bias`` likewise. ``labels`` and
+    A grid of location-specific classifiers, one per cell of a K x K grid over
+    the object's frame, blended bilinearly by each pixel's location: the
+    location-specific heads of Hariharan et al. [1]_. Each cell folds like a
+    plain linear head (:class:`FoldedHead`), so the whole grid scores native
+    maps with 1x1 weights and only score maps are upsampled. ``labels`` and
     ``proba`` act on the blended ``(k, ...)`` scores.
+
+    Parameters
+    ----------
+    blocks : list of ndarray of shape (num_chs_l, K * K * k)
+        Weights per layer; cell ``c`` (row-major) owns columns
+        ``c * k : (c + 1) * k``.
+    bias : ndarray of shape (K * K * k,)
+        The cells' intercepts, laid out as the columns of ``blocks``.
+    classes : ndarray of shape (n_classes,)
+        The grid's ``classes_`` (shared by all cells).
+    link : {"sigmoid", "softmax", "ovr"} or None
+        How ``predict_proba`` follows from the blended scores; None when the
+        cells do not share one link.
+    location : None, default=None
+        Unused: the location columns select and weight the cells instead of
+        entering the scores.
+    grid_size : int, default=1
+        ``K``, the cells per side of the grid.
+
+    Attributes
+    ----------
+    n_outputs : int
+        Scores per pixel after blending: ``k``, 1 for a binary classifier.
+
+    See Also
+    --------
+    fold_grid : Fold a fitted grid into a ``FoldedGrid``.
+    skhyper.estimators.GridLocationClassifier : The grid of classifiers itself.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015, sec. 3.
     """
 
     grid_size: int = 1
@@ -48,6 +82,34 @@ def fold_grid(grid: Any, feature_info: Sequence[dict]) -> FoldedHead:
     which must be the last two columns of the grid's input, ``(u, v)``. Every
     cell (and the global fallback) must fold (:func:`~skhyper.heads.fold_classifier`).
     A 1 x 1 grid folds to its single cell's :class:`~skhyper.heads.FoldedHead`.
+    Folded, the grid of location-specific classifiers [1]_ predicts whole images
+    from native maps without building their hypercolumns.
+
+    Parameters
+    ----------
+    grid : GridLocationClassifier
+        A fitted grid whose cells are linear classifiers (or chains of affine
+        steps ending in one) and whose location columns are its last two
+        inputs.
+    feature_info : list of dict
+        The layers (``num_chs`` each) of the hypercolumn without the location
+        columns, in column order.
+
+    Returns
+    -------
+    FoldedHead
+        A :class:`FoldedGrid` with every cell side by side, or for a 1 x 1 grid
+        the single cell's :class:`FoldedHead`.
+
+    Raises
+    ------
+    NotFoldableError
+        When the location columns are not the last two, or a cell does not fold.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for
+       object segmentation and fine-grained localization", CVPR 2015, sec. 3.
     """
     n = grid.n_features_in_
     if tuple(grid.location_columns_) != (n - 2, n - 1):
@@ -68,111 +130,30 @@ def fold_grid(grid: Any, feature_info: Sequence[dict]) -> FoldedHead:
                       links.pop() if len(links) == 1 else None, grid_size=grid.grid_size)
 
 
-def location_scores(weights: torch.Tensor, frame: tuple[float, ...],
-                    image_shape: tuple[int, int]) -> torch.Tensor:
-    """``(k, H, W)`` scores ``w_u * u + w_v * v`` of a linear head's two location weights."""
-    H, W = image_shape
-    x0, y0, x1, y1 = frame
-    dev, dt = weights.device, weights.dtype
-    u = torch.from_numpy(axis_locations(W, x0, x1)).to(dev, dt)
-    v = torch.from_numpy(axis_locations(H, y0, y1)).to(dev, dt)
-    return weights[0][:, None, None] * u + weights[1][:, None, None] * v[:, None]
+def grid_blend(parts: Sequence[torch.Tensor], axes: Sequence[tuple], bias: torch.Tensor,
+               cells: tuple[torch.Tensor, torch.Tensor], grid_size: int) -> torch.Tensor:
+    """Blended scores ``(..., k, ny, nx)`` of a folded grid at a block of pixels.
 
-
-def _runs(t: np.ndarray, grid_size: int) -> list[tuple[int, int, list[tuple[int, np.ndarray]]]]:
-    """Runs of pixels along an axis sharing their cells: ``(start, stop, [(cell, weights)])``."""
-    j0, j1, w0, w1 = axis_cell_weights(t, grid_size)
-    key = j0 * 4 + (w0 > 0) * 2 + (w1 > 0)
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    out = []
-    for a, b in zip(starts, [*starts[1:], len(t)]):
-        cells = [(int(j0[a]), w0[a:b])] if w0[a] > 0 else []
-        if w1[a] > 0:
-            cells.append((int(j1[a]), w1[a:b]))
-        out.append((int(a), int(b), cells))
-    return out
-
-
-def grid_scores(
-    parts: Sequence[torch.Tensor],
-    bias: torch.Tensor,
-    grid_size: int,
-    image_shape: tuple[int, int],
-    frame: tuple[float, float, float, float],
-    canvases: Sequence[tuple[float, float] | None] | None = None,
-) -> torch.Tensor:
-    """Blended dense scores ``(k, H, W)`` of a folded grid.
-
-    ``parts`` are the per-layer 1x1 scores ``(K*K*k, h_l, w_l)`` of all cells
-    at native resolution (:func:`~skhyper.heads.project_maps` with the
-    :class:`FoldedGrid` blocks), ``bias`` ``(K*K*k,)``. Equals upsampling
-    every cell's scores to the image (``F.interpolate``, bilinear,
-    ``align_corners=False``) and blending them with the bilinear cell weights
-    of each pixel's location, without doing either in full: pixel rows are
-    taken in runs that share their (1 or 2) cell rows; for each run and layer
-    the cells of those rows are interpolated along columns at the native rows
-    the run needs and blended by ``u``, then one weighted gather
-    (``embedding_bag``) interpolates along rows and blends by ``v``. A part
-    with a canvas (``FeatureEngine.canvases``) is interpolated over it.
+    ``parts`` are the per-layer 1x1 scores ``(..., K*K*k, h_l, w_l)`` of all cells
+    (``project_maps`` with the :class:`FoldedGrid` blocks), ``axes`` their
+    ``(rows, cols)`` (``bilinear_axis``, None: the axis as it is),
+    ``bias`` ``(K*K*k,)`` and ``cells`` the ``(K, ny)`` and ``(K, nx)`` cell weights of the
+    block's rows and columns (``cell_axis``). Equals upsampling every
+    cell's scores to the pixels and blending them with the bilinear cell weights of each
+    pixel's location; since both are separable, each map is read along rows, blended by ``v``
+    over the cell rows, read along columns and blended by ``u``: the cell maps are never
+    upsampled one by one.
     """
-    H, W = image_shape
     K = grid_size
-    k = bias.shape[0] // (K * K)
-    dev, dt = bias.device, bias.dtype
-    x0, y0, x1, y1 = frame
-    col_runs = _runs(axis_locations(W, x0, x1), K)
-    col_w = [(c0, c1, [(j, torch.from_numpy(w).to(dev, dt)) for j, w in cells])
-             for c0, c1, cells in col_runs]
-    maps = [*parts, bias.reshape(-1, 1, 1)]  # the bias is a 1x1 map
-    canvases = [*([None] * len(parts) if canvases is None else canvases), None]
-    out = torch.empty((k, H, W), dtype=dt, device=dev)
-    for r0, r1, rcells in _runs(axis_locations(H, y0, y1), K):
-        rows = torch.arange(r0, r1, device=dev)
-        acc = None
-        for m, canvas in zip(maps, canvases):
-            _, h, w = m.shape
-            y_0, y_1, wy0, wy1 = interp_weights(rows, h, H if canvas is None else canvas[0])
-            lo, hi = int(y_0.min()), int(y_1.max()) + 1
-            n = hi - lo
-            tables, idx, wts = [], [], []
-            for t, (i, wr) in enumerate(rcells):
-                cells = m.reshape(K, K * k, h, w)[i, :, lo:hi]
-                # along columns only (same height: the rows are copied as they are)
-                if canvas is None:
-                    xs = F.interpolate(cells[None], size=(n, W), mode="bilinear",
-                                       align_corners=False)[0].reshape(K, k, n, W)
-                else:
-                    xs = _canvas_cols(cells, W, canvas[1]).reshape(K, k, n, W)
-                tables.append(_blend_cols(xs, col_w).transpose(0, 1).reshape(n, k * W))
-                wr_t = torch.from_numpy(wr).to(dev, dt)
-                idx += [y_0 - lo + t * n, y_1 - lo + t * n]
-                wts += [wr_t * wy0.to(dt), wr_t * wy1.to(dt)]
-            contrib = F.embedding_bag(torch.stack(idx, 1), torch.cat(tables),
-                                      per_sample_weights=torch.stack(wts, 1), mode="sum")
-            acc = contrib if acc is None else acc.add_(contrib)
-        out[:, r0:r1] = acc.reshape(r1 - r0, k, W).transpose(0, 1)
-    return out
-
-
-def _canvas_cols(cells: torch.Tensor, W: int, canvas_w: float) -> torch.Tensor:
-    """``(c, n, w)`` cells interpolated along columns over a canvas, cropped to ``W``."""
-    j0, j1, b0, b1 = (t.to(cells.device) for t in interp_weights(torch.arange(W), cells.shape[-1],
-                                                                  canvas_w))
-    return cells[..., j0] * b0.to(cells.dtype) + cells[..., j1] * b1.to(cells.dtype)
-
-
-def _blend_cols(xs: torch.Tensor, col_w: list) -> torch.Tensor:
-    """Blend ``(K, k, n, W)`` column-interpolated cell maps by ``u``: ``(k, n, W)``."""
-    _, k, n, W = xs.shape
-    out = torch.empty((k, n, W), dtype=xs.dtype, device=xs.device)
-    for c0, c1, cells in col_w:
-        seg = out[:, :, c0:c1]
-        for t, (j, wc) in enumerate(cells):
-            if t == 0:
-                torch.mul(xs[j, :, :, c0:c1], wc, out=seg)
-            else:
-                seg.addcmul_(xs[j, :, :, c0:c1], wc.expand_as(seg))
-    return out
+    wy, wx = cells
+    total = None
+    for m, (rows, cols) in [*zip(parts, axes), (bias.reshape(-1, 1, 1), (None, None))]:
+        lead = m.shape[:-3]
+        t = gather_window(m.reshape(*lead, K, K, -1, m.shape[-2], m.shape[-1]), rows, None)
+        t = (t * wy.reshape(K, 1, 1, -1, 1)).sum(-5)  # (..., K, k, ny, w): rows blended by v
+        t = (gather_window(t, None, cols) * wx.reshape(K, 1, 1, -1)).sum(-4)
+        total = t if total is None else total + t
+    return total
 
 
 def stack_heads(heads: Sequence[FoldedHead]) -> FoldedHead:

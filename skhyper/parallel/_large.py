@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-import warnings
+from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from ..estimators import HypercolumnTransformer
 from ..features import NotTileableError
-from ..heads import FoldedGrid, predict_window
+from ..heads import Window, predict_window
 from ._common import (
     _check_fitted,
     _check_method,
@@ -82,21 +82,14 @@ def _native_sizes(hc: HypercolumnTransformer, shape: tuple[int, int],
     return {k: (v[0], v[1]) for k, v in sizes.items()}
 
 
-def _large_mode(model: Any, hc: HypercolumnTransformer, method: str) -> str:
+def _large_mode(model: Any, method: str) -> str:
+    """How windows are computed: ``"features"`` (hypercolumns), ``"folded"`` (the head module,
+    plain heads and location grids alike) or ``"classifier"`` (heads that do not fold, or
+    probabilities without a link)."""
     if method == "transform_dense":
         return "features"
     head = getattr(model, "folded_", None)
-    if head is None or isinstance(head, FoldedGrid):
-        if head is not None and getattr(model, "upsampling", "bilinear") != "bilinear":
-            warnings.warn(
-                "predict_large runs a location grid through its classifier on (bilinear) "
-                "hypercolumns, while the model's own predict upsamples coarse score maps "
-                f"edge-aware (upsampling={model.upsampling!r}): labels can differ near edges. "
-                "Fit with upsampling='bilinear' for chunks equal to whole-image predictions.",
-                UserWarning, stacklevel=3,
-            )
-        return "classifier"
-    if method == "predict_proba" and head.link is None:
+    if head is None or (method == "predict_proba" and head.link is None):
         return "classifier"
     return "folded"
 
@@ -118,27 +111,61 @@ def _large_meta(model: Any, hc: HypercolumnTransformer, method: str,
     return dtype, res.shape[1:]
 
 
-def _predict_chunk(model: Any, window: np.ndarray, spec: dict) -> np.ndarray:
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One task of :func:`predict_large`: its block (a :class:`~skhyper.heads.Window`), how it
+    is computed (``mode``: :func:`_large_mode`), the output's ``method``, ``dtype`` and
+    trailing shape, and the torch threads of the task."""
+
+    window: Window
+    mode: str
+    method: str
+    dtype: np.dtype
+    trail: tuple[int, ...]
+    threads: Any
+
+
+def _predict_chunk(model: Any, window: np.ndarray, spec: ChunkSpec) -> np.ndarray:
     """One output chunk from its window: the task of :func:`predict_large`."""
-    with _torch_threads(_threads_here(spec["threads"])):
+    with _torch_threads(_threads_here(spec.threads)):
         return _chunk(_live(model), np.asarray(window), spec)
 
 
-def _chunk(model: Any, window: np.ndarray, spec: dict) -> np.ndarray:
+def _chunk(model: Any, window: np.ndarray, spec: ChunkSpec) -> np.ndarray:
     """The block of ``spec`` from its window, through the one head path."""
     hc = _hypercolumns_of(model)
     engine = _window_engine(hc)
-    region = {"shape": spec["shape"], "core": spec["core"], "origin": spec["origin"],
-              "native": spec["native"]}
-    mode, method = spec["mode"], spec["method"]
     out = predict_window(
-        engine, engine.check_images(window, param="image"), region,
-        head=getattr(model, "folded_", None) if mode == "folded" else None,
+        engine, engine.check_images(window, param="image"), spec.window,
+        head=getattr(model, "folded_", None) if spec.mode == "folded" else None,
         classifier=getattr(model, "classifier_", None),
-        output=method, chunk_pixels=getattr(model, "chunk_pixels", 65536),
+        output=spec.method, chunk_pixels=getattr(model, "chunk_pixels", 65536),
         upsampling=getattr(model, "upsampling", "bilinear"),
     )
-    return out.astype(spec["dtype"], copy=False)
+    return out.astype(spec.dtype, copy=False)
+
+
+def _check_chunkable(engine: Any, owner: str) -> None:
+    """Refuse engines whose maps of a window differ from the whole image's (resized images,
+    several scales, per-image percentiles)."""
+    if engine.image_size is not None:
+        raise ValueError(
+            f"{owner} cannot chunk a model that resizes images (image_size={engine.image_size}): "
+            "resize the image first and use a model with image_size=None."
+        )
+    if engine.scales is not None:
+        raise ValueError(
+            f"{owner} cannot chunk a multi-scale model (scales={engine.scales}): the windows of "
+            "a resized image do not line up with the chunks. Predict the whole image, or use "
+            "a model with scales=None."
+        )
+    ir = engine.intensity_range
+    if isinstance(ir, (tuple, list)) and len(ir) and ir[0] == "percentile":
+        raise ValueError(
+            f"{owner} cannot reproduce intensity_range={tuple(ir)!r}: percentiles are taken per "
+            "image, and a chunk's differ from the whole image's. Use a model with a fixed "
+            "intensity_range=(low, high)."
+        )
 
 
 def predict_large(
@@ -234,24 +261,7 @@ default="predict"
             "models use predict_collection on tiles."
         )
     engine = hc.engine_
-    if engine.image_size is not None:
-        raise ValueError(
-            f"{owner} cannot chunk a model that resizes images (image_size={engine.image_size}): "
-            "resize the image first and use a model with image_size=None."
-        )
-    if engine.scales is not None:
-        raise ValueError(
-            f"{owner} cannot chunk a multi-scale model (scales={engine.scales}): the windows of "
-            "a resized image do not line up with the chunks. Predict the whole image, or use "
-            "a model with scales=None."
-        )
-    ir = engine.intensity_range
-    if isinstance(ir, (tuple, list)) and len(ir) and ir[0] == "percentile":
-        raise ValueError(
-            f"{owner} cannot reproduce intensity_range={tuple(ir)!r}: percentiles are taken per "
-            "image, and a chunk's differ from the whole image's. Use a model with a fixed "
-            "intensity_range=(low, high)."
-        )
+    _check_chunkable(engine, owner)
     try:
         pair = (chunks, chunks) if isinstance(chunks, Integral) else tuple(chunks)
     except TypeError:
@@ -275,7 +285,7 @@ default="predict"
     H, W = arr.shape[:2]
     n_chans = arr.shape[2] if arr.ndim == 3 else 1
     hc.engine_.check_images(np.zeros((2, 2, n_chans), dtype=arr.dtype), param="image")
-    mode = _large_mode(model, hc, method)
+    mode = _large_mode(model, method)
     dtype, trail = _large_meta(model, hc, method, mode)
     native = _native_sizes(hc, (H, W), (ch, cw), ext, stride)
 
@@ -285,8 +295,7 @@ default="predict"
     model_ref = _model_ref(dask, model, client, token)
     if client is not None:
         threads = _cluster_threads(client, n_threads, model, None)
-    base = {"shape": (H, W), "native": native, "mode": mode, "method": method,
-            "dtype": dtype, "trail": trail, "threads": threads}
+    sizes = tuple(native[name] for name in engine.map_names)
     rows = []
     for i, r0 in enumerate(range(0, H, ch)):
         r1 = min(H, r0 + ch)
@@ -295,7 +304,8 @@ default="predict"
         for j, c0 in enumerate(range(0, W, cw)):
             c1 = min(W, c0 + cw)
             v0, v1 = _window(c0, c1, W, ext, stride)
-            spec = {**base, "core": (r0, r1, c0, c1), "origin": (w0, v0)}
+            spec = ChunkSpec(Window((H, W), (r0, r1, c0, c1), (w0, v0), sizes), mode, method,
+                             dtype, trail, threads)
             task = dask.delayed(_predict_chunk, pure=True)(
                 model_ref, arr[w0:w1, v0:v1], spec,
                 dask_key_name=f"skhyper-large-{token}-{i}-{j}")
