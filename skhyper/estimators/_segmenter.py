@@ -270,13 +270,18 @@ class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
 
         Parameters
         ----------
-        images, masks, boxes
-            As in ``fit``; the images must have the channel count the engine was
-            fitted on.
+        images : ndarray or list of ndarray
+            As in ``fit``, with the channel count the engine was fitted on.
+        masks : ndarray or list of ndarray
+            One ``(height, width)`` integer label mask per image, as in ``fit``.
+        boxes : array-like of shape (n_images, 4), default=None
+            Object frames of the location columns, as in ``fit``.
 
         Returns
         -------
         self : HypercolumnSegmenter
+            This estimator, with a new ``classifier_``, ``classes_`` and ``folded_``
+            and the same ``hypercolumns_``.
         """
         check_is_fitted(self, "hypercolumns_")
         self._validate_params()

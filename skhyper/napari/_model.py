@@ -58,6 +58,24 @@ def build_estimator(backbone: str = "efficientnet_lite0", *, layers: list | None
     ``HypercolumnTransformer(backbone, layers, device, scales="auto", cache=cache)`` and
     ``HypercolumnSegmenter(ignore_label=0, random_state=0)`` with every other setting at the
     package default, so the same estimator built in a notebook gives the same model.
+
+    Parameters
+    ----------
+    backbone : str, default="efficientnet_lite0"
+        The backbone's name (:func:`skhyper.list_layers` lists its layers).
+    layers : list of str or int, default=None
+        Layer names or stage indices; None: every stage.
+    device : str, default="auto"
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    upsampling : {"edge_aware", "bilinear"}, default="edge_aware"
+        How coarse score maps reach the image.
+    cache : MapCache, default=None
+        Where the backbone maps of the planes are kept between fits.
+
+    Returns
+    -------
+    HypercolumnSegmenter
+        Unfitted.
     """
     torch_after_opengl()
     from .. import HypercolumnSegmenter, HypercolumnTransformer

@@ -12,6 +12,11 @@ def horse_sample() -> list[tuple[Any, dict, str]]:
 
     Weizmann Horse Database (Borenstein & Ullman, ECCV 2002), downscaled; see
     :func:`skhyper.datasets.load_horses`.
+
+    Returns
+    -------
+    list of tuple
+        One napari layer-data tuple ``(image, {"name", "rgb"}, "image")``.
     """
     from ..datasets import load_horses
 

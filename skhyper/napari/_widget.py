@@ -62,6 +62,8 @@ class SegmenterWidget(QWidget):
     ----------
     napari_viewer : napari.Viewer
         The viewer whose layers the widget reads and writes.
+    parent : QWidget, default=None
+        The Qt parent (napari's dock when docked).
 
     Attributes
     ----------
@@ -195,7 +197,13 @@ class SegmenterWidget(QWidget):
         return tuple(int(i) for i in step[len(step) - n - 2:len(step) - 2]) if n else ()
 
     def new_labels_layer(self) -> Labels:
-        """Add an empty labels layer for scribbles on the picked image, and pick it."""
+        """Add an empty labels layer for scribbles on the picked image, and pick it.
+
+        Returns
+        -------
+        napari.layers.Labels
+            The new layer, ``"<image> scribbles"``, of the image's planes and size.
+        """
         image = self._image()
         shape = image.lead_shape + image.spatial_shape
         layer = self.viewer.add_labels(np.zeros(shape, dtype=np.uint8),
@@ -241,11 +249,20 @@ class SegmenterWidget(QWidget):
         return image, *data
 
     def train(self, scope: str = "plane") -> Any:
-        """Fit a model on the scribbles of the current plane (or of every plane: ``"stack"``),
-        segment the current plane, and return the model (also ``widget.model``).
+        """Fit a model on the scribbles and segment the current plane.
 
-        Raises a ``ValueError`` naming what to fix for bad input (no scribbles, one class,
-        layers of different shapes); the model is then left as it was.
+        Bad input (no scribbles, one class, layers of different shapes) raises a
+        ``ValueError`` naming what to fix, and the model is left as it was.
+
+        Parameters
+        ----------
+        scope : {"plane", "stack"}, default="plane"
+            Train on the current plane's scribbles, or on those of every plane.
+
+        Returns
+        -------
+        HypercolumnSegmenter
+            The fitted model, also ``widget.model``.
         """
         self.cancel()
         image, planes, masks = self._training_data(scope)
@@ -255,16 +272,35 @@ class SegmenterWidget(QWidget):
         return model
 
     def refit(self) -> Any:
-        """What a stroke triggers, synchronously: refit the classifier of ``widget.model`` on
-        the current scribbles (cached maps, the same engine) and segment the current plane."""
+        """Refit and segment the current plane, synchronously: what a stroke triggers.
+
+        The classifier of ``widget.model`` is refitted on the current scribbles with the
+        same engine and its cached maps (a full fit when the settings or the image's channels
+        changed).
+
+        Returns
+        -------
+        ndarray of shape (height, width)
+            The labels of the current plane.
+        """
         image, planes, masks = self._training_data(self._scope())
         model = fit_model(self._estimator(), planes, masks, base=self._refit_base(image))
         self._set_model(model, image.n_channels)
         return self.segment("plane")
 
     def segment(self, scope: str = "plane") -> np.ndarray:
-        """Segment the current plane (``"plane"``) or every plane (``"stack"``) into the result
-        layer ``"<image> segmentation"``, and return the labels."""
+        """Segment into the result layer ``"<image> segmentation"``.
+
+        Parameters
+        ----------
+        scope : {"plane", "stack"}, default="plane"
+            The current plane, or every plane of the image layer.
+
+        Returns
+        -------
+        ndarray
+            The labels: ``(height, width)`` for a plane, the layer's shape for a stack.
+        """
         image = self._checked_image()
         if scope == "plane":
             index = self._current(image)
@@ -279,20 +315,57 @@ class SegmenterWidget(QWidget):
         return labels
 
     def save_model(self, path: str | Path) -> Path:
-        """Save ``widget.model`` with ``skhyper.save`` (no pickle)."""
+        """Save ``widget.model`` with ``skhyper.save`` (no pickle).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (conventionally ``.skhyper``).
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
         return save_model(self._require_model(), path)
 
     def load_model(self, path: str | Path) -> Any:
-        """Load a model file (``skhyper.load``) into the widget; a file that is not one raises a
-        ``ValueError`` naming it, and the model is left as it was."""
+        """Load a model file (``skhyper.load``) into the widget.
+
+        A file that is not a model file raises a ``ValueError`` naming it, and the model is
+        left as it was.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A file written by Save model, ``skhyper.save`` or ``skhyper train``.
+
+        Returns
+        -------
+        HypercolumnSegmenter
+            The loaded model, also ``widget.model``.
+        """
         self.cancel()
         model = load_model(path)
         self._set_model(model, None)
         return model
 
     def export(self, path: str | Path, format: str = "onnx") -> Path:  # noqa: A002
-        """Export ``widget.model``: ``"onnx"`` (``skhyper.export.to_onnx``) or ``"bioimageio"``
-        (``to_bioimageio``, with the current plane as its test image)."""
+        """Export ``widget.model`` as a network.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (``.onnx``; a ``.zip`` package for bioimage.io).
+        format : {"onnx", "bioimageio"}, default="onnx"
+            :func:`skhyper.export.to_onnx`, or :func:`skhyper.export.to_bioimageio` with the
+            current plane as its test image.
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
         model = self._require_model()
         if format not in EXPORT_FORMATS:
             raise ValueError(f"format={format!r} is unknown: use one of {list(EXPORT_FORMATS)}.")
