@@ -206,9 +206,6 @@ def setup(app):
 # References in skhyper's own docstrings to names that do not exist (private helpers, a
 # removed module, an undocumented attribute). Each is a docstring to fix (listed in the docs
 # report for the coordinator); delete its line here when it is fixed, so that -W guards it.
-nitpick_ignore += [
-    ("py:attr", "skhyper.HypercolumnSegmenter.folded_"),  # a fitted attribute, no page of its own
-]
 
 # --- math: MathJax 3 served from _static (Apache-2.0, LICENSE beside it), no CDN ----------
 mathjax_path = "mathjax/tex-chtml.js"

@@ -33,12 +33,35 @@ class InconsistentVersionWarning(UserWarning):
     version): the model may behave differently or, when it lacks fitted attributes this
     version needs, was loaded unfitted.
 
+    Parameters
+    ----------
+    estimator_name : str
+        The class name of the estimator loaded, for the message.
+    original_skhyper_version : str or None
+        The skhyper version that pickled it; None for a version that did not stamp its
+        pickles.
+    current_skhyper_version : str
+        The skhyper version loading it.
+    detail : str, default=""
+        What differs and what to do; empty for the generic advice to fit it again.
+
     Attributes
     ----------
     estimator_name : str
+        The class name of the estimator loaded.
     original_skhyper_version : str or None
-        None: saved by a version that did not stamp its pickles.
+        The version that pickled it; None: saved by a version that did not stamp its pickles.
     current_skhyper_version : str
+        The version loading it.
+    detail : str
+        What differs and what to do (empty: the generic advice).
+
+    Examples
+    --------
+    >>> w = InconsistentVersionWarning("HypercolumnSegmenter", "0.1.0", "0.2.0")
+    >>> print(w)  # doctest: +NORMALIZE_WHITESPACE
+    Trying to unpickle HypercolumnSegmenter from skhyper 0.1.0 when using skhyper 0.2.0.
+    It might not work or give other results; fit it again with this version to be sure.
     """
 
     def __init__(
@@ -69,7 +92,17 @@ class InconsistentVersionWarning(UserWarning):
 class CollectionError(ValueError):
     """Some images of a collection failed; the results of the others are kept.
 
-    Raised by :func:`skhyper.parallel.predict_collection` once every image was tried.
+    Raised by :func:`skhyper.parallel.predict_collection` once every image was tried, so that
+    one bad file does not cost the results of the others.
+
+    Parameters
+    ----------
+    message : str
+        The error message (how many images failed, and the first failures).
+    results : list
+        One result per image, in order; None for the images that failed.
+    failures : dict
+        Index of each failed image -> ``"ExceptionType: message"``.
 
     Attributes
     ----------
@@ -78,6 +111,18 @@ class CollectionError(ValueError):
     failures : dict
         Index of each failed image -> ``"ExceptionType: message"`` (with the file path for
         a path).
+
+    Examples
+    --------
+    A caller keeps what succeeded and reports the rest:
+
+    >>> try:
+    ...     raise CollectionError("1 of 2 images failed", ["labels of image 0", None],
+    ...                           {1: "ValueError: empty image"})
+    ... except CollectionError as err:
+    ...     done = [r for r in err.results if r is not None]
+    ...     print(len(done), err.failures)
+    1 {1: 'ValueError: empty image'}
     """
 
     def __init__(self, message: str, results: list, failures: dict) -> None:

@@ -40,8 +40,11 @@ def layer_importance(
     ----------
     segmenter : HypercolumnSegmenter
         Cloned; its ``hypercolumns`` give the backbone and the default layers.
-    images, masks
-        As in :meth:`HypercolumnSegmenter.fit`.
+    images : ndarray or list of ndarray
+        ``(height, width[, channels])`` images, a list of them or a stack, as in
+        :meth:`HypercolumnSegmenter.fit`; the folds split them.
+    masks : ndarray or list of ndarray
+        One ``(height, width)`` integer label mask per image.
     layers : list of str, default=None
         Layer names to analyse; None takes the transformer's layers (all
         stages when it has none).

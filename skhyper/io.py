@@ -61,7 +61,10 @@ _PIL_CONVERT = {"LA": "L", "La": "L", "PA": "RGB", "P": "RGB"}
 class ImageData:
     """Pixels read from a file and the name of each of their axes.
 
-    Attributes
+    Keeping the axis names with the pixels lets a stack be split into the 2-D planes the
+    estimators take and their per-plane results be stacked back in the file's layout.
+
+    Parameters
     ----------
     data : ndarray or dask array
         The pixels, axes in the order of ``axes``; a dask array (or a memory map) when read
@@ -70,8 +73,34 @@ class ImageData:
         One letter per axis of ``data``: plane axes first (``Z``, ``T``, ``I``, ...), then
         ``Y``, ``X``, then ``C`` when there are channels, e.g. ``"YX"``, ``"YXC"``,
         ``"ZYX"``.
+    path : str or None, default=None
+        The file read.
+
+    Attributes
+    ----------
+    data : ndarray or dask array
+        The pixels, as given.
+    axes : str
+        The axis letters, as given.
     path : str or None
         The file read.
+    plane_axes : str
+        The axes that index planes (``""`` for a single 2-D image).
+    is_stack : bool
+        Whether the file holds more than one plane.
+    n_planes : int
+        The number of 2-D planes.
+    plane_shape : tuple of int
+        ``(height, width)`` of each plane.
+    lazy : bool
+        Whether ``data`` is read on demand (a dask array or a memory map).
+    name : str
+        The file name (or ``"image"``), for messages.
+
+    See Also
+    --------
+    read_image : Read an image or an image stack.
+    read_labels : Read a label image or a label stack.
 
     Examples
     --------
@@ -119,22 +148,58 @@ class ImageData:
         return Path(self.path).name if self.path else "image"
 
     def planes(self) -> list[Any]:
-        """The 2-D planes, ``(Y, X)`` or ``(Y, X, C)``, in row-major order of the plane axes
-        (one plane for a single image): :func:`skhyper.split_planes`."""
+        """The 2-D planes, ``(Y, X)`` or ``(Y, X, C)``, in row-major order of the plane axes.
+
+        Returns
+        -------
+        planes : list of array
+            The planes of ``data`` (one for a single image), as :func:`skhyper.split_planes`
+            gives them; views (or lazy slices), not copies.
+        """
         return split_planes(self.data, self.axes)
 
     def stack(self, results: list[Any]) -> np.ndarray:
-        """Per-plane results (one per :meth:`planes`, e.g. label maps) as one array with the
-        plane axes first (:func:`skhyper.stack_planes`); the single result of a 2-D image as
-        it is."""
+        """Per-plane results as one array with the plane axes first.
+
+        Parameters
+        ----------
+        results : list of array-like
+            One result per plane of :meth:`planes`, in the same order, all of one shape
+            (e.g. label maps ``(Y, X)`` or probabilities ``(Y, X, n_classes)``).
+
+        Returns
+        -------
+        stacked : ndarray
+            The results stacked with the plane axes of ``data`` first
+            (:func:`skhyper.stack_planes`), its axes :meth:`result_axes`; the single result
+            of a 2-D image as it is.
+        """
         if not self.is_stack:
             (only,) = results
             return np.asarray(only)
         return stack_planes(list(results), self.axes, self.data.shape)
 
     def result_axes(self, trailing: str = "") -> str:
-        """The axes of :meth:`stack`'s result: ``axes`` without ``C``, plus ``trailing``
-        (e.g. ``"C"`` for probabilities)."""
+        """The axes of :meth:`stack`'s result: ``axes`` without ``C``, plus ``trailing``.
+
+        Parameters
+        ----------
+        trailing : str, default=""
+            Letters of the result's own trailing axes, e.g. ``"C"`` for probabilities.
+
+        Returns
+        -------
+        axes : str
+            One letter per axis of the stacked result, e.g. ``"ZYX"`` for label maps of a
+            ``"ZYXC"`` stack.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> data = ImageData(np.zeros((2, 4, 5, 3)), "ZYXC")
+        >>> data.result_axes(), data.result_axes("C")
+        ('ZYX', 'ZYXC')
+        """
         return self.axes.replace("C", "") + trailing
 
 
@@ -370,6 +435,7 @@ def read_labels(path: str | os.PathLike, axes: str | None = None, *,
     Parameters
     ----------
     path : str or path-like
+        A label image file (PNG, TIFF / OME-TIFF, ``.npy``, ...) or a Zarr / OME-Zarr folder.
     axes : str, default=None
         As for :func:`read_image`.
     single_channel : bool, default=False

@@ -39,6 +39,27 @@ __all__ = [
 def check_keypoints(keypoints: Any, n_images: int, *, param: str = "keypoints") -> np.ndarray:
     """Validate keypoints of shape ``(n_images, n_keypoints, 2)``; NaN marks a missing one.
 
+    Parameters
+    ----------
+    keypoints : array-like of shape (n_images, n_keypoints, 2)
+        ``(x, y)`` pixel coordinates of each keypoint of each image; NaN for a keypoint that
+        is not annotated.
+    n_images : int
+        The number of images the keypoints belong to (one row each).
+    param : str, default="keypoints"
+        The parameter name the error messages give.
+
+    Returns
+    -------
+    keypoints : ndarray of shape (n_images, n_keypoints, 2)
+        The keypoints as float64.
+
+    Raises
+    ------
+    ValueError
+        If the shape is wrong, the values are not numeric or infinite, or there is not one
+        row per image.
+
     Examples
     --------
     >>> check_keypoints([[[1.0, 2.0], [float("nan"), float("nan")]]], 1).shape
@@ -57,7 +78,33 @@ def clip_boxes(boxes: np.ndarray, shapes: Sequence[tuple[int, int]], *,
                param: str = "boxes") -> np.ndarray:
     """Clip ``(n, 4)`` boxes to their images, warning when any box reached outside.
 
-    A box that lies wholly outside its image raises a ``ValueError``.
+    Frames are cropped from inside their images only (:func:`crop_frames`), so a detector's
+    box that reaches outside is clipped; the warning says which, since the clipped frame covers
+    less than the detector meant.
+
+    Parameters
+    ----------
+    boxes : ndarray of shape (n, 4)
+        ``(x0, y0, x1, y1)`` of each box, in pixel edges.
+    shapes : sequence of tuple of int
+        ``(height, width)`` of the image of each box.
+    param : str, default="boxes"
+        The parameter name the error message gives.
+
+    Returns
+    -------
+    boxes : ndarray of shape (n, 4)
+        The float64 boxes, clipped to ``(0, 0, width, height)`` of their images.
+
+    Raises
+    ------
+    ValueError
+        If a box lies wholly outside its image.
+
+    Warns
+    -----
+    UserWarning
+        If any box reached outside its image and was clipped.
 
     Examples
     --------
@@ -99,6 +146,29 @@ def crop_frames(images: Sequence[np.ndarray], boxes: np.ndarray, frame_size: int
     :func:`from_frame` of their coordinates. Boxes must lie inside their images
     (:func:`clip_boxes`). Pixel values are read as by :func:`skhyper.features.to_float_image`
     (``n_channels``, ``intensity_range``).
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        The images, ``(height, width)`` or ``(height, width, channels)``, one per box.
+    boxes : ndarray of shape (n_images, 4)
+        ``(x0, y0, x1, y1)`` of the box to crop from each image, inside the image.
+    frame_size : int
+        Side of the square frame each box is warped to, in pixels.
+    n_channels : int, default=3
+        Number of channels of the frames (as for :func:`skhyper.features.to_float_image`).
+    intensity_range : None, (low, high) or ("percentile", p_low, p_high), default=None
+        Which pixel values map to black and white; None: the dtype's range.
+
+    Returns
+    -------
+    frames : list of ndarray
+        One float32 ``(frame_size, frame_size, n_channels)`` frame per box.
+
+    See Also
+    --------
+    to_frame : Map image coordinates into the frames.
+    from_frame : Map frame coordinates back to the images.
 
     Examples
     --------
@@ -159,6 +229,28 @@ def _scale(boxes: np.ndarray, frame_size: int) -> tuple[np.ndarray, np.ndarray]:
 def to_frame(points: np.ndarray, boxes: np.ndarray, frame_size: int) -> np.ndarray:
     """Map ``(n, k, 2)`` image coordinates into the frames of ``boxes``.
 
+    The frame of a box is the box warped to ``frame_size`` x ``frame_size`` pixels
+    (:func:`crop_frames`); pixel centres map to pixel centres.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, k, 2)
+        ``(x, y)`` image coordinates of ``k`` points in each of ``n`` images.
+    boxes : ndarray of shape (n, 4)
+        ``(x0, y0, x1, y1)`` of the frame's box in each image.
+    frame_size : int
+        Side of the square frames, in pixels.
+
+    Returns
+    -------
+    points : ndarray of shape (n, k, 2)
+        ``(x, y)`` frame coordinates of the points (outside ``[-0.5, frame_size - 0.5]``
+        for points outside their box).
+
+    See Also
+    --------
+    from_frame : The inverse map.
+
     Examples
     --------
     >>> to_frame(np.array([[[10.5, 20.5]]]), np.array([[10.0, 20.0, 12.0, 24.0]]), 4).tolist()
@@ -171,8 +263,28 @@ def to_frame(points: np.ndarray, boxes: np.ndarray, frame_size: int) -> np.ndarr
 
 
 def from_frame(points: np.ndarray, boxes: np.ndarray, frame_size: int) -> np.ndarray:
-    """Map ``(n, k, 2)`` frame coordinates back to image coordinates (inverse of
-    :func:`to_frame`).
+    """Map ``(n, k, 2)`` frame coordinates back to image coordinates.
+
+    The inverse of :func:`to_frame`: a keypoint found in a frame (:func:`heatmap_peaks`) is
+    mapped back through its box to the image.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, k, 2)
+        ``(x, y)`` frame coordinates of ``k`` points in each of ``n`` frames.
+    boxes : ndarray of shape (n, 4)
+        ``(x0, y0, x1, y1)`` of the box each frame was cropped from.
+    frame_size : int
+        Side of the square frames, in pixels.
+
+    Returns
+    -------
+    points : ndarray of shape (n, k, 2)
+        ``(x, y)`` image coordinates of the points.
+
+    See Also
+    --------
+    to_frame : The inverse map.
 
     Examples
     --------
@@ -199,6 +311,35 @@ def keypoint_targets(
     A pixel within ``radius`` frame pixels of an annotated keypoint is a positive of its nearest
     such keypoint; up to ``n_positives`` per keypoint are drawn (None: all). ``n_negatives``
     pixels are drawn among those farther than ``radius`` from every annotated keypoint.
+    This is the training set of the keypoint classifiers of Hariharan et al. (2015, sec. 5):
+    pixels near a keypoint are its positives, the rest of the frame is background.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_keypoints, 2)
+        ``(x, y)`` frame coordinates of the keypoints of the frame; NaN for one not annotated.
+    frame_size : int
+        Side of the square frame, in pixels.
+    radius : float
+        Distance in frame pixels within which a pixel is a positive of a keypoint.
+    n_positives : int or None
+        Most positives drawn per keypoint; None for all of them.
+    n_negatives : int
+        Number of background pixels drawn (fewer if the frame has fewer).
+    rng : numpy.random.Generator
+        The random generator the pixels are drawn with.
+
+    Returns
+    -------
+    rows_cols : ndarray of int of shape (2, n_pixels)
+        Row (first) and column (second) of each drawn pixel.
+    labels : ndarray of int of shape (n_pixels,)
+        0 for background, ``j + 1`` for a positive of keypoint ``j``.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for object
+       segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------
@@ -232,7 +373,28 @@ def heatmap_peaks(scores: np.ndarray, *, refine: bool = True) -> np.ndarray:
     """``(k, 2)`` frame coordinates ``(x, y)`` of the maximum of each ``(k, h, w)`` score map.
 
     With ``refine``, a parabola through the maximum and its two neighbours along each axis moves
-    the peak by up to half a pixel.
+    the peak by up to half a pixel, which locates a keypoint finer than the frame's pixels.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (k, h, w)
+        One score map (heatmap) per keypoint.
+    refine : bool, default=True
+        Whether to refine each peak to a sub-pixel position.
+
+    Returns
+    -------
+    peaks : ndarray of shape (k, 2)
+        ``(x, y)`` frame coordinates of the peak of each map.
+
+    Raises
+    ------
+    ValueError
+        If ``scores`` is not a non-empty 3-d array.
+
+    See Also
+    --------
+    from_frame : Map the peaks back to image coordinates.
 
     Examples
     --------

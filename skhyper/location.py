@@ -43,7 +43,37 @@ LOCATION = {"name": "location", "num_chs": 2, "reduction": None, "kind": "locati
 
 
 def frame_of(box: Any, image_shape: tuple[int, int]) -> tuple[float, float, float, float]:
-    """``(x0, y0, x1, y1)`` of ``box``, or of the whole image when ``box`` is None."""
+    """The frame ``(x0, y0, x1, y1)`` of ``box``, or of the whole image when ``box`` is None.
+
+    Parameters
+    ----------
+    box : array-like of 4 numbers or None
+        The object's box ``(x0, y0, x1, y1)`` in pixel edges (``x1 > x0``, ``y1 > y0``), or
+        None for the whole image.
+    image_shape : tuple of int
+        ``(height, width)`` of the image, used when ``box`` is None.
+
+    Returns
+    -------
+    frame : tuple of float
+        ``(x0, y0, x1, y1)`` as floats.
+
+    Raises
+    ------
+    ValueError
+        If ``box`` is not 4 finite numbers with a positive width and height.
+
+    See Also
+    --------
+    location_map : The locations of every pixel in a frame.
+
+    Examples
+    --------
+    >>> frame_of(None, (2, 4))
+    (0.0, 0.0, 4.0, 2.0)
+    >>> frame_of([1, 1, 3, 2], (2, 4))
+    (1.0, 1.0, 3.0, 2.0)
+    """
     if box is None:
         return 0.0, 0.0, float(image_shape[1]), float(image_shape[0])
     try:
@@ -63,6 +93,23 @@ def frame_of(box: Any, image_shape: tuple[int, int]) -> tuple[float, float, floa
 def axis_locations(n: int, lo: float, hi: float) -> np.ndarray:
     """Locations in ``[0, 1]`` of pixels ``0 .. n-1`` along an axis framed by ``[lo, hi)``.
 
+    A pixel's location is that of its centre, ``(i + 0.5 - lo) / (hi - lo)``, clipped to
+    ``[0, 1]`` so that a pixel outside the frame takes the location of the nearest frame edge.
+
+    Parameters
+    ----------
+    n : int
+        Number of pixels along the axis.
+    lo : float
+        The frame's first edge along the axis (``x0`` or ``y0``), in pixel edges.
+    hi : float
+        The frame's last edge along the axis (``x1`` or ``y1``), greater than ``lo``.
+
+    Returns
+    -------
+    locations : ndarray of shape (n,)
+        The float64 location of each pixel, in ``[0, 1]``.
+
     Examples
     --------
     >>> axis_locations(4, 0, 4).tolist()
@@ -74,7 +121,31 @@ def axis_locations(n: int, lo: float, hi: float) -> np.ndarray:
 
 
 def location_map(image_shape: tuple[int, int], frame: tuple[float, ...]) -> np.ndarray:
-    """``(height, width, 2)`` float32 locations ``(u, v)`` of every pixel in ``frame``.
+    """The float32 locations ``(u, v)`` of every pixel of an image in ``frame``.
+
+    These are the two location columns that a hypercolumn gets for the location-specific
+    classifiers of Hariharan et al. (2015, sec. 3.3).
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(height, width)`` of the image.
+    frame : tuple of float
+        ``(x0, y0, x1, y1)`` of the frame, as returned by :func:`frame_of`.
+
+    Returns
+    -------
+    locations : ndarray of shape (height, width, 2)
+        ``locations[row, col] == (u, v)``, each in ``[0, 1]``.
+
+    See Also
+    --------
+    location_columns : The same for chosen pixels only.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for object
+       segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------
@@ -91,7 +162,28 @@ def location_map(image_shape: tuple[int, int], frame: tuple[float, ...]) -> np.n
 
 def location_columns(rows: np.ndarray, cols: np.ndarray, image_shape: tuple[int, int],
                      frame: tuple[float, ...]) -> np.ndarray:
-    """``(n, 2)`` float32 locations ``(u, v)`` of pixels ``(rows, cols)`` in ``frame``.
+    """The float32 locations ``(u, v)`` of pixels ``(rows, cols)`` of an image in ``frame``.
+
+    Parameters
+    ----------
+    rows : ndarray of int of shape (n,)
+        Row of each pixel.
+    cols : ndarray of int of shape (n,)
+        Column of each pixel.
+    image_shape : tuple of int
+        ``(height, width)`` of the image.
+    frame : tuple of float
+        ``(x0, y0, x1, y1)`` of the frame, as returned by :func:`frame_of`.
+
+    Returns
+    -------
+    locations : ndarray of shape (n, 2)
+        ``(u, v)`` of each pixel, in ``[0, 1]``; equal to
+        ``location_map(image_shape, frame)[rows, cols]``.
+
+    See Also
+    --------
+    location_map : The locations of every pixel.
 
     Examples
     --------
@@ -107,9 +199,19 @@ def location_columns(rows: np.ndarray, cols: np.ndarray, image_shape: tuple[int,
 
 
 def pixel_locations(X: PixelSet) -> np.ndarray:
-    """``(n_pixels, 2)`` locations ``(u, v)`` of the pixels of ``X`` in their frames.
+    """The locations ``(u, v)`` of the pixels of a pixel set in their frames.
 
-    The frames are ``X.boxes`` (whole images when None).
+    The frames are ``X.boxes`` (the whole images when None).
+
+    Parameters
+    ----------
+    X : PixelSet
+        Images, the chosen pixels ``(image, row, col)`` and optionally one box per image.
+
+    Returns
+    -------
+    locations : ndarray of shape (n_pixels, 2)
+        The float64 ``(u, v)`` of each pixel of ``X``, in ``[0, 1]``.
 
     Examples
     --------
@@ -133,7 +235,35 @@ def pixel_locations(X: PixelSet) -> np.ndarray:
 
 
 def check_locations(locations: np.ndarray, *, clip: bool, columns: Sequence[int]) -> np.ndarray:
-    """Validate ``(n, 2)`` locations in ``[0, 1]`` (or clip them); return float64."""
+    """Validate locations ``(u, v)`` read from the columns of X, or clip them to ``[0, 1]``.
+
+    Locations outside ``[0, 1]`` mean the columns do not hold what the grid classifiers
+    expect (wrong columns, or no location columns at all), so they raise unless ``clip``.
+
+    Parameters
+    ----------
+    locations : array-like of shape (n, 2)
+        The ``(u, v)`` read from X.
+    clip : bool
+        Whether to clip the locations to ``[0, 1]`` instead of raising.
+    columns : sequence of int
+        The columns of X the locations were read from, named in the error message.
+
+    Returns
+    -------
+    locations : ndarray of shape (n, 2)
+        The locations as float64, clipped when ``clip``.
+
+    Raises
+    ------
+    ValueError
+        If a location lies outside ``[0, 1]`` and ``clip`` is False.
+
+    Examples
+    --------
+    >>> check_locations([[0.5, 1.2]], clip=True, columns=(4, 5)).tolist()
+    [[0.5, 1.0]]
+    """
     loc = np.asarray(locations, dtype=np.float64)
     if clip:
         return np.clip(loc, 0.0, 1.0)
@@ -153,8 +283,31 @@ def check_locations(locations: np.ndarray, *, clip: bool, columns: Sequence[int]
 def axis_cell_weights(t: np.ndarray, grid_size: int) -> tuple[np.ndarray, ...]:
     """Bilinear weights of locations ``t`` in ``[0, 1]`` on ``grid_size`` cell centres.
 
-    Returns ``(j0, j1, w0, w1)``: the two neighbouring cells and their weights
-    (``w0 + w1 == 1``), clamped beyond the outermost centres.
+    Along one axis of the grid, the cell centres lie at ``(j + 0.5) / grid_size``; a location
+    between two centres is shared between them linearly, one beyond the outermost centres goes
+    wholly to the outermost cell.
+
+    Parameters
+    ----------
+    t : ndarray of shape (n,)
+        Locations along the axis, in ``[0, 1]``.
+    grid_size : int
+        Number of cells K along the axis.
+
+    Returns
+    -------
+    j0 : ndarray of int64 of shape (n,)
+        The lower neighbouring cell of each location.
+    j1 : ndarray of int64 of shape (n,)
+        The upper neighbouring cell (``j0 + 1``, or ``j0`` when ``grid_size`` is 1).
+    w0 : ndarray of shape (n,)
+        Weight of ``j0``.
+    w1 : ndarray of shape (n,)
+        Weight of ``j1``; ``w0 + w1 == 1``.
+
+    See Also
+    --------
+    cell_weights : The same on both axes of a K x K grid.
 
     Examples
     --------
@@ -170,10 +323,39 @@ def axis_cell_weights(t: np.ndarray, grid_size: int) -> tuple[np.ndarray, ...]:
 
 
 def cell_weights(locations: np.ndarray, grid_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cells and bilinear weights of ``(n, 2)`` locations ``(u, v)`` on a K x K grid.
+    """Cells and bilinear weights of locations ``(u, v)`` on a K x K grid.
 
-    Returns ``cells`` ``(n, 4)`` (cell index ``i * K + j`` for row ``i`` (v)
-    and column ``j`` (u)) and ``weights`` ``(n, 4)``, summing to 1 per row.
+    A pixel's grid score is the sum of the scores of the classifiers of its (up to) 4 nearest
+    cell centres, weighted by these weights (Hariharan et al. 2015, sec. 3.3): exactly a
+    bilinear upsampling of the K x K map of scores to the frame.
+
+    Parameters
+    ----------
+    locations : ndarray of shape (n, 2)
+        ``(u, v)`` of each pixel in its frame, in ``[0, 1]``.
+    grid_size : int
+        K, the number of cells along each side of the grid (``>= 1``).
+
+    Returns
+    -------
+    cells : ndarray of int64 of shape (n, 4)
+        Cell index ``i * K + j`` (row ``i`` from v, column ``j`` from u) of the 4 neighbours.
+    weights : ndarray of shape (n, 4)
+        Their bilinear weights, summing to 1 per row.
+
+    Raises
+    ------
+    ValueError
+        If ``locations`` is not ``(n, 2)`` or ``grid_size`` is not an int ``>= 1``.
+
+    See Also
+    --------
+    axis_cell_weights : The weights along one axis.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for object
+       segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------

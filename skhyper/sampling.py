@@ -167,11 +167,26 @@ def _top_up(masks: list[np.ndarray], picks: dict[int, np.ndarray], min_per_class
 
 def boundary_band(mask: np.ndarray, width: int, ignore_label: int | None = None
                   ) -> np.ndarray:
-    """Boolean ``(height, width)``: labelled pixels within ``width`` pixels (a square window)
-    of a pixel of another labelled class.
+    """The labelled pixels within ``width`` pixels of a pixel of another labelled class.
 
-    Unlabelled pixels (``ignore_label``) are neither in the band nor make one: the edge of a
-    scribble is not a boundary between classes.
+    The band is where a segmenter errs most, so sampling draws part of its training pixels
+    there (``boundary_fraction``). Unlabelled pixels (``ignore_label``) are neither in the band
+    nor make one: the edge of a scribble is not a boundary between classes.
+
+    Parameters
+    ----------
+    mask : ndarray of int of shape (height, width)
+        The label image.
+    width : int
+        Half-side of the square window, in pixels: a pixel is in the band if the window of
+        side ``2 * width + 1`` around it holds another labelled class.
+    ignore_label : int or None, default=None
+        The label of unlabelled pixels; None if every pixel is labelled.
+
+    Returns
+    -------
+    band : ndarray of bool of shape (height, width)
+        True for the labelled pixels in the band.
 
     Examples
     --------
@@ -362,8 +377,27 @@ def grid_pixels(images: Any, *, step: int = 1, boxes: Any = None) -> PixelSet:
     """Every ``step``-th pixel of every image (all pixels by default), row-major.
 
     Useful to run a fitted pixel pipeline over whole images:
-    ``pipe.predict(grid_pixels(img)).reshape(img.shape[:2])``. ``boxes``
-    (``(n_images, 4)``, ``(x0, y0, x1, y1)``) are the frames carried along.
+    ``pipe.predict(grid_pixels(img)).reshape(img.shape[:2])``.
+
+    Parameters
+    ----------
+    images : ndarray or list of ndarray
+        One image ``(height, width)`` or ``(height, width, channels)``, or a list of them.
+    step : int, default=1
+        Distance in pixels between the chosen pixels along each axis (1: every pixel).
+    boxes : array-like of shape (n_images, 4) or None, default=None
+        ``(x0, y0, x1, y1)`` frame of the object in each image, carried along for the
+        location columns; None for the whole images.
+
+    Returns
+    -------
+    X : PixelSet
+        The images, the chosen pixels ``(image, row, col)`` in row-major order per image,
+        and the boxes.
+
+    See Also
+    --------
+    sample_pixels : Draw training pixels with their labels.
 
     Examples
     --------

@@ -38,65 +38,9 @@ CHECKS = {"GL08", "SS01", "GL06", "GL07", "PR01", "PR02", "PR03", "PR04", "PR07"
           "RT01", "RT03", "YD01"}
 SKIPPED_METHODS = {"extra_repr"}
 
-# Docstrings that fail the checks today (issue 30: the coordinator fixes them after curating
-# __all__). Each one is an expected failure (strict: a fixed docstring that stays listed fails,
-# so the list only shrinks); a name that leaves __all__ simply stops being tested.
-KNOWN_FAILURES = frozenset("""
-    skhyper.estimators.GridLocationClassifier.fit
-    skhyper.estimators.GridLocationClassifier.predict
-    skhyper.estimators.HypercolumnKeypointLocator.fit
-    skhyper.estimators.HypercolumnKeypointLocator.predict
-    skhyper.estimators.HypercolumnKeypointLocator.predict_heatmaps
-    skhyper.estimators.HypercolumnKeypointLocator.score
-    skhyper.estimators.HypercolumnSegmenter
-    skhyper.estimators.HypercolumnSegmenter.fit
-    skhyper.estimators.HypercolumnSegmenter.score
-    skhyper.estimators.HypercolumnTransformer.fit
-    skhyper.estimators.HypercolumnTransformer.fit_images
-    skhyper.estimators.HypercolumnTransformer.get_feature_names_out
-    skhyper.estimators.HypercolumnTransformer.transform_dense
-    skhyper.estimators.default_classifier
-    skhyper.estimators.default_hypercolumns
-    skhyper.exceptions.CollectionError
-    skhyper.exceptions.InconsistentVersionWarning
-    skhyper.export.HypercolumnNet
-    skhyper.export.HypercolumnNet.forward
-    skhyper.export.OnnxSegmenter.decision_function
-    skhyper.export.OnnxSegmenter.predict
-    skhyper.export.OnnxSegmenter.predict_proba
-    skhyper.export.check_bioimageio
-    skhyper.export.export_config
-    skhyper.export.export_program
-    skhyper.export.load
-    skhyper.export.prepare_image
-    skhyper.export.save
-    skhyper.export.to_bioimageio
-    skhyper.inspection.layer_importance
-    skhyper.io.ImageData
-    skhyper.io.ImageData.planes
-    skhyper.io.ImageData.result_axes
-    skhyper.io.ImageData.stack
-    skhyper.io.read_labels
-    skhyper.keypoints.check_keypoints
-    skhyper.keypoints.clip_boxes
-    skhyper.keypoints.crop_frames
-    skhyper.keypoints.from_frame
-    skhyper.keypoints.heatmap_peaks
-    skhyper.keypoints.keypoint_targets
-    skhyper.keypoints.to_frame
-    skhyper.location.axis_cell_weights
-    skhyper.location.axis_locations
-    skhyper.location.cell_weights
-    skhyper.location.check_locations
-    skhyper.location.frame_of
-    skhyper.location.location_columns
-    skhyper.location.location_map
-    skhyper.location.pixel_locations
-    skhyper.plotting.plot_grid_cells
-    skhyper.plotting.plot_overlay
-    skhyper.sampling.boundary_band
-    skhyper.sampling.grid_pixels
-""".split())
+# Docstrings allowed to fail the checks: none. An entry here would be a strict expected failure
+# (a fixed docstring that stays listed fails), so the list can only shrink.
+KNOWN_FAILURES: frozenset[str] = frozenset()
 
 
 def load_api_pages():

@@ -123,12 +123,29 @@ class GridLocationClassifier(
     n_samples_cell_ : ndarray of int, shape (K, K)
         Training pixels of each cell.
     classes_ : ndarray of shape (n_classes,)
+        The class labels seen in ``fit``, in the order of the columns of the scores and
+        probabilities.
     link_ : {"sigmoid", "softmax", "ovr"} or None
         How probabilities follow from scores.
     location_columns_ : tuple of int
         ``location_columns`` as non-negative indices.
     n_features_in_ : int
         Columns of ``X`` including the location columns.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the columns of ``X``, defined only when ``X`` has string column names
+        (a pandas DataFrame).
+
+    See Also
+    --------
+    HypercolumnSegmenter : Takes this classifier as ``classifier`` and folds it for dense
+        prediction.
+    skhyper.location.cell_weights : The cells and bilinear weights of a location.
+    skhyper.plotting.plot_grid_cells : Draw the fitted cells.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for object
+       segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------
@@ -185,10 +202,18 @@ class GridLocationClassifier(
         X : array-like of shape (n_samples, n_features)
             Features with the two location columns.
         y : array-like of shape (n_samples,)
+            The class of each sample; at least two classes.
 
         Returns
         -------
         self : GridLocationClassifier
+            The fitted classifier.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` holds a single class, or the location columns are missing or hold
+            values outside ``[0, 1]`` (unless ``clip_locations``).
         """
         self._validate_params()
         check_classifier(self.estimator, "estimator")
@@ -262,7 +287,23 @@ class GridLocationClassifier(
         return LINKS[self.link_](torch.from_numpy(scores), 1).numpy()
 
     def predict(self, X: Any) -> np.ndarray:
-        """Class labels from the blended scores (or probabilities)."""
+        """Class labels from the blended scores (or probabilities).
+
+        The label is the sign (two classes) or the argmax of the blended
+        :meth:`decision_function`, so that it agrees with the probabilities; for estimators
+        without scores, the argmax of the blended probabilities. With ``grid_size=1``, the
+        estimator's own ``predict``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features with the two location columns, as in ``fit``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            The predicted class of each sample, one of ``classes_``.
+        """
         if self.grid_size == 1:
             return self._blend(X, "predict")
         if hasattr(self.estimator, "decision_function"):

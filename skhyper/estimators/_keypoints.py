@@ -72,8 +72,8 @@ class HypercolumnKeypointLocator(ParamValidationMixin, VersionedMixin, BaseEstim
     classifier : estimator, default=None
         Classifier of the frame pixels (cloned per keypoint, per grid cell); None uses
         :func:`~skhyper.estimators.default_classifier` with its logistic regression's ``tol``
-        at 1e-3 (a third of the solver iterations of the default 1e-4 on the face set; PCK@0.1
-        0.709 vs 0.693, PCK@0.2 0.909 vs 0.911).
+        at 1e-3: a third of the solver iterations of the default 1e-4, for the same keypoint
+        accuracy.
     grid_size : int, default=3
         K of the K x K grid of location-specific classifiers; 1: one classifier per keypoint.
     radius : float, default=0.05
@@ -86,8 +86,9 @@ class HypercolumnKeypointLocator(ParamValidationMixin, VersionedMixin, BaseEstim
         Background pixels drawn per image.
     strategy : {"multiclass", "per_keypoint"}, default="multiclass"
         One classifier over background + keypoints (each pixel is one keypoint's or none), or
-        one binary classifier per keypoint (the paper's). On the face dev set the multiclass
-        locator scored higher (PCK@0.1 0.69 vs 0.67, grid 3) and fits in half the time.
+        one binary classifier per keypoint (the paper's). The multiclass classifier learns
+        to tell nearby keypoints apart, is usually at least as accurate and fits in about half
+        the time.
     refine : bool, default=True
         Sub-pixel refinement of the heatmap peaks.
     score_threshold : float, default=0.1
@@ -103,12 +104,30 @@ class HypercolumnKeypointLocator(ParamValidationMixin, VersionedMixin, BaseEstim
     Attributes
     ----------
     hypercolumns_ : HypercolumnTransformer
+        The fitted feature transformer of the frames.
     estimators_ : list of estimator
         The fitted classifier of each keypoint (``per_keypoint``) or the one classifier.
     folded_ : FoldedHead or None
         All keypoints' heads stacked, or None when the classifier does not fold.
     n_keypoints_ : int
+        Number of keypoints per image.
+    n_features_in_ : int
+        Length of the hypercolumns of the frame pixels the classifiers were fitted on
+        (location columns included).
     prediction_path_ : {"folded", "chunked"}
+        How the heatmaps are computed: folded 1x1 heads on the native maps, or the
+        classifier on bands of full hypercolumns.
+
+    See Also
+    --------
+    GridLocationClassifier : The location-specific classifiers.
+    skhyper.keypoints.crop_frames : How the frames are cropped.
+    skhyper.metrics.pck : The ``score``.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for object
+       segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------
@@ -236,6 +255,12 @@ class HypercolumnKeypointLocator(ParamValidationMixin, VersionedMixin, BaseEstim
         Returns
         -------
         self : HypercolumnKeypointLocator
+            The fitted locator.
+
+        Raises
+        ------
+        ValueError
+            If a keypoint is annotated in no image, or lies outside every frame.
         """
         self._validate_params()
         if self.classifier is not None:
@@ -340,6 +365,19 @@ class HypercolumnKeypointLocator(ParamValidationMixin, VersionedMixin, BaseEstim
         ``j`` (the sigmoid of its classifier's score, or the class probability of the
         multiclass classifier); for classifiers without probabilities, their scores. Frame
         pixel ``(r, c)`` lies at :func:`skhyper.keypoints.from_frame` of ``(c, r)`` in the image.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            ``(height, width[, channels])`` images (any sizes) or a stack of them.
+        boxes : array-like of shape (n_images, 4), default=None
+            ``(x0, y0, x1, y1)`` object box of each image (e.g. detections); None: whole
+            images. Boxes reaching outside their image are clipped to it (with a warning).
+
+        Returns
+        -------
+        heatmaps : list of ndarray
+            One float32 ``(n_keypoints, frame_size, frame_size)`` array per image.
         """
         check_is_fitted(self)
         checked = self.hypercolumns_.engine_.check_images(images, param="images")
@@ -347,7 +385,24 @@ class HypercolumnKeypointLocator(ParamValidationMixin, VersionedMixin, BaseEstim
         return [np.exp(s).astype(np.float32) for s in self._scores(frames)]
 
     def predict(self, images: Any, boxes: Any = None) -> np.ndarray:
-        """``(n_images, n_keypoints, 2)`` predicted ``(x, y)`` in image pixel coordinates."""
+        """Predicted keypoints of every image, in image pixel coordinates.
+
+        A keypoint is the peak of its heatmap (:meth:`predict_heatmaps`), refined to a
+        sub-pixel position with ``refine``, mapped from the frame back to the image.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            ``(height, width[, channels])`` images (any sizes) or a stack of them.
+        boxes : array-like of shape (n_images, 4), default=None
+            ``(x0, y0, x1, y1)`` object box of each image (e.g. detections); None: whole
+            images. Boxes reaching outside their image are clipped to it (with a warning).
+
+        Returns
+        -------
+        keypoints : ndarray of shape (n_images, n_keypoints, 2)
+            ``(x, y)`` of each keypoint of each image.
+        """
         check_is_fitted(self)
         checked = self.hypercolumns_.engine_.check_images(images, param="images")
         frames, boxes = self._frames(self.hypercolumns_, checked, boxes)
@@ -370,6 +425,26 @@ class HypercolumnKeypointLocator(ParamValidationMixin, VersionedMixin, BaseEstim
         """PCK at ``score_threshold`` of the normalizer (:func:`skhyper.metrics.pck`).
 
         Keypoints given as NaN are not scored.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            ``(height, width[, channels])`` images (any sizes) or a stack of them.
+        keypoints : array-like of shape (n_images, n_keypoints, 2)
+            The true ``(x, y)`` of each keypoint; NaN for one that is not annotated.
+        boxes : array-like of shape (n_images, 4), default=None
+            ``(x0, y0, x1, y1)`` object box of each image; None: whole images.
+
+        Returns
+        -------
+        score : float
+            The fraction of annotated keypoints predicted within ``score_threshold`` times
+            the normalizer of their true position, in ``[0, 1]``.
+
+        Raises
+        ------
+        ValueError
+            If ``keypoints`` has another number of keypoints than the model was fitted on.
         """
         check_is_fitted(self)
         checked = self.hypercolumns_.engine_.check_images(images, param="images")

@@ -29,13 +29,29 @@ __all__ = ["HypercolumnSegmenter", "default_classifier", "default_hypercolumns"]
 def default_classifier() -> Any:
     """The classifier used when ``classifier=None``: a foldable linear chain.
 
-    ``StandardScaler -> LogisticRegression(C=0.01, tol=3e-4)``: strongly
-    regularized logistic regression on standardized hypercolumns (on Weizmann
-    horses it beat PCA(64/128) before the classifier and SGD; C from 0.003 to
-    0.1 changed foreground IoU by < 0.003). ``tol=3e-4`` stops lbfgs after 2/3 of
-    the iterations of sklearn's 1e-4: the same foreground IoU on the horses (0.8774
-    vs 0.8776), and 0.698 vs 0.701 on dark synthetic micrographs, where 1e-3 lost
-    0.05 (0.649; ``benchmarks/bench_fit.py``, ``benchmarks/bench_huge.py``).
+    ``StandardScaler -> LogisticRegression(C=0.01, tol=3e-4)``: strongly regularized logistic
+    regression on standardized hypercolumns. Hypercolumns have hundreds to thousands of
+    strongly correlated columns, so a strong penalty generalizes better than a weak one, and
+    the result is insensitive to ``C`` within a decade around 0.01. ``tol=3e-4`` stops lbfgs
+    after about 2/3 of the iterations of scikit-learn's default at the same accuracy; a
+    looser tolerance loses accuracy on dim images. Being a linear chain, it folds into
+    per-layer 1x1 heads for dense prediction.
+
+    Returns
+    -------
+    classifier : Pipeline
+        A new, unfitted ``StandardScaler`` -> ``LogisticRegression`` pipeline.
+
+    See Also
+    --------
+    default_hypercolumns : The features used when ``hypercolumns=None``.
+
+    Examples
+    --------
+    >>> default_classifier()
+    Pipeline(steps=[('standardscaler', StandardScaler()),
+                    ('logisticregression',
+                     LogisticRegression(C=0.01, max_iter=1000, tol=0.0003))])
     """
     return make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=1000, tol=3e-4))
 
@@ -44,9 +60,23 @@ def default_hypercolumns() -> HypercolumnTransformer:
     """The features used when ``hypercolumns=None``: ``HypercolumnTransformer(scales="auto")``.
 
     EfficientNet-Lite0's five stages, with small images fed up to 2x larger
-    (:func:`skhyper.features.auto_scales`): on the Weizmann horses (longer
-    side ~250 px) that level lifts foreground IoU from 0.81 to 0.86, for about
-    4x the forward cost (``benchmarks/bench_quality.py``).
+    (:func:`skhyper.features.auto_scales`): on images of a few hundred pixels the larger
+    input gives the coarse layers more cells per object, which sharpens boundaries markedly,
+    for about 4x the forward cost.
+
+    Returns
+    -------
+    hypercolumns : HypercolumnTransformer
+        A new, unfitted transformer (pretrained weights are loaded when it is fitted).
+
+    See Also
+    --------
+    default_classifier : The classifier used when ``classifier=None``.
+
+    Examples
+    --------
+    >>> default_hypercolumns()
+    HypercolumnTransformer(scales='auto')
     """
     return HypercolumnTransformer(scales="auto")
 
@@ -98,8 +128,8 @@ class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
         class covering few pixels is learnt, not left out
         (:func:`skhyper.sample_pixels`, ``min_per_class``). None: no minimum.
         Classes with more pixels drawn are not touched (figure-ground masks
-        never are); on the 59 clothing-part classes 1000 instead of 20 lifted
-        mean IoU from 0.149 to 0.160 (``benchmarks/bench_quality.py``).
+        never are); with many small classes (clothing parts, say) a larger
+        minimum lifts their mean IoU.
     class_balance : bool, default=False
         If True, draw the same number of pixels per class in each image (as
         far as it has them), so that small objects are not drowned by
@@ -119,6 +149,14 @@ class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
         Images per forward pass; None keeps ``hypercolumns.batch_size``.
     chunk_pixels : int, default=65536
         Pixels per band for classifiers that cannot fold.
+    upsampling : {"edge_aware", "bilinear"}, default="edge_aware"
+        How a folded head's coarse score maps reach the pixels. ``"edge_aware"`` upsamples
+        the score maps of coarse layers (stride 8 and more) by joint bilateral upsampling
+        guided by the image (:class:`skhyper.heads.EdgeKernel`), so that label boundaries
+        follow the image's edges instead of the blur of the coarse cells;
+        ``"bilinear"`` is the hypercolumn's own interpolation, exactly equal to the
+        classifier on full hypercolumns. Classifiers that do not fold always see bilinear
+        hypercolumns.
 
     Attributes
     ----------
@@ -135,8 +173,15 @@ class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
 
     See Also
     --------
+    HypercolumnTransformer : The features, per pixel or dense.
+    GridLocationClassifier : Location-specific classifiers on a K x K grid.
     skhyper.heads.fold_head : the folding and its checks.
     skhyper.metrics.mean_iou : the ``score``.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for object
+       segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------
@@ -237,6 +282,13 @@ class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
         Returns
         -------
         self : HypercolumnSegmenter
+            The fitted segmenter.
+
+        Raises
+        ------
+        ValueError
+            If the masks hold fewer than two classes (besides ``ignore_label``), or a
+            ``GridLocationClassifier`` is given without location columns.
         """
         self._validate_params()
         clf = checked_clone(self.classifier) if self.classifier is not None else (
@@ -372,6 +424,26 @@ class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
 
         Every label of ``masks`` and of the prediction counts (a true label the model never
         learnt scores 0, it is not dropped); pixels labelled ``ignore_label`` are not scored.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            As in ``fit``; any sizes.
+        masks : ndarray or list of ndarray
+            The true ``(height, width)`` integer label mask of each image.
+        boxes : array-like of shape (n_images, 4), default=None
+            Frames of the location columns, as in ``fit``.
+
+        Returns
+        -------
+        score : float
+            The mean over classes of the intersection over union of the predicted and true
+            pixels of each class, in ``[0, 1]``.
+
+        Raises
+        ------
+        ValueError
+            If every pixel of ``masks`` is ``ignore_label``.
         """
         check_is_fitted(self)
         checked = self.hypercolumns_.engine_.check_images(images, param="images")

@@ -172,6 +172,12 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
     --------
     skhyper.sample_pixels : draw labelled pixels, the ``(X, y)`` for ``fit``.
     skhyper.features.extract_hypercolumns : the same as a function.
+    HypercolumnSegmenter : images and masks in, label maps out.
+
+    References
+    ----------
+    .. [1] B. Hariharan, P. Arbelaez, R. Girshick and J. Malik, "Hypercolumns for object
+       segmentation and fine-grained localization", CVPR 2015.
 
     Examples
     --------
@@ -280,11 +286,13 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
             Checked when given; the only thing learnt from it is the channel
             count of ``X.images`` for ``channel_strategy="per_channel"`` or
             ``"first_conv"`` (3 without ``X``).
-        y : ignored
+        y : None
+            Ignored; present for the scikit-learn API (a pipeline passes its ``y``).
 
         Returns
         -------
         self : HypercolumnTransformer
+            The fitted transformer.
         """
         if X is not None:
             _check_pixelset(X)
@@ -305,6 +313,7 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
         Returns
         -------
         self : HypercolumnTransformer
+            The fitted transformer.
         """
         self._validate_params()
         intensity_range = check_intensity_range(self.intensity_range)
@@ -363,9 +372,24 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
     def transform_dense(self, images: Any, boxes: Any = None) -> np.ndarray | list[np.ndarray]:
         """Dense hypercolumns ``(height, width, n_features_out_)`` of whole images.
 
-        For analysis and small images: the result holds the full hypercolumn.
-        Returns a list for a list or stack of images, an array for one image.
-        ``boxes`` (``(n_images, 4)``) are the frames of the location columns.
+        For analysis and small images: the result holds the full hypercolumn of every pixel
+        (``n_features_out_`` float32 values each). Dense prediction does not need it: a
+        segmenter's folded head reads the native maps.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            One image ``(height, width[, channels])``, a list of them (any sizes) or a stack
+            ``(n_images, height, width[, channels])``.
+        boxes : array-like of shape (n_images, 4), default=None
+            ``(x0, y0, x1, y1)`` frame of each image for the location columns
+            (``append_location``); None: the whole images.
+
+        Returns
+        -------
+        hypercolumns : ndarray or list of ndarray
+            ``(height, width, n_features_out_)`` float32 per image: an array for one image, a
+            list for a list or stack of images.
         """
         check_is_fitted(self)
         checked = self.engine_.check_images(images, param="images")
@@ -378,6 +402,17 @@ class HypercolumnTransformer(ParamValidationMixin, VersionedMixin, TransformerMi
         With ``channel_strategy="per_channel"`` the image channel comes first:
         ``"ch1.layer3.c017"``; with ``scales`` the layer carries its scale:
         ``"s0.5.layer3.c017"``; location columns are ``location.u``, ``location.v``.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; present for the scikit-learn API (the output names do not derive from
+            input columns: the input is pixels).
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects of shape (n_features_out_,)
+            The name of each column of :meth:`transform`.
         """
         check_is_fitted(self)
         return np.asarray(self.engine_.feature_names(), dtype=object)

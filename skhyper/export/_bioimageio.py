@@ -112,7 +112,10 @@ def to_bioimageio(
     test_image : ndarray of shape (height, width[, channels])
         A representative image, in its own dtype (the package's test input; the expected
         output is ``model.predict_proba(test_image)``; its sides must be at least 64).
-    name, description : str
+    name : str, default="skhyper hypercolumn segmenter"
+        The model's name in the package.
+    description : str, default=None
+        A one-paragraph description of what the model segments; None: a generic one.
     authors : list of dict, default=None
         ``{"name": ..., "affiliation": ..., "orcid": ...}``; None: ``[{"name": "unknown"}]``.
     cite : list of dict, default=None
@@ -123,6 +126,8 @@ def to_bioimageio(
     license : str, default="MIT"
         An SPDX license identifier of the weights.
     tags : list of str, default=None
+        Keywords that find the model on bioimage.io; None: ``["skhyper", "hypercolumns",
+        "semantic-segmentation", "2d"]``.
 
     Returns
     -------
@@ -232,6 +237,21 @@ def check_bioimageio(path: str | os.PathLike) -> Any:
 
     ``summary.status`` is ``"passed"`` when the package is valid and every weights format
     reproduces the test output.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A package written by :func:`to_bioimageio`.
+
+    Returns
+    -------
+    summary : ValidationSummary
+        bioimage.io's summary of the test; ``summary.status`` is ``"passed"`` or
+        ``"failed"``, its details say which check failed.
+
+    See Also
+    --------
+    to_bioimageio : Write the package.
     """
     from bioimageio.core import test_model
 

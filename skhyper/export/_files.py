@@ -89,7 +89,12 @@ def save(model: HypercolumnSegmenter, path: str | os.PathLike) -> Path:
 
     Returns
     -------
-    Path
+    path : Path
+        The file written.
+
+    See Also
+    --------
+    load : Load the file again.
 
     Examples
     --------
@@ -198,6 +203,7 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
     Parameters
     ----------
     path : str or path-like
+        A file written by :func:`save`.
     backbone : torch.nn.Module, default=None
         Needed when the model was fitted with a user-defined module as its backbone (the
         file holds its tensors, not its code): the same architecture, e.g. ``MyNet()``.

@@ -34,6 +34,22 @@ def export_program(net: HypercolumnNet, *, size: tuple[int, int] | None = None
     Traced at ``size`` (default: 257 x 259 pixels divided by the smallest scale: odd, and large
     enough that no map of the backbone, down to its last layer, is 1 pixel wide, so no size
     is specialized). The trace runs on fake tensors: its size costs nothing.
+
+    Parameters
+    ----------
+    net : HypercolumnNet
+        The network of a segmenter (:func:`to_torch`).
+    size : tuple of int, default=None
+        ``(height, width)`` of the example input traced; None for the default above.
+
+    Returns
+    -------
+    program : torch.export.ExportedProgram
+        The exported program, its batch, height and width dynamic.
+
+    See Also
+    --------
+    to_onnx : Write the network as an ONNX model.
     """
     small = min(net.config["scales"] or [1.0])
     side = 2 * int(math.ceil(max(128, net.config["min_size"]) / small)) + 1

@@ -29,6 +29,29 @@ def prepare_image(image: np.ndarray, n_channels: int, intensity_range: Any = Non
     p_high)`` does the same with each channel's percentiles. A 1-channel image is replicated
     to ``n_channels``.
 
+    This is the intensity step of the fitted segmenter (``export_config``), done outside the
+    network because it depends on the dtype.
+
+    Parameters
+    ----------
+    image : ndarray of shape (h, w) or (h, w, c)
+        One image.
+    n_channels : int
+        Input channels of the network; an image must have 1 or ``n_channels`` channels.
+    intensity_range : tuple or None, default=None
+        None (by dtype), ``(low, high)``, or ``("percentile", p_low, p_high)``.
+
+    Returns
+    -------
+    x : ndarray of shape (n_channels, h, w)
+        The float32 network input, in ``[0, 1]`` (floats as given when
+        ``intensity_range`` is None).
+
+    Raises
+    ------
+    ValueError
+        If the image is not 2-d or 3-d, or has neither 1 nor ``n_channels`` channels.
+
     Examples
     --------
     >>> import numpy as np
@@ -106,7 +129,9 @@ class OnnxSegmenter:
     config : dict
         The model's :func:`skhyper.export.export_config` (classes, channels, intensity range).
     classes_ : ndarray of shape (n_classes,)
+        The class labels, in the order of the probabilities.
     session : onnxruntime.InferenceSession
+        The ONNX Runtime session that runs the model.
 
     Examples
     --------
@@ -180,19 +205,72 @@ class OnnxSegmenter:
         return self.classes_[raw.argmax(0)]
 
     def predict(self, images: Any) -> Any:
-        """Label map ``(height, width)`` of every image (one, a list, or a stack)."""
+        """Label map of every image.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            One image ``(height, width[, channels])``, a list of them (any sizes) or a stack
+            ``(n_images, height, width[, channels])``, with the intensities the segmenter was
+            fitted on (:func:`prepare_image` prepares them as it did).
+
+        Returns
+        -------
+        labels : ndarray of shape (height, width), or a list or stack of them
+            The label (one of ``classes_``) of every pixel: one map for one image, a list for
+            a list, an ``(n_images, height, width)`` array for a stack.
+        """
         raw, kind = self._run(images)
         return self._shape([self._labels(r) for r in raw], kind)
 
     def predict_proba(self, images: Any) -> Any:
-        """Class probabilities ``(height, width, n_classes)`` of every image."""
+        """Class probabilities of every pixel of every image.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            One image ``(height, width[, channels])``, a list of them (any sizes) or a stack
+            ``(n_images, height, width[, channels])``, with the intensities the segmenter was
+            fitted on (:func:`prepare_image` prepares them as it did).
+
+        Returns
+        -------
+        proba : ndarray of shape (height, width, n_classes), or a list or stack of them
+            Probabilities in the order of ``classes_``, shaped as the input (as
+            :meth:`predict`).
+
+        Raises
+        ------
+        AttributeError
+            If the model was exported with ``output="decision_function"``.
+        """
         if self.config["output"] != "predict_proba":
             raise AttributeError("This model was exported with output='decision_function'.")
         raw, kind = self._run(images)
         return self._shape([np.ascontiguousarray(r.transpose(1, 2, 0)) for r in raw], kind)
 
     def decision_function(self, images: Any) -> Any:
-        """Scores of every pixel (a model exported with ``output="decision_function"``)."""
+        """Classifier scores of every pixel of every image.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            One image ``(height, width[, channels])``, a list of them (any sizes) or a stack
+            ``(n_images, height, width[, channels])``, with the intensities the segmenter was
+            fitted on (:func:`prepare_image` prepares them as it did).
+
+        Returns
+        -------
+        scores : ndarray, or a list or stack of them
+            ``(height, width)`` per image for a binary classifier (the score of
+            ``classes_[1]``), else ``(height, width, n_classes)``; shaped as the input (as
+            :meth:`predict`).
+
+        Raises
+        ------
+        AttributeError
+            If the model was exported with ``output="predict_proba"``.
+        """
         if self.config["output"] != "decision_function":
             raise AttributeError("This model was exported with output='predict_proba'.")
         raw, kind = self._run(images)

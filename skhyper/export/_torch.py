@@ -133,6 +133,26 @@ def export_config(model: HypercolumnSegmenter, output: str = "predict_proba") ->
     network's input channel count (1 for ``channel_strategy="replicate"``: the network
     replicates), ``intensity_range`` the step before it (:func:`prepare_image`).
 
+    Parameters
+    ----------
+    model : HypercolumnSegmenter
+        A fitted segmenter whose classifier folds (:func:`check_exportable` conditions).
+    output : {"predict_proba", "decision_function"}, default="predict_proba"
+        What the exported network returns: class probabilities or classifier scores.
+
+    Returns
+    -------
+    config : dict
+        ``format``, ``skhyper_version``, ``output``, ``classes``, ``link``, ``n_channels``,
+        ``intensity_range``, ``channel_strategy``, ``backbone``, ``maps``, ``scales``,
+        ``grid_size``, ``upsampling`` and ``min_size`` (the smallest image side the network
+        is checked for).
+
+    Raises
+    ------
+    ValueError
+        If the segmenter cannot be exported (see :func:`check_exportable`).
+
     Examples
     --------
     >>> import numpy as np
@@ -183,7 +203,23 @@ def min_size(model: HypercolumnSegmenter) -> int:
 class HypercolumnNet(nn.Module):
     """A folded segmenter as a network: ``(n, c, h, w)`` in ``[0, 1]`` -> ``(n, k, h, w)``.
 
-    Built by :func:`to_torch` (see there for an example).
+    Built by :func:`to_torch` (see there for an example), which is how to get one; the
+    constructor takes the parts that function collects from a fitted segmenter.
+
+    Parameters
+    ----------
+    backbone : skhyper.features.Backbone
+        A copy of the segmenter's backbone (its ``forward`` normalizes the input).
+    plan : list of (float, list of str)
+        Per scale, the layers read at that scale, in the order of the maps the head takes.
+    head : skhyper.heads.HeadModule
+        The folded head (float32).
+    link : {"sigmoid", "softmax", "ovr"} or None
+        The link from scores to probabilities; None: the network returns scores.
+    n_inputs : int
+        Input channels of the network (1 when grayscale is replicated to the backbone).
+    config : dict
+        :func:`export_config` of the segmenter, stored with the exported model.
 
     Attributes
     ----------
@@ -202,6 +238,15 @@ class HypercolumnNet(nn.Module):
         Input channels.
     config : dict
         :func:`export_config` of the segmenter.
+    edges : list of bool
+        Per map, whether its score map is upsampled edge-aware.
+    grid_size : int
+        K of a K x K grid head (1: a plain head).
+
+    See Also
+    --------
+    to_torch : Build the network of a fitted segmenter.
+    to_onnx : Write it as an ONNX model.
     """
 
     def __init__(self, backbone: Backbone, plan: list[tuple[float, list[str]]],
@@ -226,7 +271,20 @@ class HypercolumnNet(nn.Module):
         return self.head.grid_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities (or scores) ``(n, k, h, w)`` of images ``(n, n_inputs, h, w)``."""
+        """Probabilities (or scores) of a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, n_inputs, h, w)
+            float32 images in ``[0, 1]``, as :func:`prepare_image` gives them; any ``h`` and
+            ``w`` (the network is checked for sides of at least ``config["min_size"]``).
+
+        Returns
+        -------
+        out : torch.Tensor of shape (n, k, h, w)
+            Class probabilities (through ``link``), or scores when ``link`` is None; ``k`` is
+            1 for the scores of a binary classifier.
+        """
         H, W = x.shape[-2], x.shape[-1]
         guide = x  # the image's own channels guide edge-aware upsampling (image_guide)
         if self.n_inputs != self.backbone.in_chans:  # grayscale replicated to the backbone
@@ -266,8 +324,8 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
     (any height and width; the backbone's input normalization is inside) and returns class
     probabilities ``(n, n_classes, height, width)``, equal to ``model.predict_proba`` within
     float32 rounding (1e-4), or the scores with ``output="decision_function"``. It is built
-    from the model's folded head (:attr:`~skhyper.HypercolumnSegmenter.folded_`) and a copy of its
-    engine's backbone: the backbone pass (each scale), one 1x1 convolution per map, bilinear
+    from the model's folded head (its fitted ``folded_``) and a copy of its engine's
+    backbone: the backbone pass (each scale), one 1x1 convolution per map, bilinear
     upsampling (edge-aware for the coarse layers of an ``upsampling="edge_aware"`` model,
     guided by the input), the sum, the grid blend or location terms, the link.
     ``torch.export`` works on it with dynamic height and width.
@@ -277,6 +335,8 @@ def to_torch(model: HypercolumnSegmenter, *, output: str = "predict_proba") -> H
     model : HypercolumnSegmenter
         Fitted, with a classifier that folds (see :func:`check_exportable`).
     output : {"predict_proba", "decision_function"}, default="predict_proba"
+        What the network returns: class probabilities (through the classifier's link) or
+        the classifier's scores.
 
     Returns
     -------

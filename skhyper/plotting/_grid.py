@@ -32,7 +32,9 @@ def plot_grid_cells(
 
     Parameters
     ----------
-    grid : fitted GridLocationClassifier, or a Pipeline ending with one
+    grid : GridLocationClassifier or Pipeline
+        A fitted grid classifier, or a fitted pipeline ending with one (its last step is
+        drawn).
     ax : matplotlib Axes, optional
         Where to draw; a new figure when None.
     values : {"n_samples", "fallback"} or array-like of shape (K, K), default="n_samples"
@@ -50,6 +52,7 @@ def plot_grid_cells(
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on, for further labels or saving.
 
     Examples
     --------

@@ -102,6 +102,7 @@ def plot_overlay(
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on, for further labels or saving.
 
     Examples
     --------
