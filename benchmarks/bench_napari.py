@@ -15,7 +15,7 @@ upsampling; label 0 unlabelled).
    result layer holding the new labels (the worker's result shown). Median and spread.
 3. **segment stack**: ``widget.segment("stack")`` on ``--planes`` planes vs
    ``widget.model.predict(planes)`` (the same model, its map cache emptied before each call so
-   both run the backbone, as on new planes; median of 3): throughput ratio (target >= 0.9).
+   both run the backbone, as on new planes; median of 5): throughput ratio (target >= 0.9).
 
 It prints a table and writes ``benchmarks/results/napari_cpu<tag>.json``.
 """
@@ -107,7 +107,7 @@ def bench_size(viewer, size: int, n_strokes: int, n_planes: int) -> dict:
     planes = list(stack)
     t_widget, t_api = [], []
     cache = widget.model.hypercolumns_.cache
-    for _ in range(3):  # new planes: the map cache is emptied, both run the backbone
+    for _ in range(5):  # new planes: the map cache is emptied, both run the backbone
         cache.clear()
         t = time.perf_counter()
         widget.segment("stack")
