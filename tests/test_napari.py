@@ -72,7 +72,8 @@ def api_labels(image, scribbles):
     return clone(tiny()).fit(image, scribbles).predict(image)
 
 
-def test_a_user_trains_corrects_saves_reloads_and_exports(widget, horse, tmp_path, qtbot):
+def test_a_user_trains_corrects_saves_reloads_and_exports(widget, horse, tmp_path, qtbot,
+                                                          monkeypatch, notified):
     image, mask = horse
     viewer = widget.viewer
     viewer.add_image(image, name="horse", rgb=True)
@@ -108,7 +109,11 @@ def test_a_user_trains_corrects_saves_reloads_and_exports(widget, horse, tmp_pat
     np.testing.assert_array_equal(viewer.layers["horse segmentation"].data,
                                   api_labels(image, latest))
 
-    path = widget.save_model(tmp_path / "horse.skhyper")
+    path = tmp_path / "horse.skhyper"
+    monkeypatch.setattr(widget_module.QFileDialog, "getSaveFileName",
+                        lambda *args, **kwargs: (str(path), ""))  # the user's pick
+    widget.buttons["Save model"].click()
+    assert path.is_file() and not notified
     fresh = SegmenterWidget(viewer)
     fresh.image_combo.setCurrentText("horse")
     fresh.load_model(path)
@@ -187,7 +192,8 @@ def test_cancel_keeps_the_model_and_a_newer_stroke_supersedes(widget, horse, qtb
                                   api_labels(image, scribbles.data))
 
 
-def test_bad_input_is_a_notification_naming_what_to_fix(widget, horse, notified, tmp_path):
+def test_bad_input_is_a_notification_naming_what_to_fix(widget, horse, notified, tmp_path,
+                                                        monkeypatch):
     image, mask = horse
     viewer = widget.viewer
     viewer.add_image(image, name="horse", rgb=True)
@@ -219,8 +225,9 @@ def test_bad_input_is_a_notification_naming_what_to_fix(widget, horse, notified,
 
     not_a_model = tmp_path / "notes.skhyper"
     not_a_model.write_text("not a model")
-    # the Load model button asks for a file in a dialog, then calls this:
-    assert widget._guarded(widget.load_model, not_a_model) is None
+    monkeypatch.setattr(widget_module.QFileDialog, "getOpenFileName",
+                        lambda *args, **kwargs: (str(not_a_model), ""))  # the user's pick
+    widget.buttons["Load model"].click()
     assert "'notes.skhyper' is not a model" in notified[-1] and "Save model" in notified[-1]
     assert widget.model is model  # nothing is lost
     np.testing.assert_array_equal(scribbles.data, painted)
