@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 
+import dask.array as da
 import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
@@ -127,10 +128,11 @@ def test_a_user_trains_corrects_saves_reloads_and_exports(widget, horse, tmp_pat
 
 
 def test_stack_training_and_segmenting(widget, horse):
+    """A 16-bit grey Z-stack in a dask-backed layer (planes read one at a time)."""
     image, mask = horse
-    grey = image.mean(axis=2).astype(np.uint8)
+    grey = (image.mean(axis=2) * 257).astype(np.uint16)
     stack = np.stack([grey, grey[::-1], grey[:, ::-1]])
-    widget.viewer.add_image(stack, name="stack")
+    widget.viewer.add_image(da.from_array(stack, chunks=(1, *grey.shape)), name="stack")
     widget.image_combo.setCurrentText("stack")
     scribbles = widget.new_labels_layer()
     planes = [strokes(mask), strokes(mask[::-1]), np.zeros_like(mask, np.uint8)]
