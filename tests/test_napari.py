@@ -119,6 +119,16 @@ def test_a_user_trains_corrects_saves_reloads_and_exports(widget, horse, tmp_pat
     fresh.image_combo.setCurrentText("horse")
     fresh.load_model(path)
     np.testing.assert_array_equal(fresh.segment(), api_labels(image, latest))
+    fresh.labels_combo.setCurrentText(scribbles.name)  # a loaded model learns on: its engine
+    fresh.continuous_check.setChecked(True)
+    loaded = fresh.model
+    paint(scribbles, (20, 23), (5, 40), 1)
+    qtbot.waitUntil(lambda: fresh.model is not loaded and fresh._worker is None, timeout=60000)
+    assert fresh.model.hypercolumns_ is loaded.hypercolumns_
+    np.testing.assert_array_equal(fresh.segment(), api_labels(image, scribbles.data))
+    fresh.continuous_check.setChecked(False)
+    widget.continuous_check.setChecked(False)
+    qtbot.waitUntil(lambda: widget._worker is None and not widget._pending, timeout=60000)
 
     onnx = fresh.export(tmp_path / "horse.onnx", "onnx")
     from skhyper.export import OnnxSegmenter

@@ -83,6 +83,7 @@ class SegmenterWidget(QWidget):
         self.estimator: Any = None
         self._cache: Any = None
         self._trained_channels: int | None = None
+        self._refittable = False  # widget.model's engine serves refits (see _refit_base)
         self._worker: Any = None
         self._done = threading.Event()
         self._token = 0
@@ -173,6 +174,7 @@ class SegmenterWidget(QWidget):
 
     def _settings_changed(self, *args: Any) -> None:
         self.estimator = None  # rebuilt from the settings on the next Train
+        self._refittable = False  # the next stroke fits a model with the new settings
         self.status.setText("Settings changed: Train to fit a model with them.")
 
     # ----------------------------------------------------------------- layers
@@ -405,19 +407,22 @@ class SegmenterWidget(QWidget):
     def _set_model(self, model: Any, channels: int | None) -> None:
         self.model = model
         self._trained_channels = channels
+        self._refittable = True
         self.status.setText(f"Model: classes {[int(c) for c in model.classes_]}.")
 
     def _scope(self) -> str:
         return "stack" if self.scope_combo.currentIndex() == 1 else "plane"
 
     def _refit_base(self, image: ImageStack) -> Any:
-        """The model whose engine a refit reuses: one the widget fitted with the current
-        settings on images of this channel count; None (a full fit) otherwise."""
+        """The model whose engine a refit reuses: ``widget.model`` (fitted here, or loaded:
+        its backbone and settings are kept), unless the settings changed since or the image's
+        channels differ from the training images'; None (a full fit) then."""
         model = self.model
-        if model is None or self._trained_channels != image.n_channels:
+        if model is None or not self._refittable:
             return None
-        same = self.estimator is not None and model.hypercolumns_.cache is self._cache
-        return model if same else None
+        if self._trained_channels not in (None, image.n_channels):
+            return None
+        return model
 
     # ----------------------------------------------------------------- background work
     def _on_stroke(self, event: Any = None) -> None:
