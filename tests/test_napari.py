@@ -149,9 +149,14 @@ def test_stack_training_and_segmenting(widget, horse):
     scribbles.data = np.stack(planes)  # plane 2 has no scribbles: not trained on
     widget.scope_combo.setCurrentIndex(1)
     widget.train("stack")
+    widget.proba_check.setChecked(True)
     labels = widget.segment("stack")
     api = clone(tiny()).fit([stack[0], stack[1]], planes[:2])
     np.testing.assert_array_equal(labels, np.stack(api.predict(list(stack))))
+    # the same float32 computation twice: equal up to summation order
+    np.testing.assert_allclose(widget.viewer.layers["stack probability"].data,
+                               np.stack([p.max(axis=-1) for p in api.predict_proba(list(stack))]),
+                               atol=1e-5)
     np.testing.assert_array_equal(widget.viewer.layers["stack segmentation"].data, labels)
 
 

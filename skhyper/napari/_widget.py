@@ -61,7 +61,9 @@ class SegmenterWidget(QWidget):
     Parameters
     ----------
     napari_viewer : napari.Viewer
-        The viewer whose layers the widget reads and writes.
+        The viewer whose layers the widget reads and writes; with 'Probability layer'
+        ticked, an image layer ``"<image> probability"`` shows how sure the model is of
+        each pixel's label (``predict_proba``'s maximum), where to scribble next.
     parent : QWidget, default=None
         The Qt parent (napari's dock when docked).
 
@@ -109,6 +111,7 @@ class SegmenterWidget(QWidget):
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(["current plane", "whole stack"])
         self.continuous_check = QCheckBox("Continuous training (refit after each stroke)")
+        self.proba_check = QCheckBox("Probability layer (of the predicted class)")
         self.status = QLabel("Paint two classes, then Train.")
         form = QFormLayout()
         for text, field in [("image", self.image_combo), ("scribbles", self.labels_combo),
@@ -119,6 +122,7 @@ class SegmenterWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.continuous_check)
+        layout.addWidget(self.proba_check)
         self.buttons: dict[str, QPushButton] = {}
         for row in (["Train", "Cancel"], ["Segment plane", "Segment stack"],
                     ["Save model", "Load model"], ["Export ONNX", "Export bioimage.io"]):
@@ -220,12 +224,33 @@ class SegmenterWidget(QWidget):
         shape = image.lead_shape + image.spatial_shape
         return self.viewer.add_labels(np.zeros(shape, dtype=np.int32), name=name, opacity=0.5)
 
-    def _show(self, image: ImageStack, index: tuple[int, ...] | None, labels: Any) -> None:
-        """Write labels into the result layer, in place: one plane (``index``) or the whole
-        stack (``None``); napari then redraws the visible plane only."""
+    def _show(self, image: ImageStack, index: tuple[int, ...] | None, labels: Any,
+              probability: Any = None) -> None:
+        """Write labels (and the predicted class's probability, if given) into the result
+        layers, in place: one plane (``index``) or the whole stack (``None``); napari then
+        redraws the visible plane only."""
+        where = index if index is not None else ...
         layer = self._result_layer(image)
-        layer.data[index if index is not None else ...] = labels
+        layer.data[where] = labels
         layer.refresh()
+        if probability is not None:
+            name = f"{image.name} probability"
+            if name not in self.viewer.layers:
+                self.viewer.add_image(np.zeros(layer.data.shape, np.float32), name=name,
+                                      colormap="magma", contrast_limits=(0, 1), opacity=0.6)
+            self.viewer.layers[name].data[where] = probability
+            self.viewer.layers[name].refresh()
+
+    @staticmethod
+    def _predict(model: Any, planes: Any, probability: bool) -> tuple[Any, Any]:
+        """Labels of a plane (or a list of planes), and with ``probability`` the probability
+        of the predicted class (``predict_proba``'s maximum) per pixel."""
+        labels = model.predict(planes)
+        if not probability:
+            return labels, None
+        proba = model.predict_proba(planes)
+        return labels, (proba.max(axis=-1) if isinstance(proba, np.ndarray)
+                        else np.stack([p.max(axis=-1) for p in proba]))
 
     # ----------------------------------------------------------------- public actions
     def _estimator(self) -> Any:
@@ -306,14 +331,17 @@ class SegmenterWidget(QWidget):
         image = self._checked_image()
         if scope == "plane":
             index = self._current(image)
-            labels = self.model.predict(image.plane(index))
-            self._show(image, index, labels)
+            labels, proba = self._predict(self.model, image.plane(index),
+                                          self.proba_check.isChecked())
+            self._show(image, index, labels, proba)
             return labels
         if scope != "stack":
             raise ValueError(f"scope={scope!r} is unknown: use 'plane' or 'stack'.")
-        labels = np.stack(self.model.predict([image.plane(i) for i in image.indices()]))
-        labels = labels.reshape(image.lead_shape + image.spatial_shape)
-        self._show(image, None, labels)
+        labels, proba = self._predict(self.model, [image.plane(i) for i in image.indices()],
+                                      self.proba_check.isChecked())
+        shape = image.lead_shape + image.spatial_shape
+        labels = np.stack(labels).reshape(shape)
+        self._show(image, None, labels, None if proba is None else proba.reshape(shape))
         return labels
 
     def save_model(self, path: str | Path) -> Path:
@@ -455,15 +483,16 @@ class SegmenterWidget(QWidget):
         index = self._current(image)
         check_channels(image, self._trained_channels if base is not None else None)
         self._launch(self._refit_job, self._estimator(), planes, masks, base, image, index,
-                     self._cache)
+                     self._cache, self.proba_check.isChecked())
 
     @staticmethod
     def _refit_job(estimator: Any, planes: list, masks: list, base: Any, image: ImageStack,
-                   index: tuple, cache: Any) -> Any:
+                   index: tuple, cache: Any, probability: bool) -> Any:
         yield  # a superseded or cancelled job stops here ...
         model = fit_model(estimator, planes, masks, base=base, cache=cache)
         yield  # ... or here
-        return model, image, index, model.predict(image.plane(index))
+        plane = image.plane(index)
+        return model, image, index, *SegmenterWidget._predict(model, plane, probability)
 
     def _launch(self, job: Any, *args: Any) -> None:
         self._token += 1
@@ -473,9 +502,9 @@ class SegmenterWidget(QWidget):
 
         def returned(result: Any) -> None:
             if token == self._token:  # not superseded, not cancelled
-                model, image, index, labels = result
+                model, image, index, labels, proba = result
                 self._set_model(model, image.n_channels)
-                self._show(image, index, labels)
+                self._show(image, index, labels, proba)
 
         def finished() -> None:
             self._done.set()
@@ -495,7 +524,7 @@ class SegmenterWidget(QWidget):
     def _train_job(self, scope: str) -> None:
         image, planes, masks = self._training_data(scope)
         self._launch(self._refit_job, self._estimator(), planes, masks, None, image,
-                     self._current(image), self._cache)
+                     self._current(image), self._cache, self.proba_check.isChecked())
 
     def _guarded(self, action: Any, *args: Any) -> Any:
         """Run an action for a button: bad input becomes a napari notification."""
