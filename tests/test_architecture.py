@@ -38,6 +38,7 @@ LAYERS = [
     ["skhyper.inspection", "skhyper.plotting", "skhyper.parallel", "skhyper.demo",
      "skhyper.export"],
     ["skhyper.__main__", "skhyper.cli", "skhyper"],
+    ["skhyper.napari"],
 ]
 
 

@@ -332,3 +332,48 @@ def test_rare_class_is_learnt_and_score_counts_every_true_label():
     honest = mean_iou(list(masks), plain.predict(list(images)))  # every true label
     assert plain.score(list(images), list(masks)) == pytest.approx(honest)
     assert honest < mean_iou(list(masks), plain.predict(list(images)), labels=[0, 1])
+
+
+def test_refit_classifier_equals_a_full_fit(rng):
+    """The interactive path: scribbles, then corrected scribbles refitted on the fitted engine
+    and cached maps == a full ``fit`` on the corrected scribbles (same weights, same pixels)."""
+    img, mask = scene(rng, (70, 90), 3)
+    first = np.zeros_like(mask)  # scribbles: 0 = unlabelled
+    first[20:24, 20:40], first[60:63, 5:80] = 2, 1  # class 2 painted on the box: wrong
+    corrected = first.copy()
+    corrected[20:24, 20:40] = 0
+    corrected[52:56, 58:66] = 3  # the disc
+    corrected[2:5, 2:30] = 1
+
+    def make(cache=None):
+        hc = HypercolumnTransformer("resnet18", layers=["relu", "layer1"], weights=None,
+                                    device="cpu", cache=cache)
+        return HypercolumnSegmenter(hc, ignore_label=0, random_state=0)
+
+    cache = MapCache()
+    seg = make(cache).fit(img, first)
+    engine, forwards = seg.hypercolumns_.engine_, cache.n_forward_images
+    assert seg.refit_classifier(img, corrected) is seg
+    assert seg.hypercolumns_.engine_ is engine  # the engine was not rebuilt
+    assert cache.n_forward_images == forwards  # the maps came from the cache
+    full = make().fit(img, corrected)
+    np.testing.assert_array_equal(seg.classes_, [1, 3])  # the wrong class 2 is gone
+    np.testing.assert_array_equal(seg.predict(img), full.predict(img))
+    # the same float32 computation on the same pixels: only summation order may differ
+    np.testing.assert_allclose(seg.predict_proba(img), full.predict_proba(img), atol=1e-5)
+
+
+def test_refit_classifier_checks_its_input(rng):
+    img, mask = scene(rng, (40, 52), 2)
+    seg = HypercolumnSegmenter(
+        HypercolumnTransformer("resnet18", layers=["relu"], weights=None, device="cpu"),
+        n_pixels_per_image=200, random_state=0)
+    with pytest.raises(Exception, match="not fitted"):
+        seg.refit_classifier(img, mask)
+    seg.fit(img, mask)
+    with pytest.raises(ValueError, match="images"):
+        seg.refit_classifier(img[..., :1].repeat(2, axis=2), mask)  # 2 channels, fitted on 3
+    with pytest.raises(ValueError, match="two classes"):
+        seg.refit_classifier(img, np.ones_like(mask))
+    with pytest.raises(ValueError, match="masks"):
+        seg.refit_classifier(img, mask[:-1])

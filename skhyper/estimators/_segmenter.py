@@ -304,6 +304,50 @@ class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
         checked = hc.engine_.check_images(checked, param="images")
         checked_masks = check_masks(masks, checked, param="masks", batched=batched)
         boxes = check_boxes(boxes, checked)
+        return self._fit_classifier(hc, clf, checked, checked_masks, boxes)
+
+    def refit_classifier(self, images: Any, masks: Any, boxes: Any = None
+                         ) -> HypercolumnSegmenter:
+        """Refit only the classifier, keeping the fitted feature engine (``hypercolumns_``).
+
+        The interactive path (scribble, refit, look, correct): ``fit`` builds the
+        engine anew (a backbone copy, probes, a weights fingerprint) before drawing
+        pixels; this draws the training pixels of ``images`` / ``masks`` exactly as
+        ``fit`` does (same parameters, same ``random_state``), reads their
+        hypercolumns through the fitted engine, whose ``MapCache`` (if
+        ``hypercolumns.cache`` is set) already holds the maps of images seen
+        before, and fits a fresh clone of ``classifier``. On images and masks
+        that ``fit`` would build the same engine for (the same backbone weights,
+        channel count and learnt ``scales_``), the result equals ``fit``'s.
+
+        Parameters
+        ----------
+        images : ndarray or list of ndarray
+            As in ``fit``, with the channel count the engine was fitted on.
+        masks : ndarray or list of ndarray
+            One ``(height, width)`` integer label mask per image, as in ``fit``.
+        boxes : array-like of shape (n_images, 4), default=None
+            Object frames of the location columns, as in ``fit``.
+
+        Returns
+        -------
+        self : HypercolumnSegmenter
+            This estimator, with a new ``classifier_``, ``classes_`` and ``folded_``
+            and the same ``hypercolumns_``.
+        """
+        check_is_fitted(self, "hypercolumns_")
+        self._validate_params()
+        clf = checked_clone(self.classifier) if self.classifier is not None else (
+            default_classifier()
+        )
+        hc = self.hypercolumns_
+        checked = hc.engine_.check_images(images, param="images")
+        checked_masks = check_masks(masks, checked, param="masks", batched=checked.batched)
+        return self._fit_classifier(hc, clf, checked, checked_masks, check_boxes(boxes, checked))
+
+    def _fit_classifier(self, hc: HypercolumnTransformer, clf: Any, checked: Any,
+                        checked_masks: Any, boxes: Any) -> HypercolumnSegmenter:
+        """Draw the training pixels, fit ``clf`` on their hypercolumns, fold it."""
         if isinstance(clf, GridLocationClassifier) and not hc.append_location:
             raise ValueError(
                 "The classifier is a GridLocationClassifier, which needs each pixel's location: "
@@ -332,7 +376,7 @@ class HypercolumnSegmenter(ParamValidationMixin, VersionedMixin, BaseEstimator):
                 "pixels and min_pixels_per_class=None): the model will never predict them. Set "
                 "min_pixels_per_class (e.g. 1000, the default) to learn every class.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller of fit / refit_classifier
             )
         clf.fit(hc.transform(X), y)
         self.hypercolumns_ = hc
