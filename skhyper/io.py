@@ -49,6 +49,7 @@ __all__ = ["IMAGE_SUFFIXES", "ImageData", "read_image", "read_labels"]
 
 #: File suffixes :func:`read_image` reads (a ``.zarr`` is a folder).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy", ".zarr")
+"""File suffixes :func:`read_image` reads (Zarr: a folder)."""
 
 _CHANNELS = "CS"
 _TIFF = (".tif", ".tiff")

@@ -40,6 +40,8 @@ __all__ = [
 
 # feature_info entry of the two location columns (u, v) appended to a hypercolumn
 LOCATION = {"name": "location", "num_chs": 2, "reduction": None, "kind": "location"}
+"""The block of a hypercolumn's two location columns ``(u, v)`` (``append_location=True``),
+as a ``feature_info``-style description: name, channels, no stride, kind."""
 
 
 def frame_of(box: Any, image_shape: tuple[int, int]) -> tuple[float, float, float, float]:

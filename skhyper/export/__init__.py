@@ -16,11 +16,23 @@ The optional packages (``onnx``, ``onnxruntime``, ``skops``, ``bioimageio.core``
 ``pip install "skhyper[export]"``.
 """
 
-from ._bioimageio import HYPERCOLUMNS_CITATION, check_bioimageio, to_bioimageio
-from ._files import FORMAT, load, save
-from ._onnx import ONNX_OPSET, export_program, to_onnx
+from ._bioimageio import HYPERCOLUMNS_CITATION as _HYPERCOLUMNS_CITATION
+from ._bioimageio import check_bioimageio, to_bioimageio
+from ._files import FORMAT as _FORMAT
+from ._files import load, save
+from ._onnx import ONNX_OPSET as _ONNX_OPSET
+from ._onnx import export_program, to_onnx
 from ._runtime import OnnxSegmenter, prepare_image
 from ._torch import HypercolumnNet, check_exportable, export_config, to_torch
+
+FORMAT: str = _FORMAT
+"""The format tag written into model files by :func:`save` and checked by :func:`load`."""
+
+HYPERCOLUMNS_CITATION: dict = _HYPERCOLUMNS_CITATION
+"""The hypercolumn paper's citation (text and DOI), as bioimage.io packages cite it."""
+
+ONNX_OPSET: int = _ONNX_OPSET
+"""The ONNX opset :func:`to_onnx` exports with."""
 
 __all__ = [
     "FORMAT",

