@@ -293,3 +293,48 @@ def test_the_widget_imports_torch_after_napari_made_its_opengl_context():
 def test_sample_is_a_bundled_horse():
     [(data, meta, kind)] = horse_sample()
     assert kind == "image" and meta["rgb"] and data.dtype == np.uint8 and data.shape[2] == 3
+
+
+def test_class_names_colours_and_channels_travel_in_the_model_file(widget, horse, tmp_path,
+                                                                   notified):
+    from napari.utils.colormaps import DirectLabelColormap
+
+    import skhyper
+
+    image, mask = horse
+    viewer = widget.viewer
+    viewer.add_image(image, name="horse", rgb=True)
+    widget.image_combo.setCurrentText("horse")
+    scribbles = widget.new_labels_layer()
+    scribbles.data = strokes(mask)
+    painted = scribbles.data.copy()
+    scribbles.colormap = DirectLabelColormap(color_dict={
+        None: "transparent", 0: "transparent", 1: "#a05000", 2: "#00ffff"})
+    scribbles.features = {"index": np.array([1, 2]), "name": np.array(["grass", "horse"])}
+    widget.train()
+    path = widget.save_model(tmp_path / "named.skhyper")
+    meta = skhyper.load(path).metadata_
+    assert meta == {"n_image_channels": 3, "class_names": {"1": "grass", "2": "horse"},
+                    "class_colors": {"1": "#a05000ff", "2": "#00ffffff"}}
+
+    viewer.layers.remove("horse segmentation")
+    fresh = SegmenterWidget(viewer)
+    fresh.image_combo.setCurrentText("horse")
+    fresh.load_model(path)
+    labels = fresh.segment()
+    np.testing.assert_array_equal(labels, api_labels(image, painted))
+    result = viewer.layers["horse segmentation"]
+    np.testing.assert_allclose(result.get_color(2), [0, 1, 1, 1])
+    np.testing.assert_allclose(result.get_color(1), [160 / 255, 80 / 255, 0, 1], atol=1e-6)
+    assert list(result.features["name"]) == ["grass", "horse"]
+    np.testing.assert_array_equal(scribbles.data, painted)  # scribbles never written to
+
+    # a LOADED 3-channel model refuses a grey image, naming what to fix
+    viewer.add_image(image.mean(axis=2), name="grey")
+    fresh.image_combo.setCurrentText("grey")
+    fresh.buttons["Segment plane"].click()
+    assert "trained on 3-channel images" in notified[-1] and "'grey' has 1" in notified[-1]
+    # a file without metadata (a notebook's, 'skhyper train') loads; the engine decides then
+    plain = skhyper.save(widget.model, tmp_path / "plain.skhyper")
+    fresh.load_model(plain)
+    assert fresh.class_metadata == {} and fresh._trained_channels is None

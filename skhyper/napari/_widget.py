@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._classes import apply_class_info, class_info
 from ._layers import ImageStack, check_channels, check_same_shape, scribbled_planes
 from ._model import (
     BACKBONES,
@@ -76,6 +77,10 @@ class SegmenterWidget(QWidget):
         one from the settings (:func:`skhyper.napari.build_estimator`: the package defaults).
     cache : MapCache
         The backbone maps of the planes seen, shared by every model the widget fits.
+    class_metadata : dict
+        The loaded model's class names, colours and training channel count (its
+        ``metadata_``), applied to the result layer; empty for a model trained here (Save
+        model writes the scribbles layer's names and colours and the image's channels).
     """
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
@@ -83,6 +88,7 @@ class SegmenterWidget(QWidget):
         self.viewer = napari_viewer
         self.model: Any = None
         self.estimator: Any = None
+        self.class_metadata: dict[str, Any] = {}
         self._cache: Any = None
         self._trained_channels: int | None = None
         self._refittable = False  # widget.model's engine serves refits (see _refit_base)
@@ -222,7 +228,9 @@ class SegmenterWidget(QWidget):
         if name in self.viewer.layers:
             return self.viewer.layers[name]
         shape = image.lead_shape + image.spatial_shape
-        return self.viewer.add_labels(np.zeros(shape, dtype=np.int32), name=name, opacity=0.5)
+        layer = self.viewer.add_labels(np.zeros(shape, dtype=np.int32), name=name, opacity=0.5)
+        apply_class_info(layer, self.class_metadata)
+        return layer
 
     def _show(self, image: ImageStack, index: tuple[int, ...] | None, labels: Any,
               probability: Any = None) -> None:
@@ -295,6 +303,7 @@ class SegmenterWidget(QWidget):
         image, planes, masks = self._training_data(scope)
         model = fit_model(self._estimator(), planes, masks, cache=self._cache)
         self._set_model(model, image.n_channels)
+        self.class_metadata = {}
         self.segment("plane")
         return model
 
@@ -357,7 +366,9 @@ class SegmenterWidget(QWidget):
         Path
             The file written.
         """
-        return save_model(self._require_model(), path)
+        model = self._require_model()
+        labels = self._layer(self.labels_combo.currentText(), Labels, required=False)
+        return save_model(model, path, class_info(labels, model.classes_, self._trained_channels))
 
     def load_model(self, path: str | Path) -> Any:
         """Load a model file (``skhyper.load``) into the widget.
@@ -377,7 +388,14 @@ class SegmenterWidget(QWidget):
         """
         self.cancel()
         model = load_model(path)
-        self._set_model(model, None)
+        meta = getattr(model, "metadata_", {})
+        self._set_model(model, meta.get("n_image_channels"))
+        self.class_metadata = meta
+        image = self._layer(self.image_combo.currentText(), Image, required=False)
+        result = None if image is None else self._layer(f"{image.name} segmentation", Labels,
+                                                        required=False)
+        if result is not None:
+            apply_class_info(result, meta)
         return model
 
     def export(self, path: str | Path, format: str = "onnx") -> Path:  # noqa: A002
