@@ -338,3 +338,56 @@ def test_class_names_colours_and_channels_travel_in_the_model_file(widget, horse
     plain = skhyper.save(widget.model, tmp_path / "plain.skhyper")
     fresh.load_model(plain)
     assert fresh.class_metadata == {} and fresh._trained_channels is None
+
+
+def test_training_on_several_image_labels_pairs(widget, notified, qtbot):
+    data = load_horses(split="train")
+    viewer = widget.viewer
+    images, painted = [], []
+    for k in range(2):
+        image, mask = data.images[k], data.masks[k]
+        viewer.add_image(image, name=f"horse{k}", rgb=True)
+        s = np.zeros(mask.shape, np.uint8)  # horse 0: background only; horse 1: both classes
+        s[:3, :] = 1
+        if k == 1:
+            s[:, :] = np.where(s == 0, strokes(mask), s)
+        viewer.add_labels(s, name=f"scribbles{k}")
+        images.append(image)
+        painted.append(s.copy())
+    widget.image_combo.setCurrentText("horse0")
+    widget.labels_combo.setCurrentText("scribbles0")
+    widget.buttons["Train"].click()  # one pair alone: class 1 only
+    assert "class 1 only" in notified[-1]
+    assert widget.add_pair() == ("horse0", "scribbles0")
+    widget.add_pair("horse1", viewer.layers["scribbles1"])
+    assert widget.pairs_list.count() == 2
+    model = widget.train(pairs=widget.pairs)
+    api = clone(tiny()).fit(images, painted)
+    for image in images:
+        np.testing.assert_array_equal(model.predict(image), api.predict(image))
+    np.testing.assert_array_equal(viewer.layers["horse0 segmentation"].data,
+                                  api.predict(images[0]))
+    # the dock's list, through the button in a thread worker, gives the same model
+    widget.scope_combo.setCurrentText("all pairs")
+    before = widget.model
+    widget.buttons["Train"].click()
+    qtbot.waitUntil(lambda: widget.model is not before and widget._worker is None,
+                    timeout=60000)
+    np.testing.assert_array_equal(widget.model.predict(images[1]), api.predict(images[1]))
+
+    # a pair whose image has other channels: a notification, nothing lost
+    viewer.add_image(images[1].mean(axis=2), name="grey")
+    viewer.add_labels(painted[1].copy(), name="grey scribbles")
+    widget.add_pair("grey", "grey scribbles")
+    kept = widget.model
+    widget.buttons["Train"].click()
+    assert "differ in channels" in notified[-1] and "'grey' has 1" in notified[-1]
+    assert "Remove the pairs" in notified[-1] and widget.model is kept
+    widget.pairs_list.setCurrentRow(2)
+    widget.buttons["Remove pair"].click()
+    assert widget.pairs == [("horse0", "scribbles0"), ("horse1", "scribbles1")]
+    with pytest.raises(ValueError, match="not an \\(image layer, labels layer\\) pair"):
+        widget.train(pairs=["horse0"])
+    for k in range(2):
+        np.testing.assert_array_equal(viewer.layers[f"scribbles{k}"].data, painted[k])
+

@@ -25,13 +25,20 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ._classes import apply_class_info, class_info
-from ._layers import ImageStack, check_channels, check_same_shape, scribbled_planes
+from ._layers import (
+    ImageStack,
+    check_channels,
+    check_same_shape,
+    pairs_planes,
+    scribbled_planes,
+)
 from ._model import (
     BACKBONES,
     EXPORT_FORMATS,
@@ -45,7 +52,7 @@ from ._model import (
 
 __all__ = ["SegmenterWidget"]
 
-SCOPES = ("plane", "stack")
+SCOPES = ("plane", "stack", "pairs")
 
 
 class SegmenterWidget(QWidget):
@@ -115,7 +122,10 @@ class SegmenterWidget(QWidget):
         self.upsampling_combo.addItems(["edge_aware", "bilinear"])
         self.device_combo.addItems(["auto", "cpu", "cuda"])
         self.scope_combo = QComboBox()
-        self.scope_combo.addItems(["current plane", "whole stack"])
+        self.scope_combo.addItems(["current plane", "whole stack", "all pairs"])
+        self.pairs_list = QListWidget()
+        self.pairs_list.setMaximumHeight(80)
+        self.pairs: list[tuple[str, str]] = []
         self.continuous_check = QCheckBox("Continuous training (refit after each stroke)")
         self.proba_check = QCheckBox("Probability layer (of the predicted class)")
         self.status = QLabel("Paint two classes, then Train.")
@@ -123,14 +133,16 @@ class SegmenterWidget(QWidget):
         for text, field in [("image", self.image_combo), ("scribbles", self.labels_combo),
                             ("", self.new_labels_button), ("backbone", self.backbone_combo),
                             ("layers", self.layers_edit), ("upsampling", self.upsampling_combo),
-                            ("device", self.device_combo), ("train on", self.scope_combo)]:
+                            ("device", self.device_combo), ("train on", self.scope_combo),
+                            ("pairs", self.pairs_list)]:
             form.addRow(text, field)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.continuous_check)
         layout.addWidget(self.proba_check)
         self.buttons: dict[str, QPushButton] = {}
-        for row in (["Train", "Cancel"], ["Segment plane", "Segment stack"],
+        for row in (["Add pair", "Remove pair"], ["Train", "Cancel"],
+                    ["Segment plane", "Segment stack"],
                     ["Save model", "Load model"], ["Export ONNX", "Export bioimage.io"]):
             line = QHBoxLayout()
             for text in row:
@@ -143,6 +155,8 @@ class SegmenterWidget(QWidget):
     def _connect_ui(self) -> None:
         b = self.buttons
         self.new_labels_button.clicked.connect(lambda: self._guarded(self.new_labels_layer))
+        b["Add pair"].clicked.connect(lambda: self._guarded(self.add_pair))
+        b["Remove pair"].clicked.connect(self._remove_pair)
         b["Train"].clicked.connect(self._train_clicked)
         b["Cancel"].clicked.connect(self.cancel)
         b["Segment plane"].clicked.connect(lambda: self._segment_clicked("plane"))
@@ -223,6 +237,35 @@ class SegmenterWidget(QWidget):
         self.labels_combo.setCurrentText(layer.name)
         return layer
 
+    def add_pair(self, image: Any = None, labels: Any = None) -> tuple[str, str]:
+        """Add an image/labels pair to the list that "train on: all pairs" trains on.
+
+        Parameters
+        ----------
+        image, labels : layer or str, default=None
+            The layers (or their names); None takes the picked image / scribbles layer.
+
+        Returns
+        -------
+        tuple of str
+            The pair's layer names.
+        """
+        pair = (self.image_combo.currentText() if image is None else image,
+                self.labels_combo.currentText() if labels is None else labels)
+        stack, data, name = self._pair(pair)
+        check_same_shape(stack, data, name)
+        names = (stack.name, name)
+        if names not in self.pairs:
+            self.pairs.append(names)
+            self.pairs_list.addItem(f"{names[0]}  <-  {names[1]}")
+        return names
+
+    def _remove_pair(self) -> None:
+        row = self.pairs_list.currentRow()
+        if 0 <= row < len(self.pairs):
+            self.pairs.pop(row)
+            self.pairs_list.takeItem(row)
+
     def _result_layer(self, image: ImageStack) -> Labels:
         name = f"{image.name} segmentation"
         if name in self.viewer.layers:
@@ -274,25 +317,54 @@ class SegmenterWidget(QWidget):
                 upsampling=self.upsampling_combo.currentText(), cache=self._cache)
         return self.estimator
 
-    def _training_data(self, scope: str) -> tuple[ImageStack, list, list]:
+    def _pair(self, pair: Any) -> tuple[ImageStack, Any, str]:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError(f"pairs: {pair!r} is not an (image layer, labels layer) pair of "
+                             "layers or layer names.")
+        names = [p if isinstance(p, str) else getattr(p, "name", None) for p in pair]
+        image = self._layer(names[0], Image)
+        labels = self._layer(names[1], Labels)
+        return ImageStack(image.data, bool(image.rgb), image.name), labels.data, labels.name
+
+    def _pairs_data(self, pairs: list) -> tuple[ImageStack, list, list]:
+        """Every scribbled plane of the pairs; the image shown is the picked one when it has
+        the pairs' channels, else the first pair's."""
+        stacks = [self._pair(p) for p in pairs]
+        planes, masks = pairs_planes(stacks)
+        picked = self._layer(self.image_combo.currentText(), Image, required=False)
+        image = stacks[0][0]
+        if picked is not None and ImageStack(picked.data, bool(picked.rgb), picked.name
+                                             ).n_channels == image.n_channels:
+            image = self._image()
+        return image, planes, masks
+
+    def _training_data(self, scope: str, pairs: list | None = None
+                       ) -> tuple[ImageStack, list, list]:
         if scope not in SCOPES:
-            raise ValueError(f"scope={scope!r} is unknown: use 'plane' or 'stack'.")
+            raise ValueError(f"scope={scope!r} is unknown: use 'plane', 'stack' or 'pairs'.")
+        if scope == "pairs":
+            return self._pairs_data(self.pairs if pairs is None else list(pairs))
         image = self._image()
         labels = self._layer(self.labels_combo.currentText(), Labels)
         planes = [self._current(image)] if scope == "plane" else image.indices()
         data = scribbled_planes(image, labels.data, labels.name, planes=planes)
         return image, *data
 
-    def train(self, scope: str = "plane") -> Any:
+    def train(self, scope: str = "plane", *, pairs: list | None = None) -> Any:
         """Fit a model on the scribbles and segment the current plane.
 
-        Bad input (no scribbles, one class, layers of different shapes) raises a
-        ``ValueError`` naming what to fix, and the model is left as it was.
+        Bad input (no scribbles, one class, layers of different shapes, pairs whose images
+        differ in channels) raises a ``ValueError`` naming what to fix, and the model is left
+        as it was.
 
         Parameters
         ----------
-        scope : {"plane", "stack"}, default="plane"
-            Train on the current plane's scribbles, or on those of every plane.
+        scope : {"plane", "stack", "pairs"}, default="plane"
+            Train on the current plane's scribbles, on those of every plane, or on every
+            plane of every image/labels pair (``pairs``, or the dock's list of pairs).
+        pairs : list of (image, labels), default=None
+            Image and labels layers (or their names) to train on together; given, the scope
+            is "pairs".
 
         Returns
         -------
@@ -300,7 +372,8 @@ class SegmenterWidget(QWidget):
             The fitted model, also ``widget.model``.
         """
         self.cancel()
-        image, planes, masks = self._training_data(scope)
+        image, planes, masks = self._training_data("pairs" if pairs is not None else scope,
+                                                   pairs)
         model = fit_model(self._estimator(), planes, masks, cache=self._cache)
         self._set_model(model, image.n_channels)
         self.class_metadata = {}
@@ -457,7 +530,7 @@ class SegmenterWidget(QWidget):
         self.status.setText(f"Model: classes {[int(c) for c in model.classes_]}.")
 
     def _scope(self) -> str:
-        return "stack" if self.scope_combo.currentIndex() == 1 else "plane"
+        return SCOPES[self.scope_combo.currentIndex()]
 
     def _refit_base(self, image: ImageStack) -> Any:
         """The model whose engine a refit reuses: ``widget.model`` (fitted here, or loaded:
