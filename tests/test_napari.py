@@ -391,3 +391,80 @@ def test_training_on_several_image_labels_pairs(widget, notified, qtbot):
     for k in range(2):
         np.testing.assert_array_equal(viewer.layers[f"scribbles{k}"].data, painted[k])
 
+
+
+def _trained(widget, horse):
+    image, mask = horse
+    widget.viewer.add_image(image, name="horse", rgb=True)
+    widget.image_combo.setCurrentText("horse")
+    widget.new_labels_layer().data = strokes(mask)
+    return widget.train()
+
+
+def test_segment_a_folder_resumes_and_reports_failed_files(widget, horse, tmp_path, notified,
+                                                           qtbot, monkeypatch):
+    import tifffile
+    from PIL import Image as PILImage
+
+    model = _trained(widget, horse)
+    data = load_horses(split="train")
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    PILImage.fromarray(data.images[1]).save(src / "a.png")
+    np.save(src / "b.npy", np.stack([data.images[0], data.images[0][::-1]]))  # IYXC stack
+    PILImage.fromarray(data.images[2].mean(axis=2).astype(np.uint8)).save(src / "grey.png")
+    (src / "junk.png").write_bytes(b"not an image")
+    outcomes = widget.segment_folder(src, out)
+    assert outcomes["a.png"] == outcomes["b.npy"] == "done"
+    assert "1 channel(s), the model was trained on 3" in outcomes["grey.png"]
+    assert outcomes["junk.png"] not in ("done", "skipped")
+    np.testing.assert_array_equal(tifffile.imread(out / "a.tif"), model.predict(data.images[1]))
+    stack = tifffile.imread(out / "b.tif")
+    np.testing.assert_array_equal(stack[1], model.predict(data.images[0][::-1]))
+    assert not list(out.glob(".*partial"))
+    again = widget.segment_folder(src, out)  # resume: done files are skipped
+    assert again["a.png"] == again["b.npy"] == "skipped" and again["grey.png"] == outcomes[
+        "grey.png"]
+
+    # the button: two folder dialogs, a thread worker, a summary notification naming failures
+    picks = iter([str(src), str(tmp_path / "out2")])
+    monkeypatch.setattr(widget_module.QFileDialog, "getExistingDirectory",
+                        lambda *args, **kwargs: next(picks))
+    widget.buttons["Segment folder"].click()
+    qtbot.waitUntil(lambda: widget._worker is None and bool(notified), timeout=60000)
+    assert "Segmented 2 file(s)" in notified[-1] and "2 failed" in notified[-1]
+    assert "grey.png (" in notified[-1] and "junk.png (" in notified[-1]
+    assert (tmp_path / "out2" / "b.tif").is_file()
+    with pytest.raises(ValueError, match="'.*missing' does not exist: pick a folder"):
+        widget.segment_folder(tmp_path / "missing", out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no image files"):
+        widget.segment_folder(tmp_path / "empty", out)
+
+    # Cancel: the worker is joined after the current file, no partial file is left
+    picks = iter([str(src), str(tmp_path / "out3")])
+    widget.buttons["Segment folder"].click()
+    widget.cancel()
+    assert widget._worker is None
+    assert not list((tmp_path / "out3").glob(".*partial"))
+
+
+def test_large_planes_go_through_predict_large(widget, horse, monkeypatch):
+    import skhyper.parallel
+
+    model = _trained(widget, horse)
+    image = horse[0]
+    calls = []
+    real = skhyper.parallel.predict_large
+    monkeypatch.setattr(skhyper.parallel, "predict_large",
+                        lambda *a, **k: calls.append(k.get("method", "predict")) or real(*a, **k))
+    widget.large_above = 1000  # the horse plane (~19000 pixels) counts as large
+    widget.viewer.add_image(da.from_array(image, chunks=(64, 64, 3)), name="lazy", rgb=True)
+    widget.image_combo.setCurrentText("lazy")
+    widget.proba_check.setChecked(True)
+    labels = widget.segment()
+    assert calls == ["predict", "predict_proba"]
+    # predict_large equals predict to float rounding: a label may flip only on a near-tie
+    assert np.mean(labels != model.predict(image)) <= 1e-3
+    np.testing.assert_allclose(widget.viewer.layers["lazy probability"].data,
+                               model.predict_proba(image).max(axis=-1), atol=1e-5)

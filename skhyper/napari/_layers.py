@@ -53,6 +53,11 @@ class ImageStack:
         """Index of every plane, in order."""
         return list(itertools.product(*(range(n) for n in self.lead_shape)))
 
+    def lazy_plane(self, index: tuple[int, ...]) -> Any:
+        """One plane as the layer holds it (a dask / zarr plane stays unread)."""
+        plane = self.data[tuple(index)]
+        return plane[..., :3] if self.rgb else plane
+
     def plane(self, index: tuple[int, ...]) -> np.ndarray:
         """One plane as a numpy array: ``(height, width)`` or ``(height, width, 3)``."""
         plane = np.asarray(self.data[tuple(index)])

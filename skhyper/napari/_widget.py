@@ -32,6 +32,15 @@ from qtpy.QtWidgets import (
 )
 
 from ._classes import apply_class_info, class_info
+from ._folder import (
+    LARGE_PLANE,
+    folder_files,
+    is_large,
+    large_confidence,
+    predict_plane,
+    segment_files,
+    summary,
+)
 from ._layers import (
     ImageStack,
     check_channels,
@@ -84,6 +93,10 @@ class SegmenterWidget(QWidget):
         one from the settings (:func:`skhyper.napari.build_estimator`: the package defaults).
     cache : MapCache
         The backbone maps of the planes seen, shared by every model the widget fits.
+    large_above : int
+        Planes of more pixels than this (default 4096², :data:`LARGE_PLANE`) are segmented
+        through :func:`skhyper.parallel.predict_large`, chunk by chunk, read lazily from a
+        dask / zarr layer.
     class_metadata : dict
         The loaded model's class names, colours and training channel count (its
         ``metadata_``), applied to the result layer; empty for a model trained here (Save
@@ -96,6 +109,7 @@ class SegmenterWidget(QWidget):
         self.model: Any = None
         self.estimator: Any = None
         self.class_metadata: dict[str, Any] = {}
+        self.large_above = LARGE_PLANE
         self._cache: Any = None
         self._trained_channels: int | None = None
         self._refittable = False  # widget.model's engine serves refits (see _refit_base)
@@ -142,7 +156,7 @@ class SegmenterWidget(QWidget):
         layout.addWidget(self.proba_check)
         self.buttons: dict[str, QPushButton] = {}
         for row in (["Add pair", "Remove pair"], ["Train", "Cancel"],
-                    ["Segment plane", "Segment stack"],
+                    ["Segment plane", "Segment stack"], ["Segment folder"],
                     ["Save model", "Load model"], ["Export ONNX", "Export bioimage.io"]):
             line = QHBoxLayout()
             for text in row:
@@ -161,6 +175,7 @@ class SegmenterWidget(QWidget):
         b["Cancel"].clicked.connect(self.cancel)
         b["Segment plane"].clicked.connect(lambda: self._segment_clicked("plane"))
         b["Segment stack"].clicked.connect(lambda: self._segment_clicked("stack"))
+        b["Segment folder"].clicked.connect(self._folder_clicked)
         b["Save model"].clicked.connect(self._save_clicked)
         b["Load model"].clicked.connect(self._load_clicked)
         b["Export ONNX"].clicked.connect(lambda: self._export_clicked("onnx"))
@@ -293,9 +308,20 @@ class SegmenterWidget(QWidget):
             self.viewer.layers[name].refresh()
 
     @staticmethod
-    def _predict(model: Any, planes: Any, probability: bool) -> tuple[Any, Any]:
+    def _predict(model: Any, planes: Any, probability: bool,
+                 large_above: int = LARGE_PLANE) -> tuple[Any, Any]:
         """Labels of a plane (or a list of planes), and with ``probability`` the probability
-        of the predicted class (``predict_proba``'s maximum) per pixel."""
+        of the predicted class (``predict_proba``'s maximum) per pixel. Planes larger than
+        ``large_above`` pixels go through ``predict_large``, chunk by chunk."""
+        group = planes if isinstance(planes, list) else [planes]
+        if any(is_large(p, large_above) for p in group):
+            labels = [predict_plane(model, p, large_above=large_above) for p in group]
+            proba = [large_confidence(model, p) for p in group] if probability else None
+            if isinstance(planes, list):
+                return labels, None if proba is None else np.stack(proba)
+            return labels[0], None if proba is None else proba[0]
+        planes = [np.asarray(p) for p in group] if isinstance(planes, list) else np.asarray(
+            planes)
         labels = model.predict(planes)
         if not probability:
             return labels, None
@@ -413,18 +439,98 @@ class SegmenterWidget(QWidget):
         image = self._checked_image()
         if scope == "plane":
             index = self._current(image)
-            labels, proba = self._predict(self.model, image.plane(index),
-                                          self.proba_check.isChecked())
+            labels, proba = self._predict(self.model, image.lazy_plane(index),
+                                          self.proba_check.isChecked(), self.large_above)
             self._show(image, index, labels, proba)
             return labels
         if scope != "stack":
             raise ValueError(f"scope={scope!r} is unknown: use 'plane' or 'stack'.")
-        labels, proba = self._predict(self.model, [image.plane(i) for i in image.indices()],
-                                      self.proba_check.isChecked())
+        labels, proba = self._predict(self.model, [image.lazy_plane(i) for i in image.indices()],
+                                      self.proba_check.isChecked(), self.large_above)
         shape = image.lead_shape + image.spatial_shape
         labels = np.stack(labels).reshape(shape)
         self._show(image, None, labels, None if proba is None else proba.reshape(shape))
         return labels
+
+    def segment_folder(self, folder: str | Path, out_dir: str | Path, *,
+                       overwrite: bool = False) -> dict[str, str]:
+        """Segment every image file of a folder into ``<out_dir>/<stem>.tif`` label files.
+
+        Files are read with :func:`skhyper.io.read_image` (stacks segment plane by plane,
+        large planes through ``predict_large``); existing outputs are skipped (a rerun
+        resumes); a file that fails is reported by name and the others go on. The button
+        runs the same in a thread worker with progress, and Cancel stops it after the
+        current file.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            The folder of images.
+        out_dir : str or path-like
+            Where the label files go (created if missing).
+        overwrite : bool, default=False
+            Segment files whose output exists again.
+
+        Returns
+        -------
+        dict
+            File name → ``"done"``, ``"skipped"`` or the reason it failed; the status line
+            and (from the button) a notification summarize it.
+        """
+        model = self._require_model()
+        files = folder_files(folder)
+        outcomes = {p.name: o for p, o in segment_files(
+            model, files, out_dir, overwrite=overwrite, n_channels=self._trained_channels,
+            large_above=self.large_above)}
+        self.status.setText(summary(outcomes))
+        return outcomes
+
+    @staticmethod
+    def _folder_job(model: Any, files: list, out_dir: Any, n_channels: int | None,
+                    large_above: int) -> Any:
+        outcomes: dict[str, str] = {}
+        for k, (path, outcome) in enumerate(segment_files(
+                model, files, out_dir, n_channels=n_channels, large_above=large_above), 1):
+            outcomes[path.name] = outcome
+            yield k, len(files)  # progress; a cancelled job stops here
+        return outcomes
+
+    def _start_folder(self, folder: str, out_dir: str) -> None:
+        files = folder_files(folder)
+        self._token += 1
+        token = self._token
+        self._done.clear()
+        worker = create_worker(self._folder_job, self._require_model(), files, out_dir,
+                               self._trained_channels, self.large_above, _start_thread=False)
+        worker.yielded.connect(
+            lambda kn: self.status.setText(f"Segmenting the folder: {kn[0]}/{kn[1]} files."))
+
+        def returned(outcomes: dict[str, str]) -> None:
+            if token == self._token:
+                text = summary(outcomes)
+                self.status.setText(text)
+                failed = any(v not in ("done", "skipped") for v in outcomes.values())
+                (show_error if failed else show_info)(text)
+
+        def finished() -> None:
+            self._done.set()
+            if self._worker is worker:
+                self._worker = None
+
+        worker.returned.connect(returned)
+        worker.errored.connect(lambda exc: show_error(str(exc)))
+        worker.finished.connect(finished)
+        self._worker = worker
+        worker.start()
+
+    def _folder_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of images to segment")
+        if not folder:
+            return
+        out_dir = QFileDialog.getExistingDirectory(self, "Folder for the label files")
+        if out_dir:
+            self.cancel()
+            self._guarded(self._start_folder, folder, out_dir)
 
     def save_model(self, path: str | Path) -> Path:
         """Save ``widget.model`` with ``skhyper.save`` (no pickle).
