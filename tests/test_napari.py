@@ -415,6 +415,7 @@ def test_segment_a_folder_resumes_and_reports_failed_files(widget, horse, tmp_pa
     PILImage.fromarray(data.images[2].mean(axis=2).astype(np.uint8)).save(src / "grey.png")
     (src / "junk.png").write_bytes(b"not an image")
     outcomes = widget.segment_folder(src, out)
+    assert set(outcomes) == {"a.png", "b.npy", "grey.png", "junk.png"}
     assert outcomes["a.png"] == outcomes["b.npy"] == "done"
     assert "1 channel(s), the model was trained on 3" in outcomes["grey.png"]
     assert outcomes["junk.png"] not in ("done", "skipped")
@@ -447,6 +448,11 @@ def test_segment_a_folder_resumes_and_reports_failed_files(widget, horse, tmp_pa
     widget.cancel()
     assert widget._worker is None
     assert not list((tmp_path / "out3").glob(".*partial"))
+
+    # two files with one output name: the second is reported, not silently skipped
+    np.save(src / "a.npy", data.images[1])
+    clash = widget.segment_folder(src, tmp_path / "out4")
+    assert clash["a.npy"] == "done" and "output a.tif is also that of a.npy" in clash["a.png"]
 
 
 def test_large_planes_go_through_predict_large(widget, horse, monkeypatch):

@@ -128,8 +128,14 @@ def segment_files(model: Any, files: list[Path], out_dir: str | os.PathLike, *,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    owners: dict[str, str] = {}
     for path in files:
-        out = out_dir / f"{path.name.split('.')[0]}.tif"
+        stem = path.name[:len(path.name) - len(path.suffix)].removesuffix(".ome")
+        if owners.setdefault(stem, path.name) != path.name:
+            yield path, (f"its output {stem}.tif is also that of {owners[stem]}: rename one "
+                         "of them")
+            continue
+        out = out_dir / f"{stem}.tif"
         if out.exists() and not overwrite:
             yield path, "skipped"
             continue
