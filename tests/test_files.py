@@ -155,3 +155,26 @@ def test_a_loaded_model_has_records(seg, tmp_path):
     assert all(type(d) is FeatureInfo for d in engine.blocks)
     assert engine.feature_info == seg.hypercolumns_.engine_.feature_info
     assert engine.settings == seg.hypercolumns_.engine_.settings
+
+
+def test_metadata_round_trip_and_old_files(seg, data, tmp_path):
+    meta = {"class_names": {1: "horse", 2: "grass"}, "class_colors": {"1": "#00ffff"},
+            "n_image_channels": np.int64(3), "note": [1.5, None, True]}
+    path = skhyper.save(seg, tmp_path / "m.skhyper", metadata=meta)
+    back = skhyper.load(path)
+    # JSON: int keys become strings, numpy scalars numbers
+    assert back.metadata_ == {"class_names": {"1": "horse", "2": "grass"},
+                              "class_colors": {"1": "#00ffff"}, "n_image_channels": 3,
+                              "note": [1.5, None, True]}
+    _same(seg, back, data[0])  # display metadata does not change predictions
+    assert skhyper.load(skhyper.save(seg, tmp_path / "n.skhyper")).metadata_ == {}
+    # a file written before the field existed loads with empty metadata
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(zf.read("config.json"))
+    del config["metadata"]
+    assert skhyper.load(_tamper(path, tmp_path / "old.skhyper",
+                                config=json.dumps(config))).metadata_ == {}
+    with pytest.raises(ValueError, match="'metadata' parameter .* numbers, strings"):
+        skhyper.save(seg, tmp_path / "x.skhyper", metadata={"f": object()})
+    with pytest.raises(TypeError, match="'metadata' parameter must be a dict"):
+        skhyper.save(seg, tmp_path / "x.skhyper", metadata=["a"])

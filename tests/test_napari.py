@@ -293,3 +293,184 @@ def test_the_widget_imports_torch_after_napari_made_its_opengl_context():
 def test_sample_is_a_bundled_horse():
     [(data, meta, kind)] = horse_sample()
     assert kind == "image" and meta["rgb"] and data.dtype == np.uint8 and data.shape[2] == 3
+
+
+def test_class_names_colours_and_channels_travel_in_the_model_file(widget, horse, tmp_path,
+                                                                   notified):
+    from napari.utils.colormaps import DirectLabelColormap
+
+    import skhyper
+
+    image, mask = horse
+    viewer = widget.viewer
+    viewer.add_image(image, name="horse", rgb=True)
+    widget.image_combo.setCurrentText("horse")
+    scribbles = widget.new_labels_layer()
+    scribbles.data = strokes(mask)
+    painted = scribbles.data.copy()
+    scribbles.colormap = DirectLabelColormap(color_dict={
+        None: "transparent", 0: "transparent", 1: "#a05000", 2: "#00ffff"})
+    scribbles.features = {"index": np.array([1, 2]), "name": np.array(["grass", "horse"])}
+    widget.train()
+    path = widget.save_model(tmp_path / "named.skhyper")
+    meta = skhyper.load(path).metadata_
+    assert meta == {"n_image_channels": 3, "class_names": {"1": "grass", "2": "horse"},
+                    "class_colors": {"1": "#a05000ff", "2": "#00ffffff"}}
+
+    viewer.layers.remove("horse segmentation")
+    fresh = SegmenterWidget(viewer)
+    fresh.image_combo.setCurrentText("horse")
+    fresh.load_model(path)
+    labels = fresh.segment()
+    np.testing.assert_array_equal(labels, api_labels(image, painted))
+    result = viewer.layers["horse segmentation"]
+    np.testing.assert_allclose(result.get_color(2), [0, 1, 1, 1])
+    np.testing.assert_allclose(result.get_color(1), [160 / 255, 80 / 255, 0, 1], atol=1e-6)
+    assert list(result.features["name"]) == ["grass", "horse"]
+    np.testing.assert_array_equal(scribbles.data, painted)  # scribbles never written to
+
+    # a LOADED 3-channel model refuses a grey image, naming what to fix
+    viewer.add_image(image.mean(axis=2), name="grey")
+    fresh.image_combo.setCurrentText("grey")
+    fresh.buttons["Segment plane"].click()
+    assert "trained on 3-channel images" in notified[-1] and "'grey' has 1" in notified[-1]
+    # a file without metadata (a notebook's, 'skhyper train') loads; the engine decides then
+    plain = skhyper.save(widget.model, tmp_path / "plain.skhyper")
+    fresh.load_model(plain)
+    assert fresh.class_metadata == {} and fresh._trained_channels is None
+
+
+def test_training_on_several_image_labels_pairs(widget, notified, qtbot):
+    data = load_horses(split="train")
+    viewer = widget.viewer
+    images, painted = [], []
+    for k in range(2):
+        image, mask = data.images[k], data.masks[k]
+        viewer.add_image(image, name=f"horse{k}", rgb=True)
+        s = np.zeros(mask.shape, np.uint8)  # horse 0: background only; horse 1: both classes
+        s[:3, :] = 1
+        if k == 1:
+            s[:, :] = np.where(s == 0, strokes(mask), s)
+        viewer.add_labels(s, name=f"scribbles{k}")
+        images.append(image)
+        painted.append(s.copy())
+    widget.image_combo.setCurrentText("horse0")
+    widget.labels_combo.setCurrentText("scribbles0")
+    widget.buttons["Train"].click()  # one pair alone: class 1 only
+    assert "class 1 only" in notified[-1]
+    assert widget.add_pair() == ("horse0", "scribbles0")
+    widget.add_pair("horse1", viewer.layers["scribbles1"])
+    assert widget.pairs_list.count() == 2
+    model = widget.train(pairs=widget.pairs)
+    api = clone(tiny()).fit(images, painted)
+    for image in images:
+        np.testing.assert_array_equal(model.predict(image), api.predict(image))
+    np.testing.assert_array_equal(viewer.layers["horse0 segmentation"].data,
+                                  api.predict(images[0]))
+    # the dock's list, through the button in a thread worker, gives the same model
+    widget.scope_combo.setCurrentText("all pairs")
+    before = widget.model
+    widget.buttons["Train"].click()
+    qtbot.waitUntil(lambda: widget.model is not before and widget._worker is None,
+                    timeout=60000)
+    np.testing.assert_array_equal(widget.model.predict(images[1]), api.predict(images[1]))
+
+    # a pair whose image has other channels: a notification, nothing lost
+    viewer.add_image(images[1].mean(axis=2), name="grey")
+    viewer.add_labels(painted[1].copy(), name="grey scribbles")
+    widget.add_pair("grey", "grey scribbles")
+    kept = widget.model
+    widget.buttons["Train"].click()
+    assert "differ in channels" in notified[-1] and "'grey' has 1" in notified[-1]
+    assert "Remove the pairs" in notified[-1] and widget.model is kept
+    widget.pairs_list.setCurrentRow(2)
+    widget.buttons["Remove pair"].click()
+    assert widget.pairs == [("horse0", "scribbles0"), ("horse1", "scribbles1")]
+    with pytest.raises(ValueError, match="not an \\(image layer, labels layer\\) pair"):
+        widget.train(pairs=["horse0"])
+    for k in range(2):
+        np.testing.assert_array_equal(viewer.layers[f"scribbles{k}"].data, painted[k])
+
+
+
+def _trained(widget, horse):
+    image, mask = horse
+    widget.viewer.add_image(image, name="horse", rgb=True)
+    widget.image_combo.setCurrentText("horse")
+    widget.new_labels_layer().data = strokes(mask)
+    return widget.train()
+
+
+def test_segment_a_folder_resumes_and_reports_failed_files(widget, horse, tmp_path, notified,
+                                                           qtbot, monkeypatch):
+    import tifffile
+    from PIL import Image as PILImage
+
+    model = _trained(widget, horse)
+    data = load_horses(split="train")
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    PILImage.fromarray(data.images[1]).save(src / "a.png")
+    np.save(src / "b.npy", np.stack([data.images[0], data.images[0][::-1]]))  # IYXC stack
+    PILImage.fromarray(data.images[2].mean(axis=2).astype(np.uint8)).save(src / "grey.png")
+    (src / "junk.png").write_bytes(b"not an image")
+    outcomes = widget.segment_folder(src, out)
+    assert set(outcomes) == {"a.png", "b.npy", "grey.png", "junk.png"}
+    assert outcomes["a.png"] == outcomes["b.npy"] == "done"
+    assert "1 channel(s), the model was trained on 3" in outcomes["grey.png"]
+    assert outcomes["junk.png"] not in ("done", "skipped")
+    np.testing.assert_array_equal(tifffile.imread(out / "a.tif"), model.predict(data.images[1]))
+    stack = tifffile.imread(out / "b.tif")
+    np.testing.assert_array_equal(stack[1], model.predict(data.images[0][::-1]))
+    assert not list(out.glob(".*partial"))
+    again = widget.segment_folder(src, out)  # resume: done files are skipped
+    assert again["a.png"] == again["b.npy"] == "skipped" and again["grey.png"] == outcomes[
+        "grey.png"]
+
+    # the button: two folder dialogs, a thread worker, a summary notification naming failures
+    picks = iter([str(src), str(tmp_path / "out2")])
+    monkeypatch.setattr(widget_module.QFileDialog, "getExistingDirectory",
+                        lambda *args, **kwargs: next(picks))
+    widget.buttons["Segment folder"].click()
+    qtbot.waitUntil(lambda: widget._worker is None and bool(notified), timeout=60000)
+    assert "Segmented 2 file(s)" in notified[-1] and "2 failed" in notified[-1]
+    assert "grey.png (" in notified[-1] and "junk.png (" in notified[-1]
+    assert (tmp_path / "out2" / "b.tif").is_file()
+    with pytest.raises(ValueError, match="'.*missing' does not exist: pick a folder"):
+        widget.segment_folder(tmp_path / "missing", out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no image files"):
+        widget.segment_folder(tmp_path / "empty", out)
+
+    # Cancel: the worker is joined after the current file, no partial file is left
+    picks = iter([str(src), str(tmp_path / "out3")])
+    widget.buttons["Segment folder"].click()
+    widget.cancel()
+    assert widget._worker is None
+    assert not list((tmp_path / "out3").glob(".*partial"))
+
+    # two files with one output name: the second is reported, not silently skipped
+    np.save(src / "a.npy", data.images[1])
+    clash = widget.segment_folder(src, tmp_path / "out4")
+    assert clash["a.npy"] == "done" and "output a.tif is also that of a.npy" in clash["a.png"]
+
+
+def test_large_planes_go_through_predict_large(widget, horse, monkeypatch):
+    import skhyper.parallel
+
+    model = _trained(widget, horse)
+    image = horse[0]
+    calls = []
+    real = skhyper.parallel.predict_large
+    monkeypatch.setattr(skhyper.parallel, "predict_large",
+                        lambda *a, **k: calls.append(k.get("method", "predict")) or real(*a, **k))
+    widget.large_above = 1000  # the horse plane (~19000 pixels) counts as large
+    widget.viewer.add_image(da.from_array(image, chunks=(64, 64, 3)), name="lazy", rgb=True)
+    widget.image_combo.setCurrentText("lazy")
+    widget.proba_check.setChecked(True)
+    labels = widget.segment()
+    assert calls == ["predict", "predict_proba"]
+    # predict_large equals predict to float rounding: a label may flip only on a near-tie
+    assert np.mean(labels != model.predict(image)) <= 1e-3
+    np.testing.assert_allclose(widget.viewer.layers["lazy probability"].data,
+                               model.predict_proba(image).max(axis=-1), atol=1e-5)

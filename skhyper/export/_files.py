@@ -76,7 +76,8 @@ def _params(est: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return out
 
 
-def save(model: HypercolumnSegmenter, path: str | os.PathLike) -> Path:
+def save(model: HypercolumnSegmenter, path: str | os.PathLike, *,
+         metadata: dict[str, Any] | None = None) -> Path:
     """Save a fitted segmenter to a file that loads without pickle (see :func:`load`).
 
     Parameters
@@ -86,6 +87,13 @@ def save(model: HypercolumnSegmenter, path: str | os.PathLike) -> Path:
         :func:`load` again).
     path : str or path-like
         The file to write (conventionally ``.skhyper``).
+    metadata : dict, default=None
+        Display information that travels with the model and does not change its predictions,
+        stored as JSON in the file's config and given back by :func:`load` as the loaded
+        model's ``metadata_``. Keys are strings; values are numbers, strings, booleans, None,
+        lists and dicts of these. Keys skhyper's tools read: ``"class_names"`` (a dict from
+        class label to name), ``"class_colors"`` (a dict from class label to a colour, e.g.
+        ``"#00ffff"``) and ``"n_image_channels"`` (the channel count of the training images).
 
     Returns
     -------
@@ -111,6 +119,9 @@ def save(model: HypercolumnSegmenter, path: str | os.PathLike) -> Path:
     >>> again = skhyper.load(path)
     >>> bool((again.predict(images) == seg.predict(images)).all())
     True
+    >>> path = skhyper.save(seg, path, metadata={"class_names": {"1": "cell"}})
+    >>> skhyper.load(path).metadata_
+    {'class_names': {'1': 'cell'}}
     """
     import safetensors.torch
     import sklearn
@@ -148,6 +159,7 @@ def save(model: HypercolumnSegmenter, path: str | os.PathLike) -> Path:
         "classes": _jsonable(list(model.classes_)),
         "classifier": type(model.classifier_).__name__,
         "defaults": [k for k in ("hypercolumns", "classifier") if getattr(model, k) is None],
+        "metadata": _checked_metadata(metadata),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in engine.backbone.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +168,30 @@ def save(model: HypercolumnSegmenter, path: str | os.PathLike) -> Path:
         zf.writestr("backbone.safetensors", safetensors.torch.save(_unshared(state)))
         zf.writestr("classifier.skops", skops.io.dumps(model.classifier_))
     return Path(path)
+
+
+def _checked_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` as JSON (dict keys as strings), or a ValueError naming what to change."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"The 'metadata' parameter must be a dict or None; got "
+                        f"{type(metadata).__name__}.")
+    try:
+        return json.loads(json.dumps(metadata, default=_json_default))
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"The 'metadata' parameter holds a value a model file cannot store ({err}): use "
+            "numbers, strings, booleans, None, lists and dicts."
+        ) from None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -216,7 +252,9 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
     Returns
     -------
     HypercolumnSegmenter
-        Fitted; predicts what the saved model predicted.
+        Fitted; predicts what the saved model predicted. Its ``metadata_`` attribute is the
+        dict passed to :func:`save` as ``metadata`` (empty for files saved without one, and
+        for files written before the field existed); JSON turns dict keys into strings.
 
     Raises
     ------
@@ -243,6 +281,7 @@ def load(path: str | os.PathLike, *, backbone: torch.nn.Module | None = None,
     seg.classes_ = np.asarray(classifier.classes_)
     seg.folded_ = fold_head(classifier, hc.engine_.blocks)
     seg.prediction_path_ = "folded" if seg.folded_ is not None else "chunked"
+    seg.metadata_ = dict(config.get("metadata") or {})
     return seg
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ImageStack", "check_channels", "check_scribbles", "scribbled_planes"]
+__all__ = ["ImageStack", "check_channels", "check_same_channels", "check_scribbles",
+           "pairs_planes", "scribbled_planes"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class ImageStack:
         """Index of every plane, in order."""
         return list(itertools.product(*(range(n) for n in self.lead_shape)))
 
+    def lazy_plane(self, index: tuple[int, ...]) -> Any:
+        """One plane as the layer holds it (a dask / zarr plane stays unread)."""
+        plane = self.data[tuple(index)]
+        return plane[..., :3] if self.rgb else plane
+
     def plane(self, index: tuple[int, ...]) -> np.ndarray:
         """One plane as a numpy array: ``(height, width)`` or ``(height, width, 3)``."""
         plane = np.asarray(self.data[tuple(index)])
@@ -89,11 +95,50 @@ def scribbled_planes(image: ImageStack, labels: Any, labels_name: str, *,
     The scribbles are copied (a snapshot): the widget never writes to the labels layer, and a
     stroke painted while a model trains does not change what it trains on.
     """
+    images, masks = _scribbled(image, labels, labels_name, planes)
+    check_scribbles(masks, labels_name)
+    return images, masks
+
+
+def _scribbled(image: ImageStack, labels: Any, labels_name: str,
+               planes: list[tuple[int, ...]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     check_same_shape(image, labels, labels_name)
     masks = [np.array(labels[tuple(i)], copy=True) for i in planes]
     kept = [k for k, m in enumerate(masks) if m.any()]
-    check_scribbles([masks[k] for k in kept], labels_name)
     return [image.plane(planes[k]) for k in kept], [masks[k] for k in kept]
+
+
+def check_same_channels(images: list[ImageStack]) -> None:
+    """Refuse image layers that differ in channels: one model takes one channel count."""
+    counts = {im.name: im.n_channels for im in images}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"'{k}' has {v}" for k, v in counts.items())
+        raise ValueError(
+            f"The image layers to train on differ in channels ({listed}): a stack whose planes "
+            "differ in channels cannot train one model. Remove the pairs whose image has "
+            "other channels, or convert the images to the same channels (all grey or all RGB).")
+
+
+def pairs_planes(pairs: list[tuple[ImageStack, Any, str]]
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The scribbled planes of several (image, labels data, labels name) pairs, every plane.
+
+    Each pair must cover its image pixel for pixel and all images must have the same
+    channels; the scribbles of all pairs together must hold two classes (a pair without
+    scribbles adds nothing). The scribbles are copied, as in :func:`scribbled_planes`.
+    """
+    if not pairs:
+        raise ValueError("There are no image/labels pairs to train on: pick an image and its "
+                         "scribbles and press 'Add pair'.")
+    check_same_channels([image for image, _, _ in pairs])
+    planes: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    for image, labels, name in pairs:
+        p, m = _scribbled(image, labels, name, image.indices())
+        planes += p
+        masks += m
+    check_scribbles(masks, ", ".join(f"{name}" for _, _, name in pairs))
+    return planes, masks
 
 
 def check_channels(image: ImageStack, expected: int | None) -> None:

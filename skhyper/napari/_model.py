@@ -113,11 +113,11 @@ def fit_model(estimator: Any, planes: list[np.ndarray], masks: list[np.ndarray],
     return _for_scribbles(estimator, cache).fit(planes, masks)
 
 
-def save_model(model: Any, path: str | Path) -> Path:
-    """``skhyper.save`` (no pickle)."""
+def save_model(model: Any, path: str | Path, metadata: dict | None = None) -> Path:
+    """``skhyper.save`` (no pickle), with the classes' display ``metadata``."""
     from .. import save
 
-    return save(model, path)
+    return save(model, path, metadata=metadata)
 
 
 def load_model(path: str | Path) -> Any:

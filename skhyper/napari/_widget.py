@@ -25,12 +25,29 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ._layers import ImageStack, check_channels, check_same_shape, scribbled_planes
+from ._classes import apply_class_info, class_info
+from ._folder import (
+    LARGE_PLANE,
+    folder_files,
+    is_large,
+    large_confidence,
+    predict_plane,
+    segment_files,
+    summary,
+)
+from ._layers import (
+    ImageStack,
+    check_channels,
+    check_same_shape,
+    pairs_planes,
+    scribbled_planes,
+)
 from ._model import (
     BACKBONES,
     EXPORT_FORMATS,
@@ -44,7 +61,7 @@ from ._model import (
 
 __all__ = ["SegmenterWidget"]
 
-SCOPES = ("plane", "stack")
+SCOPES = ("plane", "stack", "pairs")
 
 
 class SegmenterWidget(QWidget):
@@ -76,6 +93,14 @@ class SegmenterWidget(QWidget):
         one from the settings (:func:`skhyper.napari.build_estimator`: the package defaults).
     cache : MapCache
         The backbone maps of the planes seen, shared by every model the widget fits.
+    large_above : int
+        Planes of more pixels than this (default 4096², :data:`LARGE_PLANE`) are segmented
+        through :func:`skhyper.parallel.predict_large`, chunk by chunk, read lazily from a
+        dask / zarr layer.
+    class_metadata : dict
+        The loaded model's class names, colours and training channel count (its
+        ``metadata_``), applied to the result layer; empty for a model trained here (Save
+        model writes the scribbles layer's names and colours and the image's channels).
     """
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
@@ -83,6 +108,8 @@ class SegmenterWidget(QWidget):
         self.viewer = napari_viewer
         self.model: Any = None
         self.estimator: Any = None
+        self.class_metadata: dict[str, Any] = {}
+        self.large_above = LARGE_PLANE
         self._cache: Any = None
         self._trained_channels: int | None = None
         self._refittable = False  # widget.model's engine serves refits (see _refit_base)
@@ -109,7 +136,10 @@ class SegmenterWidget(QWidget):
         self.upsampling_combo.addItems(["edge_aware", "bilinear"])
         self.device_combo.addItems(["auto", "cpu", "cuda"])
         self.scope_combo = QComboBox()
-        self.scope_combo.addItems(["current plane", "whole stack"])
+        self.scope_combo.addItems(["current plane", "whole stack", "all pairs"])
+        self.pairs_list = QListWidget()
+        self.pairs_list.setMaximumHeight(80)
+        self.pairs: list[tuple[str, str]] = []
         self.continuous_check = QCheckBox("Continuous training (refit after each stroke)")
         self.proba_check = QCheckBox("Probability layer (of the predicted class)")
         self.status = QLabel("Paint two classes, then Train.")
@@ -117,14 +147,16 @@ class SegmenterWidget(QWidget):
         for text, field in [("image", self.image_combo), ("scribbles", self.labels_combo),
                             ("", self.new_labels_button), ("backbone", self.backbone_combo),
                             ("layers", self.layers_edit), ("upsampling", self.upsampling_combo),
-                            ("device", self.device_combo), ("train on", self.scope_combo)]:
+                            ("device", self.device_combo), ("train on", self.scope_combo),
+                            ("pairs", self.pairs_list)]:
             form.addRow(text, field)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.continuous_check)
         layout.addWidget(self.proba_check)
         self.buttons: dict[str, QPushButton] = {}
-        for row in (["Train", "Cancel"], ["Segment plane", "Segment stack"],
+        for row in (["Add pair", "Remove pair"], ["Train", "Cancel"],
+                    ["Segment plane", "Segment stack"], ["Segment folder"],
                     ["Save model", "Load model"], ["Export ONNX", "Export bioimage.io"]):
             line = QHBoxLayout()
             for text in row:
@@ -137,10 +169,13 @@ class SegmenterWidget(QWidget):
     def _connect_ui(self) -> None:
         b = self.buttons
         self.new_labels_button.clicked.connect(lambda: self._guarded(self.new_labels_layer))
+        b["Add pair"].clicked.connect(lambda: self._guarded(self.add_pair))
+        b["Remove pair"].clicked.connect(self._remove_pair)
         b["Train"].clicked.connect(self._train_clicked)
         b["Cancel"].clicked.connect(self.cancel)
         b["Segment plane"].clicked.connect(lambda: self._segment_clicked("plane"))
         b["Segment stack"].clicked.connect(lambda: self._segment_clicked("stack"))
+        b["Segment folder"].clicked.connect(self._folder_clicked)
         b["Save model"].clicked.connect(self._save_clicked)
         b["Load model"].clicked.connect(self._load_clicked)
         b["Export ONNX"].clicked.connect(lambda: self._export_clicked("onnx"))
@@ -217,12 +252,43 @@ class SegmenterWidget(QWidget):
         self.labels_combo.setCurrentText(layer.name)
         return layer
 
+    def add_pair(self, image: Any = None, labels: Any = None) -> tuple[str, str]:
+        """Add an image/labels pair to the list that "train on: all pairs" trains on.
+
+        Parameters
+        ----------
+        image, labels : layer or str, default=None
+            The layers (or their names); None takes the picked image / scribbles layer.
+
+        Returns
+        -------
+        tuple of str
+            The pair's layer names.
+        """
+        pair = (self.image_combo.currentText() if image is None else image,
+                self.labels_combo.currentText() if labels is None else labels)
+        stack, data, name = self._pair(pair)
+        check_same_shape(stack, data, name)
+        names = (stack.name, name)
+        if names not in self.pairs:
+            self.pairs.append(names)
+            self.pairs_list.addItem(f"{names[0]}  <-  {names[1]}")
+        return names
+
+    def _remove_pair(self) -> None:
+        row = self.pairs_list.currentRow()
+        if 0 <= row < len(self.pairs):
+            self.pairs.pop(row)
+            self.pairs_list.takeItem(row)
+
     def _result_layer(self, image: ImageStack) -> Labels:
         name = f"{image.name} segmentation"
         if name in self.viewer.layers:
             return self.viewer.layers[name]
         shape = image.lead_shape + image.spatial_shape
-        return self.viewer.add_labels(np.zeros(shape, dtype=np.int32), name=name, opacity=0.5)
+        layer = self.viewer.add_labels(np.zeros(shape, dtype=np.int32), name=name, opacity=0.5)
+        apply_class_info(layer, self.class_metadata)
+        return layer
 
     def _show(self, image: ImageStack, index: tuple[int, ...] | None, labels: Any,
               probability: Any = None) -> None:
@@ -242,9 +308,20 @@ class SegmenterWidget(QWidget):
             self.viewer.layers[name].refresh()
 
     @staticmethod
-    def _predict(model: Any, planes: Any, probability: bool) -> tuple[Any, Any]:
+    def _predict(model: Any, planes: Any, probability: bool,
+                 large_above: int = LARGE_PLANE) -> tuple[Any, Any]:
         """Labels of a plane (or a list of planes), and with ``probability`` the probability
-        of the predicted class (``predict_proba``'s maximum) per pixel."""
+        of the predicted class (``predict_proba``'s maximum) per pixel. Planes larger than
+        ``large_above`` pixels go through ``predict_large``, chunk by chunk."""
+        group = planes if isinstance(planes, list) else [planes]
+        if any(is_large(p, large_above) for p in group):
+            labels = [predict_plane(model, p, large_above=large_above) for p in group]
+            proba = [large_confidence(model, p) for p in group] if probability else None
+            if isinstance(planes, list):
+                return labels, None if proba is None else np.stack(proba)
+            return labels[0], None if proba is None else proba[0]
+        planes = [np.asarray(p) for p in group] if isinstance(planes, list) else np.asarray(
+            planes)
         labels = model.predict(planes)
         if not probability:
             return labels, None
@@ -266,25 +343,54 @@ class SegmenterWidget(QWidget):
                 upsampling=self.upsampling_combo.currentText(), cache=self._cache)
         return self.estimator
 
-    def _training_data(self, scope: str) -> tuple[ImageStack, list, list]:
+    def _pair(self, pair: Any) -> tuple[ImageStack, Any, str]:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError(f"pairs: {pair!r} is not an (image layer, labels layer) pair of "
+                             "layers or layer names.")
+        names = [p if isinstance(p, str) else getattr(p, "name", None) for p in pair]
+        image = self._layer(names[0], Image)
+        labels = self._layer(names[1], Labels)
+        return ImageStack(image.data, bool(image.rgb), image.name), labels.data, labels.name
+
+    def _pairs_data(self, pairs: list) -> tuple[ImageStack, list, list]:
+        """Every scribbled plane of the pairs; the image shown is the picked one when it has
+        the pairs' channels, else the first pair's."""
+        stacks = [self._pair(p) for p in pairs]
+        planes, masks = pairs_planes(stacks)
+        picked = self._layer(self.image_combo.currentText(), Image, required=False)
+        image = stacks[0][0]
+        if picked is not None and ImageStack(picked.data, bool(picked.rgb), picked.name
+                                             ).n_channels == image.n_channels:
+            image = self._image()
+        return image, planes, masks
+
+    def _training_data(self, scope: str, pairs: list | None = None
+                       ) -> tuple[ImageStack, list, list]:
         if scope not in SCOPES:
-            raise ValueError(f"scope={scope!r} is unknown: use 'plane' or 'stack'.")
+            raise ValueError(f"scope={scope!r} is unknown: use 'plane', 'stack' or 'pairs'.")
+        if scope == "pairs":
+            return self._pairs_data(self.pairs if pairs is None else list(pairs))
         image = self._image()
         labels = self._layer(self.labels_combo.currentText(), Labels)
         planes = [self._current(image)] if scope == "plane" else image.indices()
         data = scribbled_planes(image, labels.data, labels.name, planes=planes)
         return image, *data
 
-    def train(self, scope: str = "plane") -> Any:
+    def train(self, scope: str = "plane", *, pairs: list | None = None) -> Any:
         """Fit a model on the scribbles and segment the current plane.
 
-        Bad input (no scribbles, one class, layers of different shapes) raises a
-        ``ValueError`` naming what to fix, and the model is left as it was.
+        Bad input (no scribbles, one class, layers of different shapes, pairs whose images
+        differ in channels) raises a ``ValueError`` naming what to fix, and the model is left
+        as it was.
 
         Parameters
         ----------
-        scope : {"plane", "stack"}, default="plane"
-            Train on the current plane's scribbles, or on those of every plane.
+        scope : {"plane", "stack", "pairs"}, default="plane"
+            Train on the current plane's scribbles, on those of every plane, or on every
+            plane of every image/labels pair (``pairs``, or the dock's list of pairs).
+        pairs : list of (image, labels), default=None
+            Image and labels layers (or their names) to train on together; given, the scope
+            is "pairs".
 
         Returns
         -------
@@ -292,9 +398,11 @@ class SegmenterWidget(QWidget):
             The fitted model, also ``widget.model``.
         """
         self.cancel()
-        image, planes, masks = self._training_data(scope)
+        image, planes, masks = self._training_data("pairs" if pairs is not None else scope,
+                                                   pairs)
         model = fit_model(self._estimator(), planes, masks, cache=self._cache)
         self._set_model(model, image.n_channels)
+        self.class_metadata = {}
         self.segment("plane")
         return model
 
@@ -331,18 +439,98 @@ class SegmenterWidget(QWidget):
         image = self._checked_image()
         if scope == "plane":
             index = self._current(image)
-            labels, proba = self._predict(self.model, image.plane(index),
-                                          self.proba_check.isChecked())
+            labels, proba = self._predict(self.model, image.lazy_plane(index),
+                                          self.proba_check.isChecked(), self.large_above)
             self._show(image, index, labels, proba)
             return labels
         if scope != "stack":
             raise ValueError(f"scope={scope!r} is unknown: use 'plane' or 'stack'.")
-        labels, proba = self._predict(self.model, [image.plane(i) for i in image.indices()],
-                                      self.proba_check.isChecked())
+        labels, proba = self._predict(self.model, [image.lazy_plane(i) for i in image.indices()],
+                                      self.proba_check.isChecked(), self.large_above)
         shape = image.lead_shape + image.spatial_shape
         labels = np.stack(labels).reshape(shape)
         self._show(image, None, labels, None if proba is None else proba.reshape(shape))
         return labels
+
+    def segment_folder(self, folder: str | Path, out_dir: str | Path, *,
+                       overwrite: bool = False) -> dict[str, str]:
+        """Segment every image file of a folder into ``<out_dir>/<stem>.tif`` label files.
+
+        Files are read with :func:`skhyper.io.read_image` (stacks segment plane by plane,
+        large planes through ``predict_large``); existing outputs are skipped (a rerun
+        resumes); a file that fails is reported by name and the others go on. The button
+        runs the same in a thread worker with progress, and Cancel stops it after the
+        current file.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            The folder of images.
+        out_dir : str or path-like
+            Where the label files go (created if missing).
+        overwrite : bool, default=False
+            Segment files whose output exists again.
+
+        Returns
+        -------
+        dict
+            File name → ``"done"``, ``"skipped"`` or the reason it failed; the status line
+            and (from the button) a notification summarize it.
+        """
+        model = self._require_model()
+        files = folder_files(folder)
+        outcomes = {p.name: o for p, o in segment_files(
+            model, files, out_dir, overwrite=overwrite, n_channels=self._trained_channels,
+            large_above=self.large_above)}
+        self.status.setText(summary(outcomes))
+        return outcomes
+
+    @staticmethod
+    def _folder_job(model: Any, files: list, out_dir: Any, n_channels: int | None,
+                    large_above: int) -> Any:
+        outcomes: dict[str, str] = {}
+        for k, (path, outcome) in enumerate(segment_files(
+                model, files, out_dir, n_channels=n_channels, large_above=large_above), 1):
+            outcomes[path.name] = outcome
+            yield k, len(files)  # progress; a cancelled job stops here
+        return outcomes
+
+    def _start_folder(self, folder: str, out_dir: str) -> None:
+        files = folder_files(folder)
+        self._token += 1
+        token = self._token
+        self._done.clear()
+        worker = create_worker(self._folder_job, self._require_model(), files, out_dir,
+                               self._trained_channels, self.large_above, _start_thread=False)
+        worker.yielded.connect(
+            lambda kn: self.status.setText(f"Segmenting the folder: {kn[0]}/{kn[1]} files."))
+
+        def returned(outcomes: dict[str, str]) -> None:
+            if token == self._token:
+                text = summary(outcomes)
+                self.status.setText(text)
+                failed = any(v not in ("done", "skipped") for v in outcomes.values())
+                (show_error if failed else show_info)(text)
+
+        def finished() -> None:
+            self._done.set()
+            if self._worker is worker:
+                self._worker = None
+
+        worker.returned.connect(returned)
+        worker.errored.connect(lambda exc: show_error(str(exc)))
+        worker.finished.connect(finished)
+        self._worker = worker
+        worker.start()
+
+    def _folder_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of images to segment")
+        if not folder:
+            return
+        out_dir = QFileDialog.getExistingDirectory(self, "Folder for the label files")
+        if out_dir:
+            self.cancel()
+            self._guarded(self._start_folder, folder, out_dir)
 
     def save_model(self, path: str | Path) -> Path:
         """Save ``widget.model`` with ``skhyper.save`` (no pickle).
@@ -357,7 +545,9 @@ class SegmenterWidget(QWidget):
         Path
             The file written.
         """
-        return save_model(self._require_model(), path)
+        model = self._require_model()
+        labels = self._layer(self.labels_combo.currentText(), Labels, required=False)
+        return save_model(model, path, class_info(labels, model.classes_, self._trained_channels))
 
     def load_model(self, path: str | Path) -> Any:
         """Load a model file (``skhyper.load``) into the widget.
@@ -377,7 +567,14 @@ class SegmenterWidget(QWidget):
         """
         self.cancel()
         model = load_model(path)
-        self._set_model(model, None)
+        meta = getattr(model, "metadata_", {})
+        self._set_model(model, meta.get("n_image_channels"))
+        self.class_metadata = meta
+        image = self._layer(self.image_combo.currentText(), Image, required=False)
+        result = None if image is None else self._layer(f"{image.name} segmentation", Labels,
+                                                        required=False)
+        if result is not None:
+            apply_class_info(result, meta)
         return model
 
     def export(self, path: str | Path, format: str = "onnx") -> Path:  # noqa: A002
@@ -439,7 +636,7 @@ class SegmenterWidget(QWidget):
         self.status.setText(f"Model: classes {[int(c) for c in model.classes_]}.")
 
     def _scope(self) -> str:
-        return "stack" if self.scope_combo.currentIndex() == 1 else "plane"
+        return SCOPES[self.scope_combo.currentIndex()]
 
     def _refit_base(self, image: ImageStack) -> Any:
         """The model whose engine a refit reuses: ``widget.model`` (fitted here, or loaded:
