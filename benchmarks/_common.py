@@ -132,14 +132,18 @@ def measure_all(methods: dict, dev: torch.device, repeats: int,
     return times, peaks
 
 
-def machine_info(dev: torch.device) -> dict:
-    cpu = platform.processor()
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
     try:
         with open("/proc/cpuinfo") as f:
             names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
     except OSError:
-        pass
+        names = []
+    return names[0] if names else platform.processor()
+
+
+def machine_info(dev: torch.device) -> dict:
+    cpu = cpu_name()
     try:
         commit = (
             subprocess.run(
@@ -197,13 +201,7 @@ def stamp(record: dict) -> dict:
     """``record`` with ``record["recorded"]``: the machine, UTC date and git commit of the run.
 
     The documentation's benchmark pages show these three for every result file."""
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     machine = ", ".join(p for p in (gpu, cpu, f"{os.cpu_count()} cores",
                                     f"torch {torch.__version__}", platform.platform()) if p)

@@ -94,7 +94,7 @@ class SegmenterWidget(QWidget):
     cache : MapCache
         The backbone maps of the planes seen, shared by every model the widget fits.
     large_above : int
-        Planes of more pixels than this (default 4096², :data:`LARGE_PLANE`) are segmented
+        Planes of more pixels than this (default 4096², ``LARGE_PLANE``) are segmented
         through :func:`skhyper.parallel.predict_large`, chunk by chunk, read lazily from a
         dask / zarr layer.
     class_metadata : dict
